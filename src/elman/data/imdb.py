@@ -1,0 +1,312 @@
+"""The Large Movie Review Dataset (Maas et al., 2011): from the archive to padded id arrays.
+
+Path of the data, top to bottom:
+1. ``resolve_source``: the archive or folder the user gave (``--data``/``ELMAN_DATA``), or the
+   official ``aclImdb_v1.tar.gz`` downloaded once into the user's cache, md5-verified.
+2. ``read_reviews``: the labelled reviews, read straight out of the .tar.gz (no extraction).
+3. ``encode_corpus``: tokenize, rank the training words by frequency, turn every review into ids.
+   Cached on disk, keyed by the archive's hash, so a second run starts within seconds.
+4. ``load_imdb``: cut the vocabulary to ``vocab_size``, pad/cut to ``max_len``, split 20,000 /
+   5,000 with a seeded shuffle; the 25,000 test reviews stay as they are.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tarfile
+import tempfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from elman.data.text import OOV, Vocabulary, pad_sequences, rank_words, tokenize
+from elman.errors import UserError
+
+URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
+MD5 = "7c2ac02c03563afcf9b574c7e56c153a"
+ARCHIVE_NAME = "aclImdb_v1.tar.gz"
+# Bump when tokenization or the cache layout changes, so old caches are not reused.
+ENCODING_VERSION = 1
+
+_REVIEW = re.compile(r"(?:^|/)aclImdb/(train|test)/(pos|neg)/(\d+)_(\d+)\.txt$")
+SPLITS = ("train", "test")
+
+
+def default_cache_dir() -> Path:
+    """``$ELMAN_CACHE`` or the user's cache directory (e.g. ~/.cache/elman)."""
+    import pooch
+
+    return Path(os.environ.get("ELMAN_CACHE") or pooch.os_cache("elman"))
+
+
+# 1. Where the data comes from ---------------------------------------------------------------
+
+
+def download(url: str = URL, md5: str = MD5, cache_dir: Path | None = None) -> Path:
+    """Download ``url`` into the cache (once), with a progress bar, and verify its md5.
+
+    pooch writes to a temporary file and renames it only after the checksum matched, so an
+    interrupted or corrupted download is never taken for the archive.
+    """
+    import pooch
+
+    cache_dir = Path(cache_dir or default_cache_dir())
+    try:
+        path = pooch.retrieve(
+            url, known_hash=f"md5:{md5}", fname=ARCHIVE_NAME, path=cache_dir, progressbar=True
+        )
+    except ValueError as error:  # pooch's checksum mismatch
+        raise UserError(
+            f"downloaded IMDB archive from {url} failed its md5 check ({error}); "
+            "try again, or pass a local copy with --data"
+        ) from None
+    except Exception as error:  # network errors of every kind
+        raise UserError(
+            f"could not download the IMDB archive from {url} ({type(error).__name__}: {error}); "
+            "pass a local copy with --data PATH or ELMAN_DATA"
+        ) from None
+    return Path(path)
+
+
+def resolve_source(data: str | Path | None = None, cache_dir: Path | None = None) -> Path:
+    """The archive or folder to read: ``data``, else ``$ELMAN_DATA``, else the official download."""
+    data = data or os.environ.get("ELMAN_DATA")
+    if not data:
+        return download(cache_dir=cache_dir)
+    path = Path(data).expanduser()
+    if not path.exists():
+        raise UserError(
+            f"IMDB data not found at {path}: give the aclImdb .tar.gz or its extracted folder"
+        )
+    if path.is_file():
+        _check_sidecar_checksum(path)
+    return path
+
+
+def _check_sidecar_checksum(archive: Path) -> None:
+    """If ``<archive>.sha256`` lies beside the archive (as in ../shared/data), it must match."""
+    sidecar = archive.with_name(archive.name + ".sha256")
+    if not sidecar.exists():
+        return
+    expected = sidecar.read_text().split()[0].lower()
+    actual = file_sha256(archive)
+    if actual != expected:
+        raise UserError(
+            f"{archive} does not match its checksum in {sidecar.name} (truncated or corrupted); "
+            "copy or download it again"
+        )
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def fingerprint(source: Path) -> str:
+    """A key for the cache: the archive's sha256, or for a folder its file names, sizes, mtimes."""
+    if source.is_file():
+        return file_sha256(source)
+    digest = hashlib.sha256()
+    for path in sorted(source.rglob("*.txt")):
+        if _REVIEW.search(path.as_posix()):
+            stat = path.stat()
+            digest.update(f"{path.relative_to(source)}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    return digest.hexdigest()
+
+
+# 2. Reading ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Reviews:
+    """Labelled review texts of one split, in a fixed order (negatives then positives, by id)."""
+
+    texts: list[str]
+    labels: np.ndarray  # (N,) int64, 1 = positive
+
+
+def read_reviews(source: Path) -> dict[str, Reviews]:
+    """Read the labelled train and test reviews from a .tar.gz or an extracted folder."""
+    found: dict[str, list[tuple[int, int, str]]] = {split: [] for split in SPLITS}
+
+    def add(name: str, read_bytes) -> None:
+        match = _REVIEW.search(name)
+        if match:
+            split, label, review_id, _rating = match.groups()
+            text = read_bytes().decode("utf-8", errors="replace")
+            found[split].append((int(label == "pos"), int(review_id), text))
+
+    if source.is_dir():
+        for path in source.rglob("*.txt"):
+            add(path.as_posix(), path.read_bytes)
+    else:
+        try:
+            with tarfile.open(source, "r:*") as archive:
+                for member in archive:
+                    if member.isfile():
+                        add(member.name, archive.extractfile(member).read)
+        except (tarfile.TarError, EOFError, zlib.error, OSError) as error:
+            raise UserError(
+                f"cannot read the IMDB archive {source} ({error}); it is truncated or corrupted: "
+                "download or copy it again"
+            ) from None
+
+    reviews = {}
+    for split, items in found.items():
+        counts = [sum(1 for label, _, _ in items if label == wanted) for wanted in (0, 1)]
+        if min(counts) == 0:
+            raise UserError(
+                f"{source} lacks the aclImdb layout: no reviews in aclImdb/{split}/neg or /pos "
+                "(expected aclImdb/{train,test}/{pos,neg}/<id>_<rating>.txt)"
+            )
+        items.sort(key=lambda item: (item[0], item[1]))
+        reviews[split] = Reviews(
+            texts=[text for _, _, text in items],
+            labels=np.array([label for label, _, _ in items], dtype=np.int64),
+        )
+    return reviews
+
+
+# 3. Encoding, cached -------------------------------------------------------------------------
+
+
+@dataclass
+class EncodedCorpus:
+    """Every review as ids over the FULL training-word ranking (id = 3 + rank).
+
+    Cutting to a vocabulary size later is just ``ids >= size -> OOV``, so one cache serves all
+    vocabulary sizes. ``ids[split]`` is flat; review i is ``ids[offsets[i]:offsets[i+1]]``.
+    """
+
+    ranked_words: list[str]
+    ids: dict[str, np.ndarray]
+    offsets: dict[str, np.ndarray]
+    labels: dict[str, np.ndarray]
+
+    def sequences(self, split: str, vocab_size: int) -> list[np.ndarray]:
+        flat = self.ids[split]
+        flat = np.where(flat >= vocab_size, OOV, flat)
+        return np.split(flat, self.offsets[split][1:-1])
+
+
+def encode_corpus(source: Path, cache_dir: Path | None = None) -> EncodedCorpus:
+    """Tokenize and encode all reviews, through an on-disk cache keyed by the source's hash."""
+    cache_dir = Path(cache_dir or default_cache_dir())
+    cache_file = cache_dir / f"imdb-{fingerprint(source)[:20]}-v{ENCODING_VERSION}.npz"
+    if cache_file.exists():
+        try:
+            return _load_cache(cache_file)
+        except Exception:  # an unreadable cache is rebuilt, never trusted
+            pass
+    reviews = read_reviews(source)
+    tokens = {split: [tokenize(text) for text in reviews[split].texts] for split in SPLITS}
+    ranked = rank_words(tokens["train"])
+    vocabulary = Vocabulary.from_ranked(ranked, len(ranked) + 3)
+    corpus = EncodedCorpus(ranked, {}, {}, {})
+    for split in SPLITS:
+        encoded = [vocabulary.encode(review) for review in tokens[split]]
+        corpus.ids[split] = np.fromiter(
+            (i for review in encoded for i in review), dtype=np.int32
+        )
+        corpus.offsets[split] = np.cumsum([0] + [len(review) for review in encoded])
+        corpus.labels[split] = reviews[split].labels
+    _save_cache(cache_file, corpus)
+    return corpus
+
+
+def _save_cache(path: Path, corpus: EncodedCorpus) -> None:
+    """Write to a temporary file in the same folder, fsync, then rename: a kill never leaves a
+    half-written cache under the real name."""
+    arrays = {"ranked_words": np.array(corpus.ranked_words, dtype=str)}
+    for split in SPLITS:
+        arrays[f"{split}_ids"] = corpus.ids[split]
+        arrays[f"{split}_offsets"] = corpus.offsets[split]
+        arrays[f"{split}_labels"] = corpus.labels[split]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as file:
+        np.savez(file, **arrays)
+        file.flush()
+        os.fsync(file.fileno())
+    os.replace(file.name, path)
+
+
+def _load_cache(path: Path) -> EncodedCorpus:
+    with np.load(path, allow_pickle=False) as arrays:
+        return EncodedCorpus(
+            ranked_words=arrays["ranked_words"].tolist(),
+            ids={split: arrays[f"{split}_ids"] for split in SPLITS},
+            offsets={split: arrays[f"{split}_offsets"] for split in SPLITS},
+            labels={split: arrays[f"{split}_labels"] for split in SPLITS},
+        )
+
+
+# 4. Arrays for training ------------------------------------------------------------------------
+
+
+@dataclass
+class IMDBConfig:
+    """How to turn the reviews into arrays. ``data=None`` means ``$ELMAN_DATA`` or download."""
+
+    data: str | None = None
+    vocab_size: int = 10_000
+    max_len: int = 500
+    padding: str = "pre"
+    truncating: str = "pre"
+    val_size: int = 5_000
+    seed: int = 0
+    cache_dir: str | None = None
+
+
+@dataclass
+class Split:
+    x: np.ndarray  # (N, max_len) int64 ids
+    y: np.ndarray  # (N,) float32 labels, 1.0 = positive
+    lengths: np.ndarray  # (N,) words kept (start token included)
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+
+@dataclass
+class IMDBData:
+    train: Split
+    val: Split
+    test: Split
+    vocabulary: Vocabulary
+
+
+def load_imdb(config: IMDBConfig) -> IMDBData:
+    """The IMDB arrays as ``config`` asks: 20,000 train / 5,000 val / 25,000 test by default."""
+    if config.vocab_size <= 3:
+        raise UserError(f"vocab_size must be larger than the 3 reserved ids, got {config.vocab_size}")
+    if config.max_len <= 0:
+        raise UserError(f"max_len must be positive, got {config.max_len}")
+    source = resolve_source(config.data, Path(config.cache_dir) if config.cache_dir else None)
+    corpus = encode_corpus(source, Path(config.cache_dir) if config.cache_dir else None)
+
+    def split_arrays(split: str) -> Split:
+        sequences = corpus.sequences(split, config.vocab_size)
+        x, lengths = pad_sequences(sequences, config.max_len, config.padding, config.truncating)
+        return Split(x, corpus.labels[split].astype(np.float32), lengths)
+
+    full_train, test = split_arrays("train"), split_arrays("test")
+    if not 0 < config.val_size < len(full_train):
+        raise UserError(
+            f"val_size must be between 1 and {len(full_train) - 1}, got {config.val_size}"
+        )
+    order = np.random.default_rng(config.seed).permutation(len(full_train))
+    train_rows, val_rows = order[: -config.val_size], order[-config.val_size :]
+
+    def take(rows: np.ndarray) -> Split:
+        return Split(full_train.x[rows], full_train.y[rows], full_train.lengths[rows])
+
+    vocabulary = Vocabulary.from_ranked(corpus.ranked_words, config.vocab_size)
+    return IMDBData(take(train_rows), take(val_rows), test, vocabulary)
+

@@ -1,0 +1,94 @@
+"""From review text to padded id arrays: tokenizer, vocabulary, padding.
+
+The conventions are Keras' IMDB ones: id 0 is padding, 1 marks the start of a review, 2 stands for
+any word outside the vocabulary, and real words follow from id 3 in order of frequency in the
+training reviews. (Keras also keeps id 3 unused; we don't, so 10,000 ids hold 9,997 words.)
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+PAD, START, OOV = 0, 1, 2
+RESERVED = ("<pad>", "<start>", "<oov>")
+
+# A word is a run of letters/digits, optionally joined by apostrophes ("don't", "90's").
+_WORD = re.compile(r"[^\W_]+(?:'[^\W_]+)*")
+_BREAK = re.compile(r"<br\s*/?>", re.IGNORECASE)
+
+
+def tokenize(text: str) -> list[str]:
+    """Lowercase, drop the ``<br />`` tags IMDB reviews are full of, split into words."""
+    return _WORD.findall(_BREAK.sub(" ", text).lower())
+
+
+def rank_words(token_lists: Iterable[Sequence[str]]) -> list[str]:
+    """All distinct words, most frequent first (ties broken alphabetically, so it is stable)."""
+    counts = Counter(word for tokens in token_lists for word in tokens)
+    return sorted(counts, key=lambda word: (-counts[word], word))
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """``words[i]`` is the word with id ``i``; the first three are the reserved ids."""
+
+    words: tuple[str, ...]
+
+    @classmethod
+    def from_ranked(cls, ranked_words: Sequence[str], size: int) -> Vocabulary:
+        if size <= len(RESERVED):
+            raise ValueError(
+                f"vocabulary size must be larger than the {len(RESERVED)} reserved ids, got {size}"
+            )
+        return cls(RESERVED + tuple(ranked_words[: size - len(RESERVED)]))
+
+    def __len__(self) -> int:
+        return len(self.words)
+
+    def encode(self, tokens: Sequence[str]) -> list[int]:
+        """Words -> ids, starting with START; unknown words become OOV."""
+        index = self._index
+        return [START] + [index.get(word, OOV) for word in tokens]
+
+    @property
+    def _index(self) -> dict[str, int]:
+        # Built lazily and kept on the frozen instance.
+        if "_index_cache" not in self.__dict__:
+            object.__setattr__(self, "_index_cache", {w: i for i, w in enumerate(self.words)})
+        return self.__dict__["_index_cache"]
+
+
+def pad_sequences(
+    sequences: Sequence[Sequence[int]] | Sequence[np.ndarray],
+    max_len: int,
+    padding: str = "pre",
+    truncating: str = "pre",
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pad/cut id sequences to ``max_len`` as Keras does.
+
+    ``truncating="pre"`` drops words at the front (keeps the end of the review); ``padding="pre"``
+    puts the zeros in front. Returns ids (N, max_len) int64 and the kept lengths (N,) int64.
+    """
+    if max_len <= 0:
+        raise ValueError(f"max_len must be positive, got {max_len}")
+    for name, value in (("padding", padding), ("truncating", truncating)):
+        if value not in ("pre", "post"):
+            raise ValueError(f"{name} must be 'pre' or 'post', got {value!r}")
+    ids = np.zeros((len(sequences), max_len), dtype=np.int64)
+    lengths = np.zeros(len(sequences), dtype=np.int64)
+    for row, sequence in enumerate(sequences):
+        kept = sequence[-max_len:] if truncating == "pre" else sequence[:max_len]
+        n = len(kept)
+        lengths[row] = n
+        if n == 0:
+            continue
+        if padding == "pre":
+            ids[row, max_len - n :] = kept
+        else:
+            ids[row, :n] = kept
+    return ids, lengths

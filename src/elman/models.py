@@ -1,0 +1,110 @@
+"""The networks: review classifiers built around ``SimpleRNN``, and their Keras-style summary.
+
+Architectures (``ModelConfig.architecture``):
+- ``rnn``: Embedding(vocab, E) -> SimpleRNN(H), last state -> Dense(1). The reference model:
+  10,000·32 + 2,080 + 33 = 322,113 parameters.
+- ``rnn-all-states``: the same, but all states h_1..h_T are flattened into Dense(1)
+  (T·H + 1 = 16,001 weights for T=500, H=32).
+- ``shallow``: Embedding(vocab, E) on the last ``max_len`` words -> flatten -> Dense(1); the
+  naive baseline (E=8, max_len=20).
+
+Every model maps ids (B, T) to logits (B,); the sigmoid is applied in the loss (stable) and in
+``predict_proba``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from elman.errors import UserError
+from elman.rnn import ACTIVATIONS, SimpleRNN
+
+ARCHITECTURES = ("rnn", "rnn-all-states", "shallow")
+
+
+@dataclass
+class ModelConfig:
+    architecture: str = "rnn"
+    vocab_size: int = 10_000
+    embedding_dim: int = 32
+    hidden_size: int = 32
+    max_len: int = 500
+    activation: str = "tanh"
+
+    def validate(self) -> None:
+        if self.architecture not in ARCHITECTURES:
+            raise UserError(
+                f"unknown model {self.architecture!r}: choose one of {', '.join(ARCHITECTURES)}"
+            )
+        if self.activation not in ACTIVATIONS:
+            raise UserError(f"activation must be one of {sorted(ACTIVATIONS)}")
+        for name in ("vocab_size", "embedding_dim", "hidden_size", "max_len"):
+            if getattr(self, name) <= 0:
+                raise UserError(f"{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+
+
+def keras_dense_init(layer: nn.Linear) -> None:
+    """Glorot-uniform weights and zero bias (Keras' Dense defaults; torch uses Kaiming)."""
+    nn.init.xavier_uniform_(layer.weight)
+    nn.init.zeros_(layer.bias)
+
+
+class ReviewClassifier(nn.Module):
+    """ids (B, T) int64 -> logits (B,). See the module docstring for the architectures."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        config.validate()
+        self.config = config
+        E, H, T = config.embedding_dim, config.hidden_size, config.max_len
+        self.embedding = nn.Embedding(config.vocab_size, E)
+        nn.init.uniform_(self.embedding.weight, -0.05, 0.05)  # Keras' embedding initializer
+        if config.architecture == "shallow":
+            self.rnn = None
+            features = T * E
+        else:
+            all_states = config.architecture == "rnn-all-states"
+            self.rnn = SimpleRNN(E, H, activation=config.activation, return_sequences=all_states)
+            features = T * H if all_states else H
+        self.flatten = nn.Flatten()
+        self.dense = nn.Linear(features, 1)
+        keras_dense_init(self.dense)
+
+    def forward(self, ids: Tensor) -> Tensor:
+        x = self.embedding(ids)  # (B, T, E)
+        if self.rnn is not None:
+            x = self.rnn(x)  # (B, H), or (B, T, H) for all states
+        return self.dense(self.flatten(x)).squeeze(-1)
+
+    @torch.no_grad()
+    def predict_proba(self, ids: Tensor) -> Tensor:
+        """Probability that each review is positive, (B,)."""
+        return torch.sigmoid(self(ids))
+
+
+def summary(model: ReviewClassifier, batch_size: int = 1) -> str:
+    """A Keras-style table: layer, output shape, parameters, totals, trainable / non-trainable."""
+    from torchinfo import summary as torchinfo_summary
+
+    example = torch.zeros(batch_size, model.config.max_len, dtype=torch.long)
+    stats = torchinfo_summary(
+        model,
+        input_data=[example],
+        col_names=("output_size", "num_params"),
+        row_settings=("var_names",),
+        depth=1,
+        verbose=0,
+    )
+    # Keep the Keras part of torchinfo's report (layers, totals); drop its memory estimates.
+    lines = str(stats).splitlines()
+    end = next(i for i, line in enumerate(lines) if line.startswith("Non-trainable params"))
+    return "\n".join(lines[: end + 1] + [lines[0]])
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
