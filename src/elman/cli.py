@@ -33,10 +33,14 @@ def _positive_float(text: str) -> float:
 
 def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """Options shared by ``train imdb`` and ``summary``; unset ones take the preset's value."""
-    parser.add_argument("--model", choices=ARCHITECTURES, default="rnn",
-                        help="architecture (default: rnn, the reference model)")
+    parser.add_argument(
+        "--model",
+        choices=ARCHITECTURES,
+        default="rnn",
+        help="architecture (default: rnn, the reference model)",
+    )
     parser.add_argument("--hidden-size", type=_positive_int, help="RNN state size (32)")
-    parser.add_argument("--embedding-dim", type=_positive_int, help="embedding size (32; 8 shallow)")
+    parser.add_argument("--embedding-dim", type=_positive_int, help="embedding (32; shallow 8)")
     parser.add_argument("--vocab-size", type=_positive_int, help="ids incl. 3 reserved (10000)")
     parser.add_argument("--max-len", type=_positive_int, help="words per review (500; 20 shallow)")
 
@@ -115,7 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train a model")
     sources = train.add_subparsers(dest="source", required=True, metavar="SOURCE")
     imdb = sources.add_parser(
-        "imdb", help="IMDB sentiment (Large Movie Review Dataset)",
+        "imdb",
+        help="IMDB sentiment (Large Movie Review Dataset)",
         description="Train on 20,000 IMDB reviews, validate on 5,000, test on 25,000.",
     )
     _add_model_arguments(imdb)
@@ -123,14 +128,20 @@ def build_parser() -> argparse.ArgumentParser:
     imdb.add_argument("--batch-size", type=_positive_int, help="(32)")
     imdb.add_argument("--lr", type=_positive_float, help="RMSprop learning rate (0.001)")
     imdb.add_argument("--seed", type=int, help="seed for initialisation, split and shuffling (0)")
-    imdb.add_argument("--patience", type=int,
-                      help="early stopping: epochs without better val_loss (2); -1 turns it off")
+    imdb.add_argument(
+        "--patience",
+        type=int,
+        help="early stopping: epochs without better val_loss (2); -1 turns it off",
+    )
     imdb.add_argument("--threads", type=_positive_int, help="torch threads (default: all cores)")
-    imdb.add_argument("--data", help="aclImdb .tar.gz or folder (default: $ELMAN_DATA, else "
-                                     "download the official archive)")
+    imdb.add_argument(
+        "--data",
+        help="aclImdb .tar.gz or folder (default: $ELMAN_DATA, else download the official archive)",
+    )
     imdb.add_argument("--cache-dir", help="where downloads and encoded arrays are cached")
-    imdb.add_argument("--out", type=Path, default=Path("runs/imdb"),
-                      help="output folder (default: runs/imdb)")
+    imdb.add_argument(
+        "--out", type=Path, default=Path("runs/imdb"), help="output folder (default: runs/imdb)"
+    )
     imdb.add_argument("--no-progress", action="store_true", help="no progress bar")
     imdb.set_defaults(handler=cmd_train_imdb)
 
@@ -161,4 +172,3 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from elman.errors import UserError
+from elman.errors import UserError, require_positive
 from elman.rnn import ACTIVATIONS, SimpleRNN
 
 ARCHITECTURES = ("rnn", "rnn-all-states", "shallow")
@@ -41,9 +41,7 @@ class ModelConfig:
             )
         if self.activation not in ACTIVATIONS:
             raise UserError(f"activation must be one of {sorted(ACTIVATIONS)}")
-        for name in ("vocab_size", "embedding_dim", "hidden_size", "max_len"):
-            if getattr(self, name) <= 0:
-                raise UserError(f"{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+        require_positive(self, "vocab_size", "embedding_dim", "hidden_size", "max_len")
 
 
 def keras_dense_init(layer: nn.Linear) -> None:
@@ -106,5 +104,3 @@ def summary(model: ReviewClassifier, batch_size: int = 1) -> str:
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
-
-

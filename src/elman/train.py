@@ -22,7 +22,7 @@ from torch import nn
 
 from elman.data.imdb import IMDBConfig, IMDBData, Split, load_imdb
 from elman.data.text import Vocabulary
-from elman.errors import UserError
+from elman.errors import UserError, require_positive
 from elman.models import ModelConfig, ReviewClassifier, summary
 
 
@@ -39,11 +39,7 @@ class TrainConfig:
     eval_batch_size: int = 1000
 
     def validate(self, train_size: int) -> None:
-        for name in ("epochs", "batch_size", "eval_batch_size"):
-            if getattr(self, name) <= 0:
-                raise UserError(f"{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
-        if self.lr <= 0:
-            raise UserError(f"lr must be positive, got {self.lr}")
+        require_positive(self, "epochs", "batch_size", "eval_batch_size", "lr")
         if self.batch_size > train_size:
             raise UserError(
                 f"batch-size {self.batch_size} is larger than the {train_size} training samples"
@@ -128,8 +124,13 @@ def fit(
         order = torch.randperm(len(y), generator=shuffle)
         loss_sum = correct_sum = 0.0
         seen = 0
-        bar = tqdm(total=steps, desc=f"Epoch {epoch}/{config.epochs}", disable=not progress,
-                   leave=False, dynamic_ncols=True)
+        bar = tqdm(
+            total=steps,
+            desc=f"Epoch {epoch}/{config.epochs}",
+            disable=not progress,
+            leave=False,
+            dynamic_ncols=True,
+        )
         for step in range(steps):
             rows = order[step * config.batch_size : (step + 1) * config.batch_size]
             loss, accuracy = bce_and_accuracy(model(x[rows]), y[rows])
@@ -164,7 +165,7 @@ def fit(
             best_loss, best_state, waited = record["val_loss"], copy.deepcopy(model.state_dict()), 0
         else:
             waited += 1
-            if waited > config.patience:
+            if waited >= config.patience:
                 log(f"Early stopping: val_loss did not improve for {waited} epochs")
                 break
     if best_state is not None:
@@ -188,8 +189,9 @@ WEIGHTS, CONFIG, VOCABULARY, HISTORY, METRICS = (
 
 def atomic_write(path: Path, data: bytes) -> None:
     """Write via a temporary file in the same folder + fsync + rename: never a half file."""
-    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=path.name, suffix=".tmp",
-                                     delete=False) as file:
+    with tempfile.NamedTemporaryFile(
+        dir=path.parent, prefix=path.name, suffix=".tmp", delete=False
+    ) as file:
         file.write(data)
         file.flush()
         os.fsync(file.fileno())
@@ -282,16 +284,18 @@ def train_imdb(
     """Load IMDB, build and summarise the model, train, test, save. Returns the final metrics."""
     # The data settings decide the model's input: one source of truth for both.
     config = replace(
-        config, model=replace(config.model, vocab_size=config.data.vocab_size,
-                              max_len=config.data.max_len)
+        config,
+        model=replace(config.model, vocab_size=config.data.vocab_size, max_len=config.data.max_len),
     )
     config.model.validate()
     if config.train.threads:
         torch.set_num_threads(config.train.threads)
     started = time.perf_counter()
     data = load_imdb(config.data)
-    log(f"IMDB: {len(data.train)} train, {len(data.val)} validation, {len(data.test)} test reviews"
-        f" ({time.perf_counter() - started:.1f}s to load)")
+    log(
+        f"IMDB: {len(data.train)} train, {len(data.val)} validation, {len(data.test)} test reviews"
+        f" ({time.perf_counter() - started:.1f}s to load)"
+    )
     torch.manual_seed(config.train.seed)
     model = ReviewClassifier(config.model)
     log(summary(model))

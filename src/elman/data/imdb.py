@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from elman.data.text import OOV, Vocabulary, pad_sequences, rank_words, tokenize
-from elman.errors import UserError
+from elman.errors import UserError, require_positive
 
 URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
 MD5 = "7c2ac02c03563afcf9b574c7e56c153a"
@@ -212,9 +212,7 @@ def encode_corpus(source: Path, cache_dir: Path | None = None) -> EncodedCorpus:
     corpus = EncodedCorpus(ranked, {}, {}, {})
     for split in SPLITS:
         encoded = [vocabulary.encode(review) for review in tokens[split]]
-        corpus.ids[split] = np.fromiter(
-            (i for review in encoded for i in review), dtype=np.int32
-        )
+        corpus.ids[split] = np.fromiter((i for review in encoded for i in review), dtype=np.int32)
         corpus.offsets[split] = np.cumsum([0] + [len(review) for review in encoded])
         corpus.labels[split] = reviews[split].labels
     _save_cache(cache_file, corpus)
@@ -284,10 +282,9 @@ class IMDBData:
 
 def load_imdb(config: IMDBConfig) -> IMDBData:
     """The IMDB arrays as ``config`` asks: 20,000 train / 5,000 val / 25,000 test by default."""
+    require_positive(config, "max_len")
     if config.vocab_size <= 3:
-        raise UserError(f"vocab_size must be larger than the 3 reserved ids, got {config.vocab_size}")
-    if config.max_len <= 0:
-        raise UserError(f"max_len must be positive, got {config.max_len}")
+        raise UserError(f"vocab-size must exceed the 3 reserved ids, got {config.vocab_size}")
     source = resolve_source(config.data, Path(config.cache_dir) if config.cache_dir else None)
     corpus = encode_corpus(source, Path(config.cache_dir) if config.cache_dir else None)
 
@@ -309,4 +306,3 @@ def load_imdb(config: IMDBConfig) -> IMDBData:
 
     vocabulary = Vocabulary.from_ranked(corpus.ranked_words, config.vocab_size)
     return IMDBData(take(train_rows), take(val_rows), test, vocabulary)
-

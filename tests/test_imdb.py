@@ -1,0 +1,156 @@
+import functools
+import http.server
+import threading
+
+import numpy as np
+import pytest
+
+from conftest import md5_of, write_small_imdb
+from elman.data import imdb
+from elman.data.imdb import IMDBConfig, encode_corpus, load_imdb, read_reviews
+from elman.errors import UserError
+
+
+def test_reads_archive_and_folder_alike(tmp_path, small_archive):
+    folder = write_small_imdb(tmp_path / "folder", as_archive=False)
+    from_archive, from_folder = read_reviews(small_archive), read_reviews(folder)
+    for split in ("train", "test"):
+        assert from_archive[split].texts == from_folder[split].texts
+        assert len(from_archive[split].texts) == 6  # unsup review skipped
+        np.testing.assert_array_equal(from_archive[split].labels, [0, 0, 0, 1, 1, 1])
+    assert from_archive["test"].texts[0] == "a terrible film (test)"
+
+
+def test_vocabulary_from_training_reviews_only_and_padding(tmp_path, small_archive):
+    config = IMDBConfig(
+        data=str(small_archive),
+        vocab_size=8,
+        max_len=4,
+        val_size=2,
+        cache_dir=str(tmp_path / "cache"),
+    )
+    data = load_imdb(config)
+    # "great" (4x) and "train" (6x: every training review ends with "(train)") lead the ranking.
+    assert data.vocabulary.words[:5] == ("<pad>", "<start>", "<oov>", "train", "great")
+    assert "test" not in data.vocabulary.words
+    assert data.train.x.shape == (4, 4) and data.val.x.shape == (2, 4)
+    assert data.test.x.shape == (6, 4)
+    assert data.test.x.max() < 8
+    # "a terrible film (test)" -> start, a, terrible, film, test(OOV): 5 ids, cut at the front.
+    index = {w: i for i, w in enumerate(data.vocabulary.words)}
+    word = lambda w: index.get(w, 2)  # noqa: E731
+    np.testing.assert_array_equal(data.test.x[0], [word("a"), word("terrible"), word("film"), 2])
+    assert sorted(data.train.y.tolist() + data.val.y.tolist()) == [0, 0, 0, 1, 1, 1]
+
+
+def test_split_is_seeded(tmp_path, small_archive):
+    config = IMDBConfig(
+        data=str(small_archive), max_len=6, val_size=2, cache_dir=str(tmp_path / "cache")
+    )
+    first, again = load_imdb(config), load_imdb(config)
+    np.testing.assert_array_equal(first.val.x, again.val.x)
+    other = load_imdb(IMDBConfig(**{**config.__dict__, "seed": 1}))
+    assert not np.array_equal(first.train.x, other.train.x)
+
+
+def test_encoding_is_cached_and_reused(tmp_path, small_archive, monkeypatch):
+    cache = tmp_path / "cache"
+    first = encode_corpus(small_archive, cache)
+    files = list(cache.glob("imdb-*.npz"))
+    assert len(files) == 1 and not list(cache.glob("*.tmp"))
+    monkeypatch.setattr(imdb, "read_reviews", lambda source: pytest.fail("cache not used"))
+    second = encode_corpus(small_archive, cache)
+    assert second.ranked_words == first.ranked_words
+    np.testing.assert_array_equal(second.ids["test"], first.ids["test"])
+
+
+def test_broken_cache_is_rebuilt(tmp_path, small_archive):
+    cache = tmp_path / "cache"
+    encode_corpus(small_archive, cache)
+    (cache_file,) = cache.glob("imdb-*.npz")
+    cache_file.write_bytes(b"not an npz")
+    assert encode_corpus(small_archive, cache).ranked_words[0] == "train"
+
+
+def test_truncated_archive_is_refused(tmp_path, small_archive):
+    truncated = tmp_path / "truncated.tar.gz"
+    truncated.write_bytes(small_archive.read_bytes()[:200])
+    with pytest.raises(UserError, match="truncated or corrupted"):
+        read_reviews(truncated)
+
+
+def test_archive_without_layout_is_refused(tmp_path):
+    folder = tmp_path / "empty"
+    (folder / "aclImdb" / "train" / "pos").mkdir(parents=True)
+    with pytest.raises(UserError, match="aclImdb layout"):
+        read_reviews(folder)
+
+
+def test_missing_path_and_sidecar_checksum(tmp_path, small_archive):
+    with pytest.raises(UserError, match="not found"):
+        imdb.resolve_source(tmp_path / "nope.tar.gz")
+    sidecar = small_archive.with_name(small_archive.name + ".sha256")
+    sidecar.write_text(imdb.file_sha256(small_archive) + "  aclImdb_small.tar.gz\n")
+    assert imdb.resolve_source(small_archive) == small_archive
+    sidecar.write_text("0" * 64 + "  aclImdb_small.tar.gz\n")
+    with pytest.raises(UserError, match="checksum"):
+        imdb.resolve_source(small_archive)
+
+
+def test_elman_data_variable(small_archive, monkeypatch):
+    monkeypatch.setenv("ELMAN_DATA", str(small_archive))
+    assert imdb.resolve_source(None) == small_archive
+
+
+@pytest.fixture
+def http_server(tmp_path):
+    """Serves tmp_path/www on a loopback port; yields the base URL."""
+    root = tmp_path / "www"
+    root.mkdir()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield root, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_download_verifies_md5_and_caches(tmp_path, small_archive, http_server):
+    root, base = http_server
+    (root / "aclImdb_v1.tar.gz").write_bytes(small_archive.read_bytes())
+    cache = tmp_path / "cache"
+    path = imdb.download(f"{base}/aclImdb_v1.tar.gz", md5_of(small_archive), cache)
+    assert path == cache / imdb.ARCHIVE_NAME
+    assert path.read_bytes() == small_archive.read_bytes()
+    (root / "aclImdb_v1.tar.gz").unlink()  # the second call must not need the server
+    assert imdb.download(f"{base}/aclImdb_v1.tar.gz", md5_of(small_archive), cache) == path
+
+
+@pytest.mark.parametrize("damage", ["corrupted", "truncated"])
+def test_download_rejects_damaged_file(tmp_path, small_archive, http_server, damage):
+    root, base = http_server
+    data = bytearray(small_archive.read_bytes())
+    if damage == "corrupted":
+        data[100] ^= 0xFF
+    else:
+        data = data[: len(data) // 2]
+    (root / "aclImdb_v1.tar.gz").write_bytes(bytes(data))
+    cache = tmp_path / "cache"
+    with pytest.raises(UserError, match="md5"):
+        imdb.download(f"{base}/aclImdb_v1.tar.gz", md5_of(small_archive), cache)
+    assert not (cache / imdb.ARCHIVE_NAME).exists()  # no half download kept
+
+
+def test_download_unreachable_gives_clear_error(tmp_path):
+    with pytest.raises(UserError, match="--data"):
+        imdb.download("http://127.0.0.1:9/aclImdb_v1.tar.gz", "0" * 32, tmp_path)
+
+
+def test_real_archive_counts(real_archive, real_cache):
+    data = load_imdb(IMDBConfig(data=str(real_archive), cache_dir=str(real_cache)))
+    assert (len(data.train), len(data.val), len(data.test)) == (20_000, 5_000, 25_000)
+    assert data.test.y.sum() == 12_500
+    assert data.train.x.shape == (20_000, 500) and data.train.x.max() == 9_999
+    assert len(data.vocabulary) == 10_000
+    assert data.vocabulary.words[3:6] == ("the", "and", "a")

@@ -1,0 +1,51 @@
+import math
+
+import torch
+
+from elman.cli import main
+from elman.models import ModelConfig, ReviewClassifier, count_parameters, summary
+
+
+def test_reference_model_summary_counts():
+    table = summary(ReviewClassifier(ModelConfig()))
+    assert "320,000" in table and "2,080" in table
+    assert "Total params: 322,113" in table
+    assert "Trainable params: 322,113" in table and "Non-trainable params: 0" in table
+    dense_row = next(line for line in table.splitlines() if "(dense)" in line)
+    assert dense_row.split()[-1] == "33"
+
+
+def test_all_states_variant_has_16001_dense_weights():
+    model = ReviewClassifier(ModelConfig("rnn-all-states"))
+    assert model.dense.weight.numel() + model.dense.bias.numel() == 16_001
+    assert "16,001" in summary(model)
+    assert count_parameters(model) == 320_000 + 2_080 + 16_001
+
+
+def test_shallow_baseline():
+    model = ReviewClassifier(ModelConfig("shallow", embedding_dim=8, max_len=20))
+    assert count_parameters(model) == 80_000 + 161
+    assert model(torch.zeros(3, 20, dtype=torch.long)).shape == (3,)
+
+
+def test_keras_initialisation_of_embedding_and_dense():
+    torch.manual_seed(0)
+    model = ReviewClassifier(ModelConfig())
+    assert model.embedding.weight.abs().max() <= 0.05
+    assert model.embedding.weight.abs().max() > 0.049
+    limit = math.sqrt(6 / (32 + 1))
+    assert model.dense.weight.abs().max() <= limit
+    assert torch.count_nonzero(model.dense.bias) == 0
+
+
+def test_logits_and_probabilities():
+    model = ReviewClassifier(ModelConfig(vocab_size=50, max_len=7))
+    ids = torch.randint(0, 50, (4, 7))
+    torch.testing.assert_close(model.predict_proba(ids), torch.sigmoid(model(ids)))
+
+
+def test_summary_command(capsys):
+    assert main(["summary", "--hidden-size", "16"]) == 0
+    out = capsys.readouterr().out
+    # 16·(16+32) + 16 = 784
+    assert "784" in out and f"Total params: {320_000 + 784 + 17:,}" in out

@@ -1,0 +1,137 @@
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from elman import train
+from elman.data.imdb import IMDBConfig, Split, load_imdb
+from elman.data.text import Vocabulary
+from elman.errors import UserError
+from elman.models import ModelConfig, ReviewClassifier
+from elman.train import RMSprop, RunConfig, TrainConfig, fit, load_run, save_run
+
+
+def test_rmsprop_follows_keras_formula():
+    torch.manual_seed(0)
+    weight = torch.randn(5, requires_grad=True)
+    expected = weight.detach().clone()
+    velocity = torch.zeros(5)
+    optimizer = RMSprop([weight], lr=0.01, rho=0.9, epsilon=1e-7)
+    for _ in range(4):
+        optimizer.zero_grad()
+        (weight**3).sum().backward()
+        grad = 3 * expected**2
+        velocity = 0.9 * velocity + 0.1 * grad**2
+        expected = expected - 0.01 * grad / torch.sqrt(velocity + 1e-7)
+        optimizer.step()
+    torch.testing.assert_close(weight.detach(), expected)
+
+
+@pytest.fixture(scope="module")
+def small_real(real_archive, real_cache):
+    """600 real training reviews and 200 for validation, cut to 40 words."""
+    data = load_imdb(
+        IMDBConfig(data=str(real_archive), cache_dir=str(real_cache), max_len=40, vocab_size=2000)
+    )
+
+    def first(split: Split, n: int) -> Split:
+        return Split(split.x[:n], split.y[:n], split.lengths[:n])
+
+    return first(data.train, 600), first(data.val, 200)
+
+
+def _train_small(small_real, seed: int) -> dict[str, torch.Tensor]:
+    torch.manual_seed(seed)
+    model = ReviewClassifier(ModelConfig(vocab_size=2000, max_len=40, hidden_size=8))
+    fit(model, *small_real, TrainConfig(epochs=2, seed=seed), log=lambda _: None, progress=False)
+    return model.state_dict()
+
+
+def test_same_seed_same_weights(small_real):
+    first, again = _train_small(small_real, 3), _train_small(small_real, 3)
+    for name in first:
+        assert torch.equal(first[name], again[name]), name
+    other = _train_small(small_real, 4)
+    assert not torch.equal(first["rnn.A"], other["rnn.A"])
+
+
+def test_early_stopping_restores_best_weights(small_real, monkeypatch):
+    scripted = iter([0.5, 0.4, 0.6, 0.7, 0.8])
+    snapshots = []
+
+    def fake_evaluate(model, split, batch_size):
+        snapshots.append({k: v.clone() for k, v in model.state_dict().items()})
+        return {"loss": next(scripted), "acc": 0.5}
+
+    monkeypatch.setattr(train, "evaluate", fake_evaluate)
+    model = ReviewClassifier(ModelConfig(vocab_size=2000, max_len=40, hidden_size=8))
+    logs = []
+    history = fit(
+        model, *small_real, TrainConfig(epochs=5, patience=1), log=logs.append, progress=False
+    )
+    assert [record["epoch"] for record in history] == [1, 2, 3]
+    assert any("Early stopping" in line for line in logs)
+    for name, value in model.state_dict().items():
+        assert torch.equal(value, snapshots[1][name])  # epoch 2 had the best val_loss
+
+
+def test_bad_training_settings(small_real):
+    model = ReviewClassifier(ModelConfig(vocab_size=2000, max_len=40))
+    with pytest.raises(UserError, match="larger than the 600 training samples"):
+        fit(model, *small_real, TrainConfig(batch_size=601), progress=False)
+    with pytest.raises(UserError, match="epochs"):
+        fit(model, *small_real, TrainConfig(epochs=0), progress=False)
+
+
+def test_saved_run_predicts_identically(tmp_path, small_real):
+    torch.manual_seed(0)
+    config = RunConfig(ModelConfig(vocab_size=2000, max_len=40, hidden_size=8))
+    model = ReviewClassifier(config.model)
+    vocabulary = Vocabulary.from_ranked([f"w{i}" for i in range(3000)], 2000)
+    save_run(tmp_path, model, vocabulary, config, [{"epoch": 1}], {"test_acc": 0.5})
+    loaded, loaded_vocabulary, loaded_config = load_run(tmp_path)
+    x = torch.from_numpy(small_real[1].x)
+    torch.testing.assert_close(loaded(x), model(x), rtol=0, atol=0)
+    assert loaded_vocabulary == vocabulary and loaded_config == config
+    assert not list(tmp_path.glob("*.tmp"))
+    saved = json.loads((tmp_path / "config.json").read_text())
+    saved["model"]["hidden_size"] = 16
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    with pytest.raises(UserError, match="do not fit its config.json"):
+        load_run(tmp_path)
+
+
+def _elman(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "elman.cli", *args], capture_output=True, text=True, timeout=120
+    )
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["train", "imdb", "--data", "/no/such/aclImdb.tar.gz"], "not found"),
+        (["train", "imdb", "--epochs", "0"], "must be positive"),
+        (["train", "imdb", "--model", "lstm"], "invalid choice"),
+        (["evaluate", "--model", "/no/such/run"], "not a saved elman model"),
+    ],
+)
+def test_cli_errors_are_one_line(args, message):
+    result = _elman(*args)
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith(("elman: error", "usage", "elman "))
+
+
+def test_cli_help():
+    for args in (
+        ["--help"],
+        ["train", "imdb", "--help"],
+        ["evaluate", "--help"],
+        ["summary", "--help"],
+    ):
+        result = _elman(*args)
+        assert result.returncode == 0 and "usage: elman" in result.stdout
