@@ -59,6 +59,32 @@ def lengths_to_mask(lengths: Tensor, steps: int, padding: str = "post") -> Tenso
     raise ValueError(f"padding must be 'pre' or 'post', got {padding!r}")
 
 
+BACKENDS = ("auto", "reference", "fused", "torch")
+
+
+def run_backend(
+    backend: str,
+    x: Tensor,
+    A: Tensor,
+    b: Tensor | None,
+    h0: Tensor,
+    mask: Tensor | None,
+    activation: str,
+) -> Tensor:
+    """All states (B, T, H) from the chosen implementation (see ``SimpleRNN``'s ``backend``)."""
+    if backend == "auto":
+        backend = "torch" if x.is_cuda else "fused" if x.device.type == "cpu" else "reference"
+    if backend == "reference":
+        return reference_rnn(x, A, b, h0, mask, activation)
+    if backend == "fused":
+        from elman.kernels.fused import fused_rnn
+
+        return fused_rnn(x, A, b, h0, mask, activation)
+    from elman.kernels.torch_rnn import torch_rnn
+
+    return torch_rnn(x, A, b, h0, mask, activation)
+
+
 class SimpleRNN(nn.Module):
     """Elman RNN layer over batch-first input.
 
@@ -69,6 +95,9 @@ class SimpleRNN(nn.Module):
         activation: ``"tanh"`` (default) or ``"relu"``.
         return_sequences: return all states (B, T, H) instead of the last one (B, H).
         return_state: also return the final state (B, H), as ``(output, h_T)``.
+        backend: ``"auto"`` (default) picks the fastest correct path for the input: the fused
+            kernel on CPU, PyTorch's cuDNN RNN on CUDA. ``"reference"`` is the loop above,
+            ``"fused"`` and ``"torch"`` force a path. All compute the same function.
 
     Parameters are initialised as Keras does: Glorot-uniform on the input part of ``A``,
     orthogonal on the recurrent part, zero bias.
@@ -83,6 +112,7 @@ class SimpleRNN(nn.Module):
         activation: str = "tanh",
         return_sequences: bool = False,
         return_state: bool = False,
+        backend: str = "auto",
     ) -> None:
         super().__init__()
         if input_size <= 0 or hidden_size <= 0:
@@ -91,6 +121,9 @@ class SimpleRNN(nn.Module):
             )
         if activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        self.backend = backend
         self.input_size = input_size
         self.hidden_size = hidden_size
         self.activation = activation
@@ -137,7 +170,7 @@ class SimpleRNN(nn.Module):
             mask = lengths_to_mask(lengths.to(x.device), steps)
         if mask is not None:
             mask = mask.to(device=x.device, dtype=torch.bool)
-        states = reference_rnn(x, self.A, self.b, h0, mask, self.activation)
+        states = run_backend(self.backend, x, self.A, self.b, h0, mask, self.activation)
         last = states[:, -1] if steps > 0 else h0
         output = states if self.return_sequences else last
         return (output, last) if self.return_state else output
@@ -145,5 +178,6 @@ class SimpleRNN(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"{self.input_size}, {self.hidden_size}, bias={self.b is not None}, "
-            f"activation={self.activation!r}, return_sequences={self.return_sequences}"
+            f"activation={self.activation!r}, return_sequences={self.return_sequences}, "
+            f"backend={self.backend!r}"
         )

@@ -1,0 +1,203 @@
+"""The fused CPU kernel: one big matmul for all inputs, a compiled loop for the recurrence, and a
+hand-written backward through time whose weight gradients are again big matmuls.
+
+Split ``A = [W_h | W_x]``. Forward:
+    P   = X · W_xᵀ + b                        one (B·T, F) × (F, H) matmul, by torch
+    h_t = act(P_t + W_h · h_{t-1})            sequential: numba, one thread per block of rows
+Backward, given G_t = ∂L/∂h_t from above:
+    δ_t  = (G_t + W_hᵀ · δ_{t+1}) ⊙ act'(h_t)  sequential: numba   (δ = ∂L/∂pre-activation)
+    ∂W_h = Σ_t δ_tᵀ h_{t-1},  ∂W_x = Σ_t δ_tᵀ x_t,  ∂b = Σ_t δ_t,  ∂X = δ · W_x   big matmuls
+Masked (padded) steps copy the state forward and pass the gradient straight back (δ_t = 0).
+
+Rows of a batch never interact in the recurrence, so threads split the batch for the whole
+sequence and meet only at the end: no per-step synchronisation, and the result does not depend on
+the number of threads.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from numba import njit, prange
+from torch import Tensor
+
+TANH, RELU = 0, 1
+_ACTIVATION_CODES = {"tanh": TANH, "relu": RELU}
+
+
+@njit(cache=True, nogil=True)
+def _forward_rows(P, W_hT, h0, mask, use_mask, activation, states, first, last):
+    """states[b, t] = act(P[b, t] + W_h · h[b, t-1]) for rows first..last-1.
+
+    W_hT is W_h transposed, so the inner loop is an axpy over a contiguous row (vectorised by
+    LLVM without reordering any sum: the result is the same on every run)."""
+    T, H = P.shape[1], P.shape[2]
+    h = np.empty(H, dtype=P.dtype)
+    pre = np.empty(H, dtype=P.dtype)
+    for b in range(first, last):
+        h[:] = h0[b]
+        for t in range(T):
+            if use_mask and not mask[b, t]:
+                states[b, t] = h
+                continue
+            pre[:] = P[b, t]
+            for j in range(H):
+                hj = h[j]
+                for i in range(H):
+                    pre[i] += W_hT[j, i] * hj
+            for i in range(H):
+                if activation == TANH:
+                    h[i] = np.tanh(pre[i])
+                else:
+                    h[i] = pre[i] if pre[i] > 0 else 0.0
+            states[b, t] = h
+
+
+@njit(cache=True, parallel=True, nogil=True)
+def _forward(P, W_hT, h0, mask, use_mask, activation, threads):
+    B, T, H = P.shape
+    states = np.empty((B, T, H), dtype=P.dtype)
+    chunk = (B + threads - 1) // threads
+    for k in prange(threads):
+        _forward_rows(
+            P, W_hT, h0, mask, use_mask, activation, states, k * chunk, min(B, (k + 1) * chunk)
+        )
+    return states
+
+
+@njit(cache=True, nogil=True)
+def _backward_rows(G, states, W_h, mask, use_mask, activation, delta, carry, first, last):
+    """delta[b, t] = ∂L/∂pre_t for rows first..last-1; carry[b] ends as ∂L/∂h0."""
+    T, H = G.shape[1], G.shape[2]
+    dh = np.empty(H, dtype=G.dtype)
+    for b in range(first, last):
+        for i in range(H):
+            carry[b, i] = 0.0
+        for t in range(T - 1, -1, -1):
+            for i in range(H):
+                dh[i] = G[b, t, i] + carry[b, i]
+            if use_mask and not mask[b, t]:
+                for i in range(H):
+                    delta[b, t, i] = 0.0
+                    carry[b, i] = dh[i]
+                continue
+            for i in range(H):
+                h = states[b, t, i]
+                if activation == TANH:
+                    delta[b, t, i] = dh[i] * (1.0 - h * h)
+                else:
+                    delta[b, t, i] = dh[i] if h > 0 else 0.0
+            for j in range(H):
+                carry[b, j] = 0.0
+            for i in range(H):
+                d = delta[b, t, i]
+                for j in range(H):
+                    carry[b, j] += W_h[i, j] * d
+
+
+@njit(cache=True, parallel=True, nogil=True)
+def _backward(G, states, W_h, mask, use_mask, activation, threads):
+    B, T, H = G.shape
+    delta = np.empty((B, T, H), dtype=G.dtype)
+    carry = np.empty((B, H), dtype=G.dtype)
+    chunk = (B + threads - 1) // threads
+    for k in prange(threads):
+        _backward_rows(
+            G,
+            states,
+            W_h,
+            mask,
+            use_mask,
+            activation,
+            delta,
+            carry,
+            k * chunk,
+            min(B, (k + 1) * chunk),
+        )
+    return delta, carry
+
+
+def _threads(batch: int) -> int:
+    # More blocks than cores only adds overhead; fewer than rows keeps every block non-empty.
+    return max(1, min(batch, torch.get_num_threads()))
+
+
+def _mask_array(mask: Tensor | None, batch: int, steps: int) -> tuple[np.ndarray, bool]:
+    if mask is None:
+        return np.ones((batch, steps), dtype=np.bool_), False
+    return mask.contiguous().numpy(), True
+
+
+def recurrence(P: Tensor, W_h: Tensor, h0: Tensor, mask: Tensor | None, activation: str) -> Tensor:
+    """The sequential part alone: h_t = act(P_t + W_h · h_{t-1}), no autograd. P: (B, T, H),
+    W_h: (H, H), h0: (B, H), mask: (B, T) bool or None. Returns all states (B, T, H)."""
+    mask_np, use_mask = _mask_array(mask, P.shape[0], P.shape[1])
+    states = _forward(
+        P.detach().contiguous().numpy(),
+        W_h.detach().T.contiguous().numpy(),
+        h0.detach().to(P.dtype).contiguous().numpy(),
+        mask_np,
+        use_mask,
+        _ACTIVATION_CODES[activation],
+        _threads(P.shape[0]),
+    )
+    return torch.from_numpy(states)
+
+
+def input_projection(x: Tensor, A: Tensor, b: Tensor | None) -> Tensor:
+    """P = X · W_xᵀ + b for every time step in one matmul: (B, T, F) -> (B, T, H)."""
+    P = x @ A[:, A.shape[0] :].T
+    return P if b is None else P + b
+
+
+class FusedRNNFunction(torch.autograd.Function):
+    """(x, A, b, h0, mask, activation) -> all states (B, T, H). CPU tensors, float32/float64."""
+
+    @staticmethod
+    def forward(ctx, x, A, b, h0, mask, activation):
+        H = A.shape[0]
+        states = recurrence(input_projection(x, A, b), A[:, :H], h0, mask, activation)
+        ctx.save_for_backward(x, A, h0, states)
+        ctx.mask, ctx.activation, ctx.has_bias = mask, activation, b is not None
+        return states
+
+    @staticmethod
+    def backward(ctx, grad_states):
+        x, A, h0, states = ctx.saved_tensors
+        H = A.shape[0]
+        W_h, W_x = A[:, :H], A[:, H:]
+        mask_np, use_mask = _mask_array(ctx.mask, x.shape[0], x.shape[1])
+        delta, grad_h0 = _backward(
+            grad_states.contiguous().numpy(),
+            states.numpy(),
+            W_h.detach().contiguous().numpy(),
+            mask_np,
+            use_mask,
+            _ACTIVATION_CODES[ctx.activation],
+            _threads(x.shape[0]),
+        )
+        delta, grad_h0 = torch.from_numpy(delta), torch.from_numpy(grad_h0)
+        flat_delta = delta.reshape(-1, H)  # (B·T, H)
+        previous = torch.cat([h0[:, None], states[:, :-1]], dim=1).reshape(-1, H)
+        grad_A = torch.cat(
+            [flat_delta.T @ previous, flat_delta.T @ x.reshape(-1, x.shape[-1])], dim=1
+        )
+        grad_b = flat_delta.sum(0) if ctx.has_bias else None
+        grad_x = delta @ W_x if ctx.needs_input_grad[0] else None
+        grad_h0 = grad_h0 if ctx.needs_input_grad[3] else None
+        return grad_x, grad_A, grad_b, grad_h0, None, None
+
+
+def fused_rnn(
+    x: Tensor, A: Tensor, b: Tensor | None, h0: Tensor, mask: Tensor | None, activation: str
+) -> Tensor:
+    """Same contract as ``elman.rnn.reference_rnn``: all states (B, T, H).
+
+    Without gradients (inference, or no input requiring one) it skips autograd altogether, so
+    nothing is kept for a backward pass."""
+    needs_grad = torch.is_grad_enabled() and any(
+        t is not None and t.requires_grad for t in (x, A, b, h0)
+    )
+    if not needs_grad:
+        return recurrence(input_projection(x, A, b), A[:, : A.shape[0]], h0, mask, activation)
+    return FusedRNNFunction.apply(x, A, b, h0, mask, activation)
