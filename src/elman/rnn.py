@@ -157,23 +157,35 @@ class SimpleRNN(nn.Module):
         steps anywhere (give one or the other). Invalid steps leave the state unchanged.
         Returns (B, T, H) or (B, H), plus the final state (B, H) when ``return_state``.
         """
+        states = self.states(x, h0, lengths=lengths, mask=mask)
+        last = states[:, -1] if states.shape[1] > 0 else self._initial_state(x, h0)
+        output = states if self.return_sequences else last
+        return (output, last) if self.return_state else output
+
+    def states(
+        self,
+        x: Tensor,
+        h0: Tensor | None = None,
+        *,
+        lengths: Tensor | None = None,
+        mask: Tensor | None = None,
+    ) -> Tensor:
+        """All states h_1..h_T (B, T, H), whatever ``return_sequences`` says."""
         if x.dim() != 3 or x.shape[-1] != self.input_size:
             raise ValueError(
                 f"expected input of shape (batch, time, {self.input_size}), got {tuple(x.shape)}"
             )
         if lengths is not None and mask is not None:
             raise ValueError("give either lengths or mask, not both")
-        batch, steps, _ = x.shape
-        if h0 is None:
-            h0 = x.new_zeros(batch, self.hidden_size)
         if lengths is not None:
-            mask = lengths_to_mask(lengths.to(x.device), steps)
+            mask = lengths_to_mask(lengths.to(x.device), x.shape[1])
         if mask is not None:
             mask = mask.to(device=x.device, dtype=torch.bool)
-        states = run_backend(self.backend, x, self.A, self.b, h0, mask, self.activation)
-        last = states[:, -1] if steps > 0 else h0
-        output = states if self.return_sequences else last
-        return (output, last) if self.return_state else output
+        h0 = self._initial_state(x, h0)
+        return run_backend(self.backend, x, self.A, self.b, h0, mask, self.activation)
+
+    def _initial_state(self, x: Tensor, h0: Tensor | None) -> Tensor:
+        return x.new_zeros(x.shape[0], self.hidden_size) if h0 is None else h0
 
     def extra_repr(self) -> str:
         return (

@@ -1,0 +1,138 @@
+"""The fused kernel and the torch/cuDNN mapping against the reference loop."""
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from elman import SimpleRNN
+from elman.rnn import lengths_to_mask, run_backend
+
+FAST_BACKENDS = ["fused", "torch"]
+
+
+def _run_all(backend, x, A, b, h0, mask, activation):
+    """States and the gradients of a random projection of them w.r.t. every input."""
+    states = run_backend(backend, x, A, b, h0, mask, activation)
+    weights = torch.linspace(-1, 1, states.numel(), dtype=states.dtype).reshape(states.shape)
+    inputs = [t for t in (x, A, b, h0) if t is not None]
+    grads = torch.autograd.grad((states * weights).sum(), inputs)
+    return (states, *grads)
+
+
+def _inputs(batch, steps, features, hidden, dtype, bias=True, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+
+    def rand(*shape, scale=1.0):
+        return (torch.randn(*shape, generator=generator, dtype=dtype) * scale).requires_grad_()
+
+    x = rand(batch, steps, features)
+    A = rand(hidden, hidden + features, scale=0.5)
+    b = rand(hidden, scale=0.5) if bias else None
+    h0 = rand(batch, hidden)
+    return x, A, b, h0
+
+
+@pytest.mark.parametrize("backend", FAST_BACKENDS)
+@pytest.mark.parametrize("activation", ["tanh", "relu"])
+@pytest.mark.parametrize("padding", [None, "post", "pre", "holes"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_fast_backends_equal_reference(backend, activation, padding, dtype):
+    x, A, b, h0 = _inputs(5, 11, 3, 4, dtype)
+    lengths = torch.tensor([11, 4, 1, 7, 9])
+    if padding == "holes":
+        mask = torch.rand(5, 11, generator=torch.Generator().manual_seed(1)) > 0.3
+    else:
+        mask = None if padding is None else lengths_to_mask(lengths, 11, padding)
+    expected = _run_all("reference", x, A, b, h0, mask, activation)
+    actual = _run_all(backend, x, A, b, h0, mask, activation)
+    tolerance = {"rtol": 1e-5, "atol": 1e-5} if dtype == torch.float32 else {}
+    for got, want in zip(actual, expected, strict=True):
+        torch.testing.assert_close(got, want, **tolerance)
+
+
+@pytest.mark.parametrize("backend", FAST_BACKENDS)
+def test_without_bias(backend):
+    x, A, _, h0 = _inputs(2, 6, 3, 5, torch.float64, bias=False)
+    for got, want in zip(
+        _run_all(backend, x, A, None, h0, None, "tanh"),
+        _run_all("reference", x, A, None, h0, None, "tanh"),
+        strict=True,
+    ):
+        torch.testing.assert_close(got, want)
+
+
+@pytest.mark.parametrize("activation", ["tanh", "relu"])
+def test_fused_gradcheck_float64(activation):
+    x, A, b, h0 = _inputs(3, 5, 2, 4, torch.float64, seed=2)
+    mask = lengths_to_mask(torch.tensor([5, 2, 4]), 5, "pre")
+
+    def run(x, A, b, h0):
+        return run_backend("fused", x, A, b, h0, mask, activation)
+
+    assert torch.autograd.gradcheck(run, (x, A, b, h0))
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    batch=st.integers(1, 6),
+    steps=st.integers(1, 12),
+    features=st.integers(1, 5),
+    hidden=st.integers(1, 9),
+    activation=st.sampled_from(["tanh", "relu"]),
+    seed=st.integers(0, 10_000),
+)
+def test_fused_equals_reference_on_random_shapes(batch, steps, features, hidden, activation, seed):
+    x, A, b, h0 = _inputs(batch, steps, features, hidden, torch.float64, seed=seed)
+    lengths = torch.randint(0, steps + 1, (batch,), generator=torch.Generator().manual_seed(seed))
+    mask = lengths_to_mask(lengths, steps, "pre")
+    for got, want in zip(
+        _run_all("fused", x, A, b, h0, mask, activation),
+        _run_all("reference", x, A, b, h0, mask, activation),
+        strict=True,
+    ):
+        torch.testing.assert_close(got, want)
+
+
+def test_layer_backends_agree_in_every_return_mode():
+    torch.manual_seed(0)
+    x = torch.randn(4, 7, 3)
+    reference = SimpleRNN(3, 5, return_sequences=True, return_state=True, backend="reference")
+    fused = SimpleRNN(3, 5, return_sequences=True, return_state=True, backend="fused")
+    fused.load_state_dict(reference.state_dict())
+    for got, want in zip(fused(x), reference(x), strict=True):
+        torch.testing.assert_close(got, want)
+    assert SimpleRNN(3, 5).backend == "auto"
+
+
+def test_fused_inference_keeps_no_graph():
+    layer = SimpleRNN(3, 4, backend="fused")
+    with torch.no_grad():
+        out = layer(torch.randn(2, 5, 3))
+    assert out.grad_fn is None and not out.requires_grad
+
+
+def test_fused_is_deterministic_and_thread_count_free():
+    x, A, b, h0 = _inputs(8, 40, 3, 6, torch.float32)
+    first = _run_all("fused", x, A, b, h0, None, "tanh")
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        single = _run_all("fused", x, A, b, h0, None, "tanh")
+    finally:
+        torch.set_num_threads(threads)
+    # The recurrence itself splits rows, never sums, so its states do not depend on threads.
+    assert torch.equal(first[0], single[0])
+    again = _run_all("fused", x, A, b, h0, None, "tanh")
+    for got, want in zip(again, first, strict=True):
+        assert torch.equal(got, want)
+
+
+def test_fast_float32_tanh_is_accurate():
+    from elman.kernels.fused import recurrence
+
+    P = torch.linspace(-20, 20, 400_001).reshape(1, -1, 1)
+    states = recurrence(P, torch.zeros(1, 1), torch.zeros(1, 1), None, "tanh")
+    exact = torch.tanh(P.double())
+    relative = ((states.double() - exact).abs() / exact.abs().clamp_min(1e-30)).max()
+    assert relative < 5e-7
