@@ -73,6 +73,8 @@ class ReviewClassifier(nn.Module):
         keras_dense_init(self.dense)
 
     def forward(self, ids: Tensor) -> Tensor:
+        if self._can_read_ids_directly(ids):
+            return self.dense(self._last_state_from_ids(ids)).squeeze(-1)
         x = self.embedding(ids)  # (B, T, E)
         if self.rnn is not None:
             states = self._rnn_states(ids, x) if self.share_padding else self.rnn.states(x)
@@ -87,16 +89,24 @@ class ReviewClassifier(nn.Module):
     # about half the work: the median review fills 176 of 500 steps.
     share_padding: bool = True
 
+    def _leading_padding(self, ids: Tensor) -> Tensor:
+        """(B,) how many PAD ids each row starts with (T for a row of padding only)."""
+        is_word = ids != PAD
+        return torch.where(is_word.any(1), is_word.int().argmax(1), ids.shape[1])
+
+    def _padding_trajectory(self, longest: int, pad_input: Tensor) -> Tensor:
+        """States after 1..longest padding steps from the zero state, (longest, H).
+        ``pad_input`` (E,) is the padding's embedding."""
+        return self.rnn.states(pad_input.expand(1, longest, -1))[0]
+
     def _rnn_states(self, ids: Tensor, x: Tensor) -> Tensor:
         """All RNN states (B, T, H), computing the shared leading-padding part only once."""
-        batch, steps = ids.shape
-        is_word = ids != PAD
-        padding = torch.where(is_word.any(1), is_word.int().argmax(1), steps)  # (B,) leading pads
+        steps = ids.shape[1]
+        padding = self._leading_padding(ids)
         longest = int(padding.max())
         if longest == 0:
             return self.rnn.states(x)
-        pad_inputs = self.embedding.weight[PAD].expand(1, longest, -1)
-        shared = self.rnn.states(pad_inputs)[0]  # (longest, H): states after 1..longest pads
+        shared = self._padding_trajectory(longest, self.embedding.weight[PAD])
         zero = shared.new_zeros(1, shared.shape[1])
         h0 = torch.cat([zero, shared])[padding]  # each review's state when its words begin
         positions = torch.arange(steps, device=ids.device)
@@ -106,6 +116,48 @@ class ReviewClassifier(nn.Module):
             return states  # the last state is right already; padded steps only carried h0
         over_padding = torch.cat([shared, shared.new_zeros(steps - longest, shared.shape[1])])
         return torch.where(mask[..., None], states, over_padding)
+
+    # Inference fast path: see ``elman.kernels.fused.last_state_from_ids``.
+    def _can_read_ids_directly(self, ids: Tensor) -> bool:
+        return (
+            self.rnn is not None
+            and not self.rnn.return_sequences
+            and self.rnn.backend in ("auto", "fused")
+            and ids.device.type == "cpu"
+            and not torch.is_grad_enabled()
+        )
+
+    def _vocabulary_projection(self) -> Tensor:
+        """``E · W_xᵀ + b`` (V, H), recomputed only when a weight changed (any in-place update
+        or load bumps the tensors' version counters)."""
+        weights = [self.embedding.weight, self.rnn.A] + (
+            [self.rnn.b] if self.rnn.b is not None else []
+        )
+        key = tuple((w.data_ptr(), w._version) for w in weights)
+        cached = self.__dict__.get("_projection_cache")
+        if cached is None or cached[0] != key:
+            from elman.kernels.fused import input_projection
+
+            table = input_projection(self.embedding.weight[None], self.rnn.A, self.rnn.b)[0]
+            self.__dict__["_projection_cache"] = cached = (key, table)
+        return cached[1]
+
+    def _last_state_from_ids(self, ids: Tensor) -> Tensor:
+        from elman.kernels.fused import last_state_from_ids, recurrence
+
+        table = self._vocabulary_projection()
+        H = self.rnn.hidden_size
+        padding = self._leading_padding(ids)
+        longest = int(padding.max())
+        h0 = table.new_zeros(ids.shape[0], H)
+        if longest > 0:  # start each row after its padding, from the shared trajectory
+            W_h = self.rnn.A[:, :H]
+            pad_projection = table[PAD].expand(1, longest, H)
+            shared = recurrence(
+                pad_projection, W_h, table.new_zeros(1, H), None, self.rnn.activation
+            )[0]
+            h0 = torch.cat([table.new_zeros(1, H), shared])[padding]
+        return last_state_from_ids(ids, table, self.rnn.A[:, :H], h0, padding, self.rnn.activation)
 
     @torch.no_grad()
     def predict_proba(self, ids: Tensor) -> Tensor:
