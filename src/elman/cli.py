@@ -62,7 +62,7 @@ def _run_config(args: argparse.Namespace):
     }
     train_changes = {
         name: getattr(args, name)
-        for name in ("epochs", "batch_size", "lr", "seed", "threads")
+        for name in ("epochs", "batch_size", "lr", "seed", "threads", "bucket")
         if getattr(args, name, None) is not None
     }
     if getattr(args, "seed", None) is not None:
@@ -132,6 +132,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--patience",
         type=int,
         help="early stopping: epochs without better val_loss (2); -1 turns it off",
+    )
+    imdb.add_argument(
+        "--bucket",
+        action="store_true",
+        default=None,
+        help="batch reviews of similar length together (faster; not the reference run)",
     )
     imdb.add_argument("--threads", type=_positive_int, help="torch threads (default: all cores)")
     imdb.add_argument(

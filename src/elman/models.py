@@ -100,7 +100,8 @@ class ReviewClassifier(nn.Module):
         return self.rnn.states(pad_input.expand(1, longest, -1))[0]
 
     def _rnn_states(self, ids: Tensor, x: Tensor) -> Tensor:
-        """All RNN states (B, T, H), computing the shared leading-padding part only once."""
+        """RNN states (B, T', H), computing the shared leading-padding part only once. T' = T
+        with ``return_sequences``; otherwise leading columns of padding only may be dropped."""
         steps = ids.shape[1]
         padding = self._leading_padding(ids)
         longest = int(padding.max())
@@ -109,6 +110,11 @@ class ReviewClassifier(nn.Module):
         shared = self._padding_trajectory(longest, self.embedding.weight[PAD])
         zero = shared.new_zeros(1, shared.shape[1])
         h0 = torch.cat([zero, shared])[padding]  # each review's state when its words begin
+        if not self.rnn.return_sequences:
+            # Only the last state is used, so columns that are padding in every row can go
+            # (many of them when batches hold reviews of similar length: --bucket).
+            common = int(padding.min())
+            x, padding, steps = x[:, common:], padding - common, steps - common
         positions = torch.arange(steps, device=ids.device)
         mask = positions[None, :] >= padding[:, None]
         states = self.rnn.states(x, h0, mask=mask)

@@ -1,0 +1,121 @@
+"""One training epoch of the reference IMDB model, side by side in one process:
+elman's fused kernel, elman's reference loop, and the same network in plain PyTorch
+(``nn.Embedding`` + ``nn.RNN`` + ``nn.Linear``), all with the same RMSprop, data and seed.
+Then batch inference over the 25,000 test reviews with each.
+
+    python benchmarks/epoch.py --data ../shared/data/aclImdb.tar.gz
+    python benchmarks/epoch.py --steps 100   # time 100 steps per model and scale to an epoch
+
+Prints seconds per epoch (training steps only; validation excluded), the ratio to nn.RNN, and
+reviews per second of batch inference. Times are measured here, now: compare ratios, not runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+from torch import nn
+
+from elman.data.imdb import IMDBConfig, load_imdb
+from elman.models import ModelConfig, ReviewClassifier, keras_dense_init
+from elman.train import RMSprop, batch_order, bce_and_accuracy, evaluate
+
+
+class TorchRNNClassifier(nn.Module):
+    """The reference network written with PyTorch's own layers (ids (B, T) -> logits (B,))."""
+
+    def __init__(self, vocab_size: int = 10_000, embedding_dim: int = 32, hidden_size: int = 32):
+        super().__init__()
+        self.embedding = nn.Embedding(vocab_size, embedding_dim)
+        self.rnn = nn.RNN(embedding_dim, hidden_size, batch_first=True)
+        self.dense = nn.Linear(hidden_size, 1)
+        keras_dense_init(self.dense)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        states, _ = self.rnn(self.embedding(ids))
+        return self.dense(states[:, -1]).squeeze(-1)
+
+
+def elman_model(backend: str) -> ReviewClassifier:
+    model = ReviewClassifier(ModelConfig())
+    model.rnn.backend = backend
+    return model
+
+
+def time_epoch(model: nn.Module, data, batch_size: int, steps: int | None, bucket: bool) -> float:
+    """Seconds for one epoch of training steps (or ``steps`` of them, scaled to an epoch)."""
+    optimizer = RMSprop(model.parameters())
+    x, y = torch.from_numpy(data.train.x), torch.from_numpy(data.train.y)
+    batches = batch_order(data.train.lengths, batch_size, bucket, torch.Generator().manual_seed(0))
+    timed = batches[:steps] if steps else batches
+    model.train()
+    started = time.perf_counter()
+    for rows in timed:
+        loss, _ = bce_and_accuracy(model(x[rows]), y[rows])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return (time.perf_counter() - started) * len(batches) / len(timed)
+
+
+def time_inference(model: nn.Module, data, batch_size: int = 1000) -> tuple[float, float]:
+    """(reviews per second, test accuracy) over the 25,000 test reviews."""
+    model.eval()
+    evaluate(model, data.test, batch_size)  # warm-up: compiled kernels, caches
+    started = time.perf_counter()
+    metrics = evaluate(model, data.test, batch_size)
+    return len(data.test) / (time.perf_counter() - started), metrics["acc"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", help="aclImdb archive (default: $ELMAN_DATA or download)")
+    parser.add_argument(
+        "--steps", type=int, help="time this many steps per model, not a full epoch"
+    )
+    parser.add_argument("--skip-reference", action="store_true", help="leave out the slow loop")
+    parser.add_argument("--threads", type=int, help="torch threads (default: all cores)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    data = load_imdb(IMDBConfig(data=args.data))
+    candidates = {
+        "elman fused": lambda: elman_model("auto"),
+        "elman fused --bucket": lambda: elman_model("auto"),
+        "elman reference": lambda: elman_model("reference"),
+        "torch nn.RNN": TorchRNNClassifier,
+    }
+    if args.skip_reference:
+        del candidates["elman reference"]
+    # Warm-up outside the timings: numba loads its compiled kernels from the disk cache.
+    warm = elman_model("auto")
+    time_epoch(warm, data, 32, 2, False)
+    rows = []
+    for name, build in candidates.items():
+        torch.manual_seed(0)
+        model = build()
+        seconds = time_epoch(model, data, 32, args.steps, bucket=name.endswith("--bucket"))
+        reviews_per_second, _ = time_inference(model, data)
+        rows.append((name, seconds, reviews_per_second))
+        print(f"  {name}: {seconds:.1f} s/epoch, {reviews_per_second:,.0f} reviews/s", flush=True)
+    baseline = dict((name, seconds) for name, seconds, _ in rows)["torch nn.RNN"]
+    baseline_inference = dict((name, rps) for name, _, rps in rows)["torch nn.RNN"]
+    scaled = f" ({args.steps} steps scaled to an epoch)" if args.steps else ""
+    threads = torch.get_num_threads()
+    print(
+        f"\nIMDB reference model (322,113 parameters), batch 32, T=500, {threads} threads{scaled}"
+    )
+    header = ("model", "s/epoch", "vs nn.RNN", "inference reviews/s", "vs nn.RNN")
+    print("| {:<22} | {:>8} | {:>9} | {:>19} | {:>9} |".format(*header))
+    print(f"|{'-' * 24}|{'-' * 9}:|{'-' * 10}:|{'-' * 20}:|{'-' * 10}:|")
+    for name, seconds, rps in rows:
+        print(
+            f"| {name:<22} | {seconds:>8.1f} | {baseline / seconds:>8.1f}x | {rps:>19,.0f} | "
+            f"{rps / baseline_inference:>8.1f}x |"
+        )
+
+
+if __name__ == "__main__":
+    main()
