@@ -14,9 +14,11 @@ Every model maps ids (B, T) to logits (B,); the sigmoid is applied in the loss (
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from elman.data.text import PAD
@@ -73,13 +75,16 @@ class ReviewClassifier(nn.Module):
         keras_dense_init(self.dense)
 
     def forward(self, ids: Tensor) -> Tensor:
-        if self._can_read_ids_directly(ids):
-            return self.dense(self._last_state_from_ids(ids)).squeeze(-1)
-        x = self.embedding(ids)  # (B, T, E)
-        if self.rnn is not None:
-            states = self._rnn_states(ids, x) if self.share_padding else self.rnn.states(x)
-            x = states if self.rnn.return_sequences else states[:, -1]  # (B, T, H) or (B, H)
-        return self.dense(self.flatten(x)).squeeze(-1)
+        if self.rnn is None:
+            return self.dense(self.flatten(self.embedding(ids))).squeeze(-1)
+        if self._uses_fused_ids(ids):
+            if not torch.is_grad_enabled() and not self.rnn.return_sequences:
+                return self.dense(self._last_state_from_ids(ids)).squeeze(-1)
+            states = self._states_from_ids(ids)
+            features = states if self.rnn.return_sequences else states[:, -1]
+        else:
+            features = self._states_layer_by_layer(ids)
+        return self.dense(self.flatten(features)).squeeze(-1)
 
     # Reviews are padded at the front (Keras' default) and, as in the reference model, the RNN
     # reads the padding too. But every review's padding is the same input read from the same zero
@@ -88,82 +93,105 @@ class ReviewClassifier(nn.Module):
     # padded steps. Same function, same gradients (autograd flows through the shared row), and
     # about half the work: the median review fills 176 of 500 steps.
     share_padding: bool = True
+    # On CPU, read token ids with the fused embedding + RNN kernel (elman.kernels.embedded)
+    # instead of calling the embedding and the RNN layer one after the other.
+    fuse_embedding: bool = True
 
-    def _leading_padding(self, ids: Tensor) -> Tensor:
-        """(B,) how many PAD ids each row starts with (T for a row of padding only)."""
-        is_word = ids != PAD
-        return torch.where(is_word.any(1), is_word.int().argmax(1), ids.shape[1])
-
-    def _padding_trajectory(self, longest: int, pad_input: Tensor) -> Tensor:
-        """States after 1..longest padding steps from the zero state, (longest, H).
-        ``pad_input`` (E,) is the padding's embedding."""
-        return self.rnn.states(pad_input.expand(1, longest, -1))[0]
-
-    def _rnn_states(self, ids: Tensor, x: Tensor) -> Tensor:
-        """RNN states (B, T', H), computing the shared leading-padding part only once. T' = T
-        with ``return_sequences``; otherwise leading columns of padding only may be dropped."""
-        steps = ids.shape[1]
-        padding = self._leading_padding(ids)
-        longest = int(padding.max())
-        if longest == 0:
-            return self.rnn.states(x)
-        shared = self._padding_trajectory(longest, self.embedding.weight[PAD])
-        zero = shared.new_zeros(1, shared.shape[1])
-        h0 = torch.cat([zero, shared])[padding]  # each review's state when its words begin
-        if not self.rnn.return_sequences:
-            # Only the last state is used, so columns that are padding in every row can go
-            # (many of them when batches hold reviews of similar length: --bucket).
-            common = int(padding.min())
-            x, padding, steps = x[:, common:], padding - common, steps - common
-        positions = torch.arange(steps, device=ids.device)
-        mask = positions[None, :] >= padding[:, None]
-        states = self.rnn.states(x, h0, mask=mask)
-        if not self.rnn.return_sequences:
-            return states  # the last state is right already; padded steps only carried h0
-        over_padding = torch.cat([shared, shared.new_zeros(steps - longest, shared.shape[1])])
-        return torch.where(mask[..., None], states, over_padding)
-
-    # Inference fast path: see ``elman.kernels.fused.last_state_from_ids``.
-    def _can_read_ids_directly(self, ids: Tensor) -> bool:
+    def _uses_fused_ids(self, ids: Tensor) -> bool:
         return (
-            self.rnn is not None
-            and not self.rnn.return_sequences
+            self.fuse_embedding
+            and self.share_padding
             and self.rnn.backend in ("auto", "fused")
             and ids.device.type == "cpu"
-            and not torch.is_grad_enabled()
         )
 
+    def _start_after_padding(
+        self, ids: Tensor, padding_states: Callable[[int], Tensor]
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """Where each review's words begin (B,), the state there (B, H), and the shared states
+        after 1..longest padding steps (longest, H), computed once by ``padding_states``."""
+        is_word = ids != PAD
+        padding = torch.where(is_word.any(1), is_word.int().argmax(1), ids.shape[1])
+        longest = int(padding.max())
+        zero = self.embedding.weight.new_zeros(1, self.rnn.hidden_size)
+        shared = padding_states(longest) if longest > 0 else zero[:0]
+        h0 = torch.cat([zero, shared])[padding]
+        return padding, h0, shared
+
+    def _with_padding_states(self, states: Tensor, padding: Tensor, shared: Tensor) -> Tensor:
+        """All states (B, T, H): the shared trajectory over each review's padding, then its own."""
+        steps = states.shape[1]
+        over_padding = torch.cat([shared, shared.new_zeros(steps - len(shared), shared.shape[1])])
+        is_word = torch.arange(steps, device=states.device)[None, :] >= padding[:, None]
+        return torch.where(is_word[..., None], states, over_padding)
+
+    def _states_layer_by_layer(self, ids: Tensor) -> Tensor:
+        """Embedding, then the SimpleRNN layer (any backend): (B, H) or (B, T, H)."""
+        x = self.embedding(ids)  # (B, T, E)
+        if not self.share_padding:
+            return self.rnn(x)
+        pad_embedding = self.embedding.weight[PAD]
+        padding, h0, shared = self._start_after_padding(
+            ids, lambda n: self.rnn.states(pad_embedding.expand(1, n, -1))[0]
+        )
+        is_word = torch.arange(ids.shape[1], device=ids.device)[None, :] >= padding[:, None]
+        output = self.rnn(x, h0, mask=is_word)
+        if self.rnn.return_sequences:
+            output = self._with_padding_states(output, padding, shared)
+        return output
+
+    def _input_table(self) -> Tensor:
+        """``E · W_xᵀ + b`` (V, H): every word's input projection, with autograd."""
+        H = self.rnn.hidden_size
+        return F.linear(self.embedding.weight, self.rnn.A[:, H:], self.rnn.b)
+
+    def _states_from_ids(self, ids: Tensor) -> Tensor:
+        """All states (B, T, H) through the fused embedding + RNN kernel (training path)."""
+        from elman.kernels.embedded import embedded_rnn
+
+        table, W_h, activation = (
+            self._input_table(),
+            self.rnn.A[:, : self.rnn.hidden_size],
+            self.rnn.activation,
+        )
+
+        def padding_states(n: int) -> Tensor:
+            only_padding = torch.full((1, n), PAD, dtype=ids.dtype)
+            start, h0 = torch.zeros(1, dtype=ids.dtype), table.new_zeros(1, table.shape[1])
+            return embedded_rnn(only_padding, start, table, W_h, h0, activation)[0]
+
+        padding, h0, shared = self._start_after_padding(ids, padding_states)
+        states = embedded_rnn(ids, padding, table, W_h, h0, activation)
+        if self.rnn.return_sequences:
+            states = self._with_padding_states(states, padding, shared)
+        return states
+
     def _vocabulary_projection(self) -> Tensor:
-        """``E · W_xᵀ + b`` (V, H), recomputed only when a weight changed (any in-place update
-        or load bumps the tensors' version counters)."""
+        """``_input_table()`` for inference, recomputed only when a weight changed (an in-place
+        update or a load bumps the tensors' version counters)."""
         weights = [self.embedding.weight, self.rnn.A] + (
             [self.rnn.b] if self.rnn.b is not None else []
         )
         key = tuple((w.data_ptr(), w._version) for w in weights)
         cached = self.__dict__.get("_projection_cache")
         if cached is None or cached[0] != key:
-            from elman.kernels.fused import input_projection
-
-            table = input_projection(self.embedding.weight[None], self.rnn.A, self.rnn.b)[0]
-            self.__dict__["_projection_cache"] = cached = (key, table)
+            self.__dict__["_projection_cache"] = cached = (key, self._input_table())
         return cached[1]
 
     def _last_state_from_ids(self, ids: Tensor) -> Tensor:
-        from elman.kernels.fused import last_state_from_ids, recurrence
+        """Final states (B, H) for inference: no autograd, no stored states."""
+        from elman.kernels.embedded import last_state_from_ids
+        from elman.kernels.fused import recurrence
 
-        table = self._vocabulary_projection()
-        H = self.rnn.hidden_size
-        padding = self._leading_padding(ids)
-        longest = int(padding.max())
-        h0 = table.new_zeros(ids.shape[0], H)
-        if longest > 0:  # start each row after its padding, from the shared trajectory
-            W_h = self.rnn.A[:, :H]
-            pad_projection = table[PAD].expand(1, longest, H)
-            shared = recurrence(
-                pad_projection, W_h, table.new_zeros(1, H), None, self.rnn.activation
-            )[0]
-            h0 = torch.cat([table.new_zeros(1, H), shared])[padding]
-        return last_state_from_ids(ids, table, self.rnn.A[:, :H], h0, padding, self.rnn.activation)
+        table, W_h = self._vocabulary_projection(), self.rnn.A[:, : self.rnn.hidden_size]
+        zero = table.new_zeros(1, table.shape[1])
+        padding, h0, _ = self._start_after_padding(
+            ids,
+            lambda n: recurrence(table[PAD].expand(1, n, -1), W_h, zero, None, self.rnn.activation)[
+                0
+            ],
+        )
+        return last_state_from_ids(ids, table, W_h, h0, padding, self.rnn.activation)
 
     @torch.no_grad()
     def predict_proba(self, ids: Tensor) -> Tensor:
@@ -176,14 +204,18 @@ def summary(model: ReviewClassifier, batch_size: int = 1) -> str:
     from torchinfo import summary as torchinfo_summary
 
     example = torch.zeros(batch_size, model.config.max_len, dtype=torch.long)
-    stats = torchinfo_summary(
-        model,
-        input_data=[example],
-        col_names=("output_size", "num_params"),
-        row_settings=("var_names",),
-        depth=1,
-        verbose=0,
-    )
+    fused, model.fuse_embedding = model.fuse_embedding, False  # so every layer runs on its own
+    try:
+        stats = torchinfo_summary(
+            model,
+            input_data=[example],
+            col_names=("output_size", "num_params"),
+            row_settings=("var_names",),
+            depth=1,
+            verbose=0,
+        )
+    finally:
+        model.fuse_embedding = fused
     # Keep the Keras part of torchinfo's report (layers, totals); drop its memory estimates.
     lines = str(stats).splitlines()
     end = next(i for i, line in enumerate(lines) if line.startswith("Non-trainable params"))

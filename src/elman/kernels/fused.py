@@ -169,55 +169,6 @@ def _backward(G, states, W_h, mask, use_mask, activation, threads):
     return delta, carry
 
 
-@njit(cache=True, nogil=True)
-def _last_from_ids_rows(ids, table, W_hT, h0, start, activation, exact_tanh, out, first, last):
-    """out[b] = the state after reading ids[b, start[b]:], from h0[b]; for rows first..last-1."""
-    T, H = ids.shape[1], table.shape[1]
-    h = np.empty(H, dtype=table.dtype)
-    pre = np.empty(H, dtype=table.dtype)
-    for b in range(first, last):
-        h[:] = h0[b]
-        for t in range(start[b], T):
-            pre[:] = table[ids[b, t]]  # the step's input projection is a row lookup
-            _step(pre, W_hT, h, activation, exact_tanh)
-        out[b] = h
-
-
-@njit(cache=True, parallel=True, nogil=True)
-def _last_from_ids(ids, table, W_hT, h0, start, activation, exact_tanh, threads):
-    B, H = ids.shape[0], table.shape[1]
-    out = np.empty((B, H), dtype=table.dtype)
-    chunk = (B + threads - 1) // threads
-    for k in prange(threads):
-        first, last = k * chunk, min(B, (k + 1) * chunk)
-        _last_from_ids_rows(ids, table, W_hT, h0, start, activation, exact_tanh, out, first, last)
-    return out
-
-
-def last_state_from_ids(
-    ids: Tensor, table: Tensor, W_h: Tensor, h0: Tensor, start: Tensor, activation: str
-) -> Tensor:
-    """Inference straight from token ids, no autograd: the final state (B, H).
-
-    Without gradients a word's input projection ``E[w]·W_xᵀ + b`` does not depend on where it
-    stands, so ``table`` (V, H) holds it once per vocabulary word and each step reads one row:
-    no (B, T, E) embeddings, no (B, T, H) projections, no stored states. Row b starts from
-    ``h0[b]`` at step ``start[b]``. ids: (B, T) int64, W_h: (H, H), h0: (B, H), start: (B,).
-    """
-    with torch.no_grad():
-        out = _last_from_ids(
-            ids.contiguous().numpy(),
-            table.detach().contiguous().numpy(),
-            W_h.detach().T.contiguous().numpy(),
-            h0.detach().to(table.dtype).contiguous().numpy(),
-            start.contiguous().numpy(),
-            _ACTIVATION_CODES[activation],
-            table.dtype != torch.float32,
-            _threads(ids.shape[0]),
-        )
-    return torch.from_numpy(out)
-
-
 def _threads(batch: int) -> int:
     # More blocks than cores only adds overhead; fewer than rows keeps every block non-empty.
     return max(1, min(batch, torch.get_num_threads()))
