@@ -63,15 +63,18 @@ class RMSprop(torch.optim.Optimizer):
     def step(self, closure: Callable[[], float] | None = None) -> None:
         for group in self.param_groups:
             lr, rho, epsilon = group["lr"], group["rho"], group["epsilon"]
-            for param in group["params"]:
-                if param.grad is None:
-                    continue
-                state = self.state[param]
-                if not state:
-                    state["square_avg"] = torch.zeros_like(param)
-                square_avg = state["square_avg"]
-                square_avg.mul_(rho).addcmul_(param.grad, param.grad, value=1 - rho)
-                param.addcdiv_(param.grad, (square_avg + epsilon).sqrt_(), value=-lr)
+            params = [param for param in group["params"] if param.grad is not None]
+            for param in params:
+                if not self.state[param]:
+                    self.state[param]["square_avg"] = torch.zeros_like(param)
+            grads = [param.grad for param in params]
+            square_avgs = [self.state[param]["square_avg"] for param in params]
+            # One multi-tensor call per operation instead of one per parameter and operation.
+            torch._foreach_mul_(square_avgs, rho)
+            torch._foreach_addcmul_(square_avgs, grads, grads, value=1 - rho)
+            denominators = torch._foreach_add(square_avgs, epsilon)
+            torch._foreach_sqrt_(denominators)
+            torch._foreach_addcdiv_(params, grads, denominators, value=-lr)
 
 
 def bce_and_accuracy(logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
