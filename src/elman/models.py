@@ -128,7 +128,7 @@ class ReviewClassifier(nn.Module):
     def _states_layer_by_layer(self, ids: Tensor) -> Tensor:
         """Embedding, then the SimpleRNN layer (any backend): (B, H) or (B, T, H)."""
         x = self.embedding(ids)  # (B, T, E)
-        if not self.share_padding:
+        if not self.share_padding or x.is_cuda:  # cuDNN reads all steps faster than it skips
             return self.rnn(x)
         pad_embedding = self.embedding.weight[PAD]
         padding, h0, shared = self._start_after_padding(

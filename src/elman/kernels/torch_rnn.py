@@ -9,9 +9,11 @@ right.
 
 from __future__ import annotations
 
+import warnings
+
 import torch
-from torch import Tensor, nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+from torch import Tensor
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 
 def _leading_lengths(mask: Tensor) -> Tensor | None:
@@ -26,7 +28,7 @@ def torch_rnn(
     x: Tensor, A: Tensor, b: Tensor | None, h0: Tensor, mask: Tensor | None, activation: str
 ) -> Tensor:
     """Same contract as ``elman.rnn.reference_rnn``: all states (B, T, H)."""
-    H, F = A.shape[0], A.shape[1] - A.shape[0]
+    H = A.shape[0]
     lengths = None
     if mask is not None:
         lengths = _leading_lengths(mask)
@@ -34,18 +36,27 @@ def torch_rnn(
             from elman.rnn import reference_rnn
 
             return reference_rnn(x, A, b, h0, mask, activation)
-    shell = nn.RNN(
-        F, H, nonlinearity=activation, bias=b is not None, batch_first=True, device="meta"
-    )
-    weights = {"weight_ih_l0": A[:, H:], "weight_hh_l0": A[:, :H]}
+    # nn.RNN's own entry points (what nn.RNN.forward calls), without building a module.
+    run = torch._VF.rnn_tanh if activation == "tanh" else torch._VF.rnn_relu
+    weights = [A[:, H:].contiguous(), A[:, :H].contiguous()]  # weight_ih, weight_hh
     if b is not None:
-        weights |= {"bias_ih_l0": b, "bias_hh_l0": torch.zeros_like(b)}
-    weights = {name: w.contiguous() for name, w in weights.items()}
+        weights += [b, torch.zeros_like(b)]  # bias_ih, bias_hh
+    # Arguments after the weights: has_biases, num_layers, dropout, train, bidirectional.
+    options = (b is not None, 1, 0.0, torch.is_grad_enabled(), False)
     if lengths is None:
-        states, _ = torch.func.functional_call(shell, weights, (x, h0[None]))
+        with warnings.catch_warnings():
+            # A's two halves are not one flat cuDNN buffer; cuDNN copies them (2 KB), and says so.
+            warnings.filterwarnings("ignore", message="RNN module weights are not part")
+            states, _ = run(x, h0[None].contiguous(), weights, *options, True)  # batch_first
         return states
     packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
-    packed_states, _ = torch.func.functional_call(shell, weights, (packed, h0[None]))
+    hx = h0[None].index_select(1, packed.sorted_indices).contiguous()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="RNN module weights are not part")
+        data, _ = run(packed.data, packed.batch_sizes, hx, weights, *options)
+    packed_states = PackedSequence(
+        data, packed.batch_sizes, packed.sorted_indices, packed.unsorted_indices
+    )
     states, _ = pad_packed_sequence(packed_states, batch_first=True, total_length=x.shape[1])
     # Padded steps carry the last valid state, as in the reference.
     last = states[torch.arange(x.shape[0]), lengths - 1]
