@@ -9,6 +9,7 @@ from pathlib import Path
 
 from elman.errors import UserError
 from elman.models import ARCHITECTURES
+from elman.rnn import BACKENDS
 
 
 def _positive_int(text: str) -> int:
@@ -42,6 +43,9 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hidden-size", type=_positive_int, help="RNN state size (32)")
     parser.add_argument("--embedding-dim", type=_positive_int, help="embedding (32; shallow 8)")
     parser.add_argument("--vocab-size", type=_positive_int, help="ids incl. 3 reserved (10000)")
+    parser.add_argument(
+        "--backend", choices=BACKENDS, help="RNN implementation (auto: fused on CPU, cuDNN on CUDA)"
+    )
     parser.add_argument("--max-len", type=_positive_int, help="words per review (500; 20 shallow)")
 
 
@@ -52,7 +56,7 @@ def _run_config(args: argparse.Namespace):
     config = imdb_preset(args.model)
     model_changes = {
         name: getattr(args, name)
-        for name in ("hidden_size", "embedding_dim", "vocab_size", "max_len")
+        for name in ("hidden_size", "embedding_dim", "vocab_size", "max_len", "backend")
         if getattr(args, name, None) is not None
     }
     data_changes = {

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from elman.data.text import PAD
 from elman.errors import UserError, require_positive
-from elman.rnn import ACTIVATIONS, SimpleRNN
+from elman.rnn import ACTIVATIONS, BACKENDS, SimpleRNN
 
 ARCHITECTURES = ("rnn", "rnn-all-states", "shallow")
 
@@ -36,6 +36,7 @@ class ModelConfig:
     hidden_size: int = 32
     max_len: int = 500
     activation: str = "tanh"
+    backend: str = "auto"  # SimpleRNN's implementation; all compute the same function
 
     def validate(self) -> None:
         if self.architecture not in ARCHITECTURES:
@@ -44,6 +45,8 @@ class ModelConfig:
             )
         if self.activation not in ACTIVATIONS:
             raise UserError(f"activation must be one of {sorted(ACTIVATIONS)}")
+        if self.backend not in BACKENDS:
+            raise UserError(f"backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
         require_positive(self, "vocab_size", "embedding_dim", "hidden_size", "max_len")
 
 
@@ -68,7 +71,13 @@ class ReviewClassifier(nn.Module):
             features = T * E
         else:
             all_states = config.architecture == "rnn-all-states"
-            self.rnn = SimpleRNN(E, H, activation=config.activation, return_sequences=all_states)
+            self.rnn = SimpleRNN(
+                E,
+                H,
+                activation=config.activation,
+                return_sequences=all_states,
+                backend=config.backend,
+            )
             features = T * H if all_states else H
         self.flatten = nn.Flatten()
         self.dense = nn.Linear(features, 1)
