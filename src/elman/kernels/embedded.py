@@ -19,11 +19,11 @@ import torch
 from numba import njit, prange
 from torch import Tensor
 
-from elman.kernels.fused import _ACTIVATION_CODES, RELU, _step, _threads
+from elman.kernels.fused import _ACTIVATION_CODES, FASTMATH, RELU, _dot_rows, _step, _threads
 
 
-@njit(cache=True, nogil=True)
-def _forward_rows(ids, table, W_hT, h0, start, activation, exact_tanh, states, first, last):
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def _forward_rows(ids, table, W_h, h0, start, activation, exact_tanh, states, first, last):
     T, H = ids.shape[1], table.shape[1]
     h = np.empty(H, dtype=table.dtype)
     pre = np.empty(H, dtype=table.dtype)
@@ -33,26 +33,26 @@ def _forward_rows(ids, table, W_hT, h0, start, activation, exact_tanh, states, f
             states[b, t] = h
         for t in range(start[b], T):
             pre[:] = table[ids[b, t]]
-            _step(pre, W_hT, h, activation, exact_tanh)
+            _step(pre, W_h, h, activation, exact_tanh)
             states[b, t] = h
 
 
 @njit(cache=True, parallel=True, nogil=True)
-def _forward(ids, table, W_hT, h0, start, activation, exact_tanh, threads):
+def _forward(ids, table, W_h, h0, start, activation, exact_tanh, threads):
     B, T, H = ids.shape[0], ids.shape[1], table.shape[1]
     states = np.empty((B, T, H), dtype=table.dtype)
     chunk = (B + threads - 1) // threads
     for k in prange(threads):
         first, last = k * chunk, min(B, (k + 1) * chunk)
-        _forward_rows(ids, table, W_hT, h0, start, activation, exact_tanh, states, first, last)
+        _forward_rows(ids, table, W_h, h0, start, activation, exact_tanh, states, first, last)
     return states
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
 def _backward_rows(
-    ids, G, states, h0, W_h, start, activation, grad_table, grad_W_h, grad_h0, first, last
+    ids, G, states, h0, W_hT, start, activation, grad_table, grad_W_h, grad_h0, first, last
 ):
-    T, H = ids.shape[1], W_h.shape[0]
+    T, H = ids.shape[1], W_hT.shape[0]
     dh = np.empty(H, dtype=G.dtype)
     delta = np.empty(H, dtype=G.dtype)
     for b in range(first, last):
@@ -74,10 +74,7 @@ def _backward_rows(
                 for j in range(H):
                     grad_W_h[i, j] += d * previous[j]
             dh[:] = 0.0
-            for i in range(H):
-                d = delta[i]
-                for j in range(H):
-                    dh[j] += W_h[i, j] * d
+            _dot_rows(W_hT, delta, dh)  # dh = W_hᵀ · delta
         for t in range(start[b]):  # steps that only carried h0
             for i in range(H):
                 dh[i] += G[b, t, i]
@@ -85,8 +82,8 @@ def _backward_rows(
 
 
 @njit(cache=True, parallel=True, nogil=True)
-def _backward(ids, G, states, h0, W_h, start, activation, vocab_size, threads):
-    B, H = ids.shape[0], W_h.shape[0]
+def _backward(ids, G, states, h0, W_hT, start, activation, vocab_size, threads):
+    B, H = ids.shape[0], W_hT.shape[0]
     table_parts = np.zeros((threads, vocab_size, H), dtype=G.dtype)
     W_h_parts = np.zeros((threads, H, H), dtype=G.dtype)
     grad_h0 = np.empty((B, H), dtype=G.dtype)
@@ -98,7 +95,7 @@ def _backward(ids, G, states, h0, W_h, start, activation, vocab_size, threads):
             G,
             states,
             h0,
-            W_h,
+            W_hT,
             start,
             activation,
             table_parts[k],
@@ -115,8 +112,8 @@ def _backward(ids, G, states, h0, W_h, start, activation, vocab_size, threads):
     return grad_table, grad_W_h, grad_h0
 
 
-@njit(cache=True, nogil=True)
-def _last_from_ids_rows(ids, table, W_hT, h0, start, activation, exact_tanh, out, first, last):
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def _last_from_ids_rows(ids, table, W_h, h0, start, activation, exact_tanh, out, first, last):
     """out[b] = the state after reading ids[b, start[b]:], from h0[b]; for rows first..last-1."""
     T, H = ids.shape[1], table.shape[1]
     h = np.empty(H, dtype=table.dtype)
@@ -125,18 +122,18 @@ def _last_from_ids_rows(ids, table, W_hT, h0, start, activation, exact_tanh, out
         h[:] = h0[b]
         for t in range(start[b], T):
             pre[:] = table[ids[b, t]]  # the step's input projection is a row lookup
-            _step(pre, W_hT, h, activation, exact_tanh)
+            _step(pre, W_h, h, activation, exact_tanh)
         out[b] = h
 
 
 @njit(cache=True, parallel=True, nogil=True)
-def _last_from_ids(ids, table, W_hT, h0, start, activation, exact_tanh, threads):
+def _last_from_ids(ids, table, W_h, h0, start, activation, exact_tanh, threads):
     B, H = ids.shape[0], table.shape[1]
     out = np.empty((B, H), dtype=table.dtype)
     chunk = (B + threads - 1) // threads
     for k in prange(threads):
         first, last = k * chunk, min(B, (k + 1) * chunk)
-        _last_from_ids_rows(ids, table, W_hT, h0, start, activation, exact_tanh, out, first, last)
+        _last_from_ids_rows(ids, table, W_h, h0, start, activation, exact_tanh, out, first, last)
     return out
 
 
@@ -154,7 +151,7 @@ def last_state_from_ids(
         out = _last_from_ids(
             ids.contiguous().numpy(),
             table.detach().contiguous().numpy(),
-            W_h.detach().T.contiguous().numpy(),
+            W_h.detach().contiguous().numpy(),
             h0.detach().to(table.dtype).contiguous().numpy(),
             start.contiguous().numpy(),
             _ACTIVATION_CODES[activation],
@@ -178,7 +175,7 @@ class EmbeddedRNNFunction(torch.autograd.Function):
             _forward(
                 _numpy(ids),
                 _numpy(table),
-                _numpy(W_h.T),
+                _numpy(W_h),
                 _numpy(h0),
                 _numpy(start),
                 _ACTIVATION_CODES[activation],
@@ -198,7 +195,7 @@ class EmbeddedRNNFunction(torch.autograd.Function):
             _numpy(grad_states),
             states.numpy(),
             _numpy(h0),
-            _numpy(W_h),
+            _numpy(W_h.T),
             _numpy(start),
             _ACTIVATION_CODES[ctx.activation],
             ctx.vocab_size,

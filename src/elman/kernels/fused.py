@@ -77,22 +77,32 @@ def _activate(pre, out, activation, exact_tanh):
             out[i] = _tanh_float32(pre[i])
 
 
-@njit(inline="always")
-def _step(pre, W_hT, h, activation, exact_tanh):
-    """h <- act(pre + W_h · h), with ``pre`` holding the input projection on entry.
+# The kernels may reassociate sums (so LLVM vectorises each dot product) and fuse multiply-adds;
+# nothing else of fastmath (NaN and infinity still propagate, so a diverging loss is seen). The
+# order is fixed when the kernel is compiled: every run gives the same bits.
+FASTMATH = {"reassoc", "contract"}
 
-    W_hT is W_h transposed, so the inner loop is an axpy over a contiguous row (vectorised by
-    LLVM without reordering any sum: the result is the same on every run)."""
-    H = h.shape[0]
-    for j in range(H):
-        hj = h[j]
-        for i in range(H):
-            pre[i] += W_hT[j, i] * hj
+
+@njit(inline="always")
+def _dot_rows(M, v, out):
+    """out[i] += M[i, :] · v, for a small square M (each row a contiguous dot product)."""
+    n = v.shape[0]
+    for i in range(n):
+        s = out[i] * 0.0
+        for j in range(n):
+            s += M[i, j] * v[j]
+        out[i] += s
+
+
+@njit(inline="always")
+def _step(pre, W_h, h, activation, exact_tanh):
+    """h <- act(pre + W_h · h), with ``pre`` holding the input projection on entry."""
+    _dot_rows(W_h, h, pre)
     _activate(pre, h, activation, exact_tanh)
 
 
-@njit(cache=True, nogil=True)
-def _forward_rows(P, W_hT, h0, mask, use_mask, activation, exact_tanh, states, first, last):
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def _forward_rows(P, W_h, h0, mask, use_mask, activation, exact_tanh, states, first, last):
     """states[b, t] = act(P[b, t] + W_h · h[b, t-1]) for rows first..last-1."""
     T, H = P.shape[1], P.shape[2]
     h = np.empty(H, dtype=P.dtype)
@@ -102,23 +112,23 @@ def _forward_rows(P, W_hT, h0, mask, use_mask, activation, exact_tanh, states, f
         for t in range(T):
             if not (use_mask and not mask[b, t]):
                 pre[:] = P[b, t]
-                _step(pre, W_hT, h, activation, exact_tanh)
+                _step(pre, W_h, h, activation, exact_tanh)
             states[b, t] = h
 
 
 @njit(cache=True, parallel=True, nogil=True)
-def _forward(P, W_hT, h0, mask, use_mask, activation, exact_tanh, threads):
+def _forward(P, W_h, h0, mask, use_mask, activation, exact_tanh, threads):
     B, T, H = P.shape
     states = np.empty((B, T, H), dtype=P.dtype)
     chunk = (B + threads - 1) // threads
     for k in prange(threads):
         first, last = k * chunk, min(B, (k + 1) * chunk)
-        _forward_rows(P, W_hT, h0, mask, use_mask, activation, exact_tanh, states, first, last)
+        _forward_rows(P, W_h, h0, mask, use_mask, activation, exact_tanh, states, first, last)
     return states
 
 
-@njit(cache=True, nogil=True)
-def _backward_rows(G, states, W_h, mask, use_mask, activation, delta, carry, first, last):
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def _backward_rows(G, states, W_hT, mask, use_mask, activation, delta, carry, first, last):
     """delta[b, t] = ∂L/∂pre_t for rows first..last-1; carry[b] ends as ∂L/∂h0."""
     T, H = G.shape[1], G.shape[2]
     dh = np.empty(H, dtype=G.dtype)
@@ -139,33 +149,19 @@ def _backward_rows(G, states, W_h, mask, use_mask, activation, delta, carry, fir
                     delta[b, t, i] = dh[i] * (1.0 - h * h)
                 else:
                     delta[b, t, i] = dh[i] if h > 0 else 0.0
-            for j in range(H):
-                carry[b, j] = 0.0
-            for i in range(H):
-                d = delta[b, t, i]
-                for j in range(H):
-                    carry[b, j] += W_h[i, j] * d
+            carry[b] = 0.0
+            _dot_rows(W_hT, delta[b, t], carry[b])  # carry = W_hᵀ · delta
 
 
 @njit(cache=True, parallel=True, nogil=True)
-def _backward(G, states, W_h, mask, use_mask, activation, threads):
+def _backward(G, states, W_hT, mask, use_mask, activation, threads):
     B, T, H = G.shape
     delta = np.empty((B, T, H), dtype=G.dtype)
     carry = np.empty((B, H), dtype=G.dtype)
     chunk = (B + threads - 1) // threads
     for k in prange(threads):
-        _backward_rows(
-            G,
-            states,
-            W_h,
-            mask,
-            use_mask,
-            activation,
-            delta,
-            carry,
-            k * chunk,
-            min(B, (k + 1) * chunk),
-        )
+        first, last = k * chunk, min(B, (k + 1) * chunk)
+        _backward_rows(G, states, W_hT, mask, use_mask, activation, delta, carry, first, last)
     return delta, carry
 
 
@@ -186,7 +182,7 @@ def recurrence(P: Tensor, W_h: Tensor, h0: Tensor, mask: Tensor | None, activati
     mask_np, use_mask = _mask_array(mask, P.shape[0], P.shape[1])
     states = _forward(
         P.detach().contiguous().numpy(),
-        W_h.detach().T.contiguous().numpy(),
+        W_h.detach().contiguous().numpy(),
         h0.detach().to(P.dtype).contiguous().numpy(),
         mask_np,
         use_mask,
@@ -223,7 +219,7 @@ class FusedRNNFunction(torch.autograd.Function):
         delta, grad_h0 = _backward(
             grad_states.contiguous().numpy(),
             states.numpy(),
-            W_h.detach().contiguous().numpy(),
+            W_h.detach().T.contiguous().numpy(),
             mask_np,
             use_mask,
             _ACTIVATION_CODES[ctx.activation],
