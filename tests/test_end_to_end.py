@@ -1,38 +1,69 @@
-"""The reference run on the real reviews: 3 epochs of the 322,113-parameter model."""
+"""The reference run on the real reviews: 3 epochs of the 322,113-parameter model, then the saved
+folder used as a user would: evaluate and predict from the command line."""
 
 import json
 import subprocess
 import sys
 
-from elman.train import imdb_preset, train_imdb
+import numpy as np
+import torch
+
+import elman
+from elman.data.imdb import read_reviews
+from elman.workflow import imdb_preset, train_imdb
 
 
-def test_reference_model_reaches_080_on_real_test_reviews(real_archive, real_cache, tmp_path):
-    config = imdb_preset("rnn")
-    config.data.data = str(real_archive)
-    config.data.cache_dir = str(real_cache)
-    lines = []
-    metrics = train_imdb(config, out_dir=tmp_path / "run", log=lines.append, progress=False)
-    assert "Total params: 322,113" in "\n".join(lines)
-    assert metrics["test_acc"] >= 0.80, metrics
-    history = json.loads((tmp_path / "run" / "history.json").read_text())
-    assert len(history) == 3 and history[0]["val_acc"] > 0.7
-
-    # The saved run, re-evaluated by the CLI, gives the same test accuracy.
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "elman.cli",
-            "evaluate",
-            "--model",
-            str(tmp_path / "run"),
-            "--cache-dir",
-            str(real_cache),
-        ],
+def _elman(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "elman.cli", *args],
         capture_output=True,
         text=True,
         timeout=600,
         check=True,
+        input=stdin,
     )
-    assert f"acc {metrics['test_acc']:.4f}" in result.stdout
+
+
+def test_reference_model_on_real_reviews(real_archive, real_cache, tmp_path):
+    config = imdb_preset("rnn")
+    config.data.data = str(real_archive)
+    config.data.cache_dir = str(real_cache)
+    lines = []
+    trained = train_imdb(config, out_dir=tmp_path / "run", log=lines.append, progress=False)
+    assert "Total params: 322,113" in "\n".join(lines)
+    assert trained.metrics["test_acc"] >= 0.80, trained.metrics
+    history = json.loads((tmp_path / "run" / "history.json").read_text())
+    assert len(history) == 3 and history[0]["val_acc"] > 0.7
+
+    # The saved folder, re-evaluated from the command line, gives the same test accuracy.
+    result = _elman("evaluate", "--model", str(tmp_path / "run"), "--cache-dir", str(real_cache))
+    assert f"acc {trained.metrics['test_acc']:.4f}" in result.stdout
+
+    # Loaded back, it predicts raw test reviews exactly as the in-memory model does.
+    texts = read_reviews(real_archive)["test"].texts[::500]  # 50 reviews, both labels
+    loaded = elman.load(tmp_path / "run")
+    in_memory = trained.predict_proba(texts)
+    np.testing.assert_array_equal(loaded.predict_proba(texts), in_memory)
+    with torch.no_grad():  # the text path equals the array path the test accuracy came from
+        ids = torch.from_numpy(trained.encode(texts))
+        np.testing.assert_allclose(
+            torch.sigmoid(trained.model(ids)).numpy(), in_memory, rtol=0, atol=0
+        )
+
+    # ... and so does `elman predict`, from arguments and from standard input.
+    output = _elman(
+        "predict",
+        "--model",
+        str(tmp_path / "run"),
+        "--json",
+        texts[0],
+        "-",
+        stdin="\n".join(" ".join(t.split()) for t in texts[1:5]) + "\n",
+    )
+    records = json.loads(output.stdout)
+    assert [r["source"] for r in records] == ["argument 1"] + [f"<stdin>:{n}" for n in range(1, 5)]
+    flat = [texts[0]] + [" ".join(t.split()) for t in texts[1:5]]
+    np.testing.assert_allclose(
+        [r["probability"] for r in records], trained.predict_proba(flat), rtol=1e-6
+    )
+    assert {r["label"] for r in records} <= {"positive", "negative"}

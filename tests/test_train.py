@@ -1,4 +1,3 @@
-import json
 import subprocess
 import sys
 
@@ -7,10 +6,9 @@ import torch
 
 from elman import train
 from elman.data.imdb import IMDBConfig, Split, load_imdb
-from elman.data.text import Vocabulary
 from elman.errors import UserError
 from elman.models import ModelConfig, ReviewClassifier
-from elman.train import RMSprop, RunConfig, TrainConfig, fit, load_run, save_run
+from elman.train import RMSprop, TrainConfig, fit
 
 
 def test_rmsprop_follows_keras_formula():
@@ -83,24 +81,6 @@ def test_bad_training_settings(small_real):
         fit(model, *small_real, TrainConfig(batch_size=601), progress=False)
     with pytest.raises(UserError, match="epochs"):
         fit(model, *small_real, TrainConfig(epochs=0), progress=False)
-
-
-def test_saved_run_predicts_identically(tmp_path, small_real):
-    torch.manual_seed(0)
-    config = RunConfig(ModelConfig(vocab_size=2000, max_len=40, hidden_size=8))
-    model = ReviewClassifier(config.model)
-    vocabulary = Vocabulary.from_ranked([f"w{i}" for i in range(3000)], 2000)
-    save_run(tmp_path, model, vocabulary, config, [{"epoch": 1}], {"test_acc": 0.5})
-    loaded, loaded_vocabulary, loaded_config = load_run(tmp_path)
-    x = torch.from_numpy(small_real[1].x)
-    torch.testing.assert_close(loaded(x), model(x), rtol=0, atol=0)
-    assert loaded_vocabulary == vocabulary and loaded_config == config
-    assert not list(tmp_path.glob("*.tmp"))
-    saved = json.loads((tmp_path / "config.json").read_text())
-    saved["model"]["hidden_size"] = 16
-    (tmp_path / "config.json").write_text(json.dumps(saved))
-    with pytest.raises(UserError, match="do not fit its config.json"):
-        load_run(tmp_path)
 
 
 def _elman(*args: str) -> subprocess.CompletedProcess:

@@ -51,7 +51,7 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _run_config(args: argparse.Namespace):
     """The preset for ``--model`` with every option the user gave applied on top."""
-    from elman.train import imdb_preset
+    from elman.workflow import imdb_preset
 
     config = imdb_preset(args.model)
     model_changes = {
@@ -66,7 +66,7 @@ def _run_config(args: argparse.Namespace):
     }
     train_changes = {
         name: getattr(args, name)
-        for name in ("epochs", "batch_size", "lr", "seed", "threads", "bucket")
+        for name in ("epochs", "batch_size", "lr", "seed", "threads", "bucket", "clip_norm")
         if getattr(args, name, None) is not None
     }
     if getattr(args, "seed", None) is not None:
@@ -82,9 +82,15 @@ def _run_config(args: argparse.Namespace):
 
 
 def cmd_train_imdb(args: argparse.Namespace) -> None:
-    from elman.train import train_imdb
+    from elman.workflow import train_imdb
 
-    train_imdb(_run_config(args), out_dir=args.out, progress=not args.no_progress)
+    train_imdb(
+        _run_config(args),
+        out_dir=args.resume or args.out,
+        progress=not args.no_progress,
+        overwrite=args.overwrite,
+        resume=args.resume is not None,
+    )
 
 
 def cmd_summary(args: argparse.Namespace) -> None:
@@ -94,21 +100,78 @@ def cmd_summary(args: argparse.Namespace) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    from elman.data.imdb import load_imdb
-    from elman.train import evaluate, load_run
+    from elman.workflow import evaluate_saved
 
-    model, vocabulary, config = load_run(args.model)
-    data_config = replace(config.data, data=args.data or config.data.data)
-    if args.cache_dir:
-        data_config = replace(data_config, cache_dir=args.cache_dir)
-    data = load_imdb(data_config)
-    if data.vocabulary != vocabulary:
-        raise UserError(
-            f"the vocabulary saved in {args.model} does not match the reviews in this archive; "
-            "evaluate with the archive the model was trained on"
+    metrics = evaluate_saved(args.model, args.data, args.cache_dir)
+    reviews, loss, accuracy = metrics["reviews"], metrics["loss"], metrics["acc"]
+    print(f"Test ({reviews} reviews): loss {loss:.4f} - acc {accuracy:.4f}")
+
+
+def _warn(message: str) -> None:
+    print(f"elman: {message}", file=sys.stderr)
+
+
+def _read_reviews(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """(where it came from, text) for every review given as text, file, folder or stdin."""
+    from elman.data.text import read_text
+
+    reviews: list[tuple[str, str]] = []
+
+    def add_lines(source: str, data: bytes) -> None:
+        text, valid = read_text(data)
+        if not valid:
+            _warn(f"warning: {source} is not valid UTF-8; undecodable bytes were replaced")
+        reviews.extend(
+            (f"{source}:{n}", line) for n, line in enumerate(text.splitlines(), 1) if line.strip()
         )
-    metrics = evaluate(model, data.test, config.train.eval_batch_size)
-    print(f"Test ({len(data.test)} reviews): loss {metrics['loss']:.4f} - acc {metrics['acc']:.4f}")
+
+    for number, text in enumerate(args.texts, start=1):
+        if text == "-":
+            add_lines("<stdin>", sys.stdin.buffer.read())
+        else:
+            reviews.append((f"argument {number}", text))
+    for path in args.file:
+        if not path.is_file():
+            raise UserError(f"--file {path} is not a file: give a text file, one review a line")
+        add_lines(str(path), path.read_bytes())
+    for folder in args.folder:
+        files = sorted(folder.glob("*.txt")) if folder.is_dir() else []
+        if not files:
+            raise UserError(f"--folder {folder} holds no .txt files: give a folder of reviews")
+        for path in files:
+            text, valid = read_text(path.read_bytes())
+            if not valid:
+                _warn(f"warning: {path} is not valid UTF-8; undecodable bytes were replaced")
+            reviews.append((str(path), text))
+    if not reviews:
+        raise UserError(
+            "no review to predict: give text, --file FILE (one review a line), --folder DIR "
+            "(.txt files) or - (standard input)"
+        )
+    return reviews
+
+
+def cmd_predict(args: argparse.Namespace) -> None:
+    import json
+
+    from elman.bundle import load
+
+    classifier = load(args.model)
+    reviews = _read_reviews(args)
+    notes: list[str] = []
+    predictions = classifier.predict([text for _, text in reviews], notes=notes)
+    for note in notes:
+        _warn(f"note: {note}")
+    if args.json:
+        records = [
+            {"source": source, "label": p.label, "probability": p.probability}
+            for (source, _), p in zip(reviews, predictions, strict=True)
+        ]
+        print(json.dumps(records, indent=2))
+        return
+    for (_, text), p in zip(reviews, predictions, strict=True):
+        preview = " ".join(text.split())[:60]
+        print(f"{p.label:<8} {p.probability:.4f}  {preview}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -152,6 +215,18 @@ def build_parser() -> argparse.ArgumentParser:
     imdb.add_argument(
         "--out", type=Path, default=Path("runs/imdb"), help="output folder (default: runs/imdb)"
     )
+    imdb.add_argument(
+        "--overwrite", action="store_true", help="replace the model already saved in --out"
+    )
+    imdb.add_argument(
+        "--resume",
+        type=Path,
+        metavar="DIR",
+        help="continue the interrupted run saved in DIR (its settings are used)",
+    )
+    imdb.add_argument(
+        "--clip-norm", type=_positive_float, help="clip the gradient norm to this before each step"
+    )
     imdb.add_argument("--no-progress", action="store_true", help="no progress bar")
     imdb.set_defaults(handler=cmd_train_imdb)
 
@@ -160,6 +235,35 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--data", help="aclImdb archive or folder (default: the one it used)")
     evaluate.add_argument("--cache-dir", help="where encoded arrays are cached")
     evaluate.set_defaults(handler=cmd_evaluate)
+
+    predict = commands.add_parser(
+        "predict",
+        help="label reviews with a saved model",
+        description="Print label and probability of 'positive' for each review.",
+    )
+    predict.add_argument(
+        "texts",
+        nargs="*",
+        metavar="TEXT",
+        help="review text; - reads standard input, one review a line",
+    )
+    predict.add_argument("--model", type=Path, required=True, help="folder written by train")
+    predict.add_argument(
+        "--file",
+        type=Path,
+        action="append",
+        default=[],
+        help="text file, one review a line (repeatable)",
+    )
+    predict.add_argument(
+        "--folder",
+        type=Path,
+        action="append",
+        default=[],
+        help="folder of .txt files, one review each (repeatable)",
+    )
+    predict.add_argument("--json", action="store_true", help="JSON output")
+    predict.set_defaults(handler=cmd_predict)
 
     summary = commands.add_parser("summary", help="print a model's layers and parameter counts")
     _add_model_arguments(summary)

@@ -1,15 +1,14 @@
-"""Training and evaluation: Keras' RMSprop, binary cross-entropy, early stopping, saved runs.
+"""Training and evaluation: Keras' RMSprop, binary cross-entropy, early stopping, and
+checkpoints from which an interrupted run resumes to the same bits.
 
-``train_imdb`` is the whole job behind ``elman train imdb``: load the data, build the model,
-print its summary, ``fit``, ``evaluate`` on the test reviews, ``save_run``.
+``fit`` trains any module that maps ids (B, T) to logits (B,); ``evaluate`` measures it.
+The whole IMDB job (data, summary, fit, test, saved folder) is ``elman.workflow.train_imdb``.
 """
 
 from __future__ import annotations
 
 import copy
-import json
-import os
-import tempfile
+import io
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
@@ -20,10 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from elman.data.imdb import IMDBConfig, IMDBData, Split, load_imdb
-from elman.data.text import Vocabulary
+from elman.data.imdb import Split
 from elman.errors import UserError, require_positive
-from elman.models import ModelConfig, ReviewClassifier, summary
+from elman.files import atomic_write
 
 
 @dataclass
@@ -37,10 +35,13 @@ class TrainConfig:
     seed: int = 0
     threads: int | None = None  # torch threads; None leaves torch's choice (all cores)
     eval_batch_size: int = 1000
-    bucket: bool = False  # batches of reviews of similar length (faster; see batch_order)
+    bucket: bool = False  # batches of reviews of similar length (see batch_order)
+    clip_norm: float | None = None  # clip the gradients' global norm to this before each step
 
     def validate(self, train_size: int) -> None:
         require_positive(self, "epochs", "batch_size", "eval_batch_size", "lr")
+        if self.clip_norm is not None:
+            require_positive(self, "clip_norm")
         if self.batch_size > train_size:
             raise UserError(
                 f"batch-size {self.batch_size} is larger than the {train_size} training samples"
@@ -126,6 +127,53 @@ def evaluate(model: nn.Module, split: Split, batch_size: int = 1000) -> dict[str
     return {"loss": total_loss / len(y), "acc": total_correct / len(y)}
 
 
+@dataclass
+class TrainingState:
+    """Everything that decides how training goes on from here: with the model and optimizer
+    state, a checkpoint of it resumes a run to the same bits as if it never stopped."""
+
+    epoch: int = 1  # the epoch in progress, from 1
+    step: int = 0  # batches of it already trained
+    shuffle_state: torch.Tensor | None = None  # the shuffling generator at the epoch's start
+    loss_sum: float = 0.0  # running sums over the epoch's batches so far
+    correct_sum: float = 0.0
+    seen: int = 0
+    seconds: float = 0.0
+    history: list[dict[str, float]] = field(default_factory=list)
+    best_loss: float = float("inf")
+    best_weights: dict[str, torch.Tensor] | None = None
+    waited: int = 0  # epochs since val_loss last improved
+    finished: bool = False
+
+
+def save_checkpoint(
+    path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, state: TrainingState
+) -> None:
+    """Model, optimizer and training state in one file, written atomically."""
+    buffer = io.BytesIO()
+    torch.save(
+        {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "state": asdict(state)},
+        buffer,
+    )
+    atomic_write(path, buffer.getvalue())
+
+
+def load_checkpoint(
+    path: Path, model: nn.Module, optimizer: torch.optim.Optimizer
+) -> TrainingState:
+    """Restore model and optimizer from ``path`` (in place) and return the training state."""
+    try:
+        saved = torch.load(path, weights_only=True)
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        return TrainingState(**saved["state"])
+    except Exception as error:
+        raise UserError(
+            f"cannot resume from {path} ({type(error).__name__}): it does not belong to this "
+            "model; start a new run with --overwrite"
+        ) from None
+
+
 def fit(
     model: nn.Module,
     train: Split,
@@ -133,212 +181,113 @@ def fit(
     config: TrainConfig,
     log: Callable[[str], None] = print,
     progress: bool = True,
+    checkpoint: Path | None = None,
 ) -> list[dict[str, float]]:
     """Train with RMSprop on shuffled batches, validate after every epoch, stop early on
-    ``val_loss`` and restore the best weights. Returns one dict per epoch (the history)."""
+    ``val_loss`` and restore the best weights. Returns one dict per epoch (the history).
+
+    With ``checkpoint``, the whole training state is saved there (atomically) after every epoch
+    and when interrupted (Ctrl-C); if the file exists, training resumes from it exactly.
+    """
     from tqdm import tqdm
 
     config.validate(len(train))
     optimizer = RMSprop(model.parameters(), lr=config.lr, rho=config.rho, epsilon=config.epsilon)
     shuffle = torch.Generator().manual_seed(config.seed)
+    state = TrainingState(shuffle_state=shuffle.get_state())
+    if checkpoint is not None and checkpoint.exists():
+        state = load_checkpoint(checkpoint, model, optimizer)
+        log(f"Resuming from {checkpoint}: epoch {state.epoch}, step {state.step}")
     x, y = _tensors(train)
-    history: list[dict[str, float]] = []
-    best_loss, best_state, waited = float("inf"), None, 0
-    for epoch in range(1, config.epochs + 1):
+    while state.epoch <= config.epochs and not state.finished:
         model.train()
-        started = time.perf_counter()
+        shuffle.set_state(state.shuffle_state)
         batches = batch_order(train.lengths, config.batch_size, config.bucket, shuffle)
-        steps = len(batches)
-        loss_sum = correct_sum = 0.0
-        seen = 0
         bar = tqdm(
-            total=steps,
-            desc=f"Epoch {epoch}/{config.epochs}",
+            total=len(batches),
+            initial=state.step,
+            desc=f"Epoch {state.epoch}/{config.epochs}",
             disable=not progress,
             leave=False,
             dynamic_ncols=True,
         )
-        for step, rows in enumerate(batches):
-            loss, accuracy = bce_and_accuracy(model(x[rows]), y[rows])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            loss_sum += loss.item() * len(rows)
-            correct_sum += accuracy.item() * len(rows)
-            seen += len(rows)
-            bar.update()
-            if step % 10 == 0 or step == steps - 1:
-                bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct_sum / seen:.4f}")
+        started = time.perf_counter()
+        try:
+            while state.step < len(batches):
+                rows = batches[state.step]
+                loss, accuracy = bce_and_accuracy(model(x[rows]), y[rows])
+                if not torch.isfinite(loss):
+                    raise UserError(
+                        f"the loss became {loss.item()} at epoch {state.epoch}, step "
+                        f"{state.step + 1}; training stopped"
+                        + (f" ({checkpoint} keeps the last good state)" if checkpoint else "")
+                        + ": lower --lr or set --clip-norm"
+                    )
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if config.clip_norm:
+                    nn.utils.clip_grad_norm_(model.parameters(), config.clip_norm)
+                optimizer.step()
+                state.loss_sum += loss.item() * len(rows)
+                state.correct_sum += accuracy.item() * len(rows)
+                state.seen += len(rows)
+                state.step += 1
+                bar.update()
+                if state.step % 10 == 0:
+                    bar.set_postfix(
+                        loss=f"{state.loss_sum / state.seen:.4f}",
+                        acc=f"{state.correct_sum / state.seen:.4f}",
+                    )
+        except KeyboardInterrupt:
+            bar.close()
+            if checkpoint is not None:
+                state.seconds += time.perf_counter() - started
+                save_checkpoint(checkpoint, model, optimizer, state)
+                log(f"\nInterrupted: saved {checkpoint}; continue with --resume")
+            raise
         bar.close()
         val_metrics = evaluate(model, val, config.eval_batch_size)
         record = {
-            "epoch": epoch,
-            "loss": loss_sum / seen,
-            "acc": correct_sum / seen,
+            "epoch": state.epoch,
+            "loss": state.loss_sum / state.seen,
+            "acc": state.correct_sum / state.seen,
             "val_loss": val_metrics["loss"],
             "val_acc": val_metrics["acc"],
-            "seconds": time.perf_counter() - started,
+            "seconds": state.seconds + time.perf_counter() - started,
         }
-        history.append(record)
+        state.history.append(record)
         log(
-            f"Epoch {epoch}/{config.epochs} - {record['seconds']:.1f}s - loss: {record['loss']:.4f}"
-            f" - acc: {record['acc']:.4f} - val_loss: {record['val_loss']:.4f}"
-            f" - val_acc: {record['val_acc']:.4f}"
+            f"Epoch {state.epoch}/{config.epochs} - {record['seconds']:.1f}s - loss: "
+            f"{record['loss']:.4f} - acc: {record['acc']:.4f} - val_loss: "
+            f"{record['val_loss']:.4f} - val_acc: {record['val_acc']:.4f}"
         )
-        if config.patience is None:
-            continue
-        if record["val_loss"] < best_loss:
-            best_loss, best_state, waited = record["val_loss"], copy.deepcopy(model.state_dict()), 0
-        else:
-            waited += 1
-            if waited >= config.patience:
-                log(f"Early stopping: val_loss did not improve for {waited} epochs")
-                break
-    if best_state is not None:
-        best_epoch = min(history, key=lambda r: r["val_loss"])["epoch"]
-        if best_epoch != history[-1]["epoch"]:
-            log(f"Restoring the weights of epoch {best_epoch} (best val_loss {best_loss:.4f})")
-        model.load_state_dict(best_state)
-    return history
-
-
-# Saved runs ------------------------------------------------------------------------------------
-
-WEIGHTS, CONFIG, VOCABULARY, HISTORY, METRICS = (
-    "weights.safetensors",
-    "config.json",
-    "vocabulary.txt",
-    "history.json",
-    "metrics.json",
-)
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write via a temporary file in the same folder + fsync + rename: never a half file."""
-    with tempfile.NamedTemporaryFile(
-        dir=path.parent, prefix=path.name, suffix=".tmp", delete=False
-    ) as file:
-        file.write(data)
-        file.flush()
-        os.fsync(file.fileno())
-    os.replace(file.name, path)
-
-
-def _json(obj: object) -> bytes:
-    return (json.dumps(obj, indent=2) + "\n").encode()
-
-
-@dataclass
-class RunConfig:
-    model: ModelConfig = field(default_factory=ModelConfig)
-    data: IMDBConfig = field(default_factory=IMDBConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-
-
-def save_run(
-    out_dir: Path,
-    model: ReviewClassifier,
-    vocabulary: Vocabulary,
-    config: RunConfig,
-    history: list[dict[str, float]],
-    metrics: dict[str, float],
-) -> None:
-    """Write weights (safetensors), config, vocabulary, history and metrics into ``out_dir``."""
-    from safetensors.torch import save
-
-    from elman import __version__
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    state = {name: tensor.contiguous() for name, tensor in model.state_dict().items()}
-    atomic_write(out_dir / WEIGHTS, save(state))
-    config_json = {"elman_version": __version__, **asdict(config)}
-    atomic_write(out_dir / CONFIG, _json(config_json))
-    atomic_write(out_dir / VOCABULARY, ("\n".join(vocabulary.words) + "\n").encode())
-    atomic_write(out_dir / HISTORY, _json(history))
-    atomic_write(out_dir / METRICS, _json(metrics))
-
-
-def load_run(run_dir: Path) -> tuple[ReviewClassifier, Vocabulary, RunConfig]:
-    """The model (weights loaded), vocabulary and configuration saved by ``save_run``."""
-    from safetensors.torch import load_file
-
-    run_dir = Path(run_dir)
-    for name in (WEIGHTS, CONFIG, VOCABULARY):
-        if not (run_dir / name).is_file():
-            raise UserError(f"{run_dir} is not a saved elman model: {name} is missing")
-    saved = json.loads((run_dir / CONFIG).read_text())
-    config = RunConfig(
-        model=ModelConfig(**saved["model"]),
-        data=IMDBConfig(**saved["data"]),
-        train=TrainConfig(**saved["train"]),
-    )
-    model = ReviewClassifier(config.model)
-    try:
-        model.load_state_dict(load_file(run_dir / WEIGHTS))
-    except RuntimeError as error:
-        first = str(error).strip().splitlines()[-1].strip()
-        raise UserError(f"weights in {run_dir} do not fit its config.json: {first}") from None
-    words = (run_dir / VOCABULARY).read_text().splitlines()
-    return model, Vocabulary(tuple(words)), config
-
-
-# The whole job ---------------------------------------------------------------------------------
-
-
-def imdb_preset(architecture: str = "rnn") -> RunConfig:
-    """The reference settings for each architecture (the shallow baseline reads 20 words with
-    8-dimensional embeddings for 10 epochs, as in the book it comes from)."""
-    if architecture == "shallow":
-        return RunConfig(
-            ModelConfig("shallow", embedding_dim=8, max_len=20),
-            IMDBConfig(max_len=20),
-            TrainConfig(epochs=10),
+        if config.patience is not None:
+            if record["val_loss"] < state.best_loss:
+                state.best_loss, state.waited = record["val_loss"], 0
+                state.best_weights = copy.deepcopy(model.state_dict())
+            else:
+                state.waited += 1
+                if state.waited >= config.patience:
+                    log(f"Early stopping: val_loss did not improve for {state.waited} epochs")
+                    state.finished = True
+        state = replace(
+            state,
+            epoch=state.epoch + 1,
+            step=0,
+            shuffle_state=shuffle.get_state(),
+            loss_sum=0.0,
+            correct_sum=0.0,
+            seen=0,
+            seconds=0.0,
         )
-    return RunConfig(ModelConfig(architecture))
-
-
-def load_data(config: RunConfig) -> IMDBData:
-    return load_imdb(config.data)
-
-
-def train_imdb(
-    config: RunConfig,
-    out_dir: Path | None = None,
-    log: Callable[[str], None] = print,
-    progress: bool = True,
-) -> dict[str, float]:
-    """Load IMDB, build and summarise the model, train, test, save. Returns the final metrics."""
-    # The data settings decide the model's input: one source of truth for both.
-    config = replace(
-        config,
-        model=replace(config.model, vocab_size=config.data.vocab_size, max_len=config.data.max_len),
-    )
-    config.model.validate()
-    if config.train.threads:
-        torch.set_num_threads(config.train.threads)
-    started = time.perf_counter()
-    data = load_imdb(config.data)
-    log(
-        f"IMDB: {len(data.train)} train, {len(data.val)} validation, {len(data.test)} test reviews"
-        f" ({time.perf_counter() - started:.1f}s to load)"
-    )
-    torch.manual_seed(config.train.seed)
-    model = ReviewClassifier(config.model)
-    log(summary(model))
-    history = fit(model, data.train, data.val, config.train, log=log, progress=progress)
-    test = evaluate(model, data.test, config.train.eval_batch_size)
-    best = min(history, key=lambda record: record["val_loss"])
-    metrics = {
-        "test_loss": test["loss"],
-        "test_acc": test["acc"],
-        "best_epoch": best["epoch"],
-        "best_val_loss": best["val_loss"],
-        "best_val_acc": max(record["val_acc"] for record in history),
-        "seconds_per_epoch": float(np.mean([record["seconds"] for record in history])),
-        "total_seconds": time.perf_counter() - started,
-    }
-    log(f"Test: loss {test['loss']:.4f} - acc {test['acc']:.4f}")
-    if out_dir is not None:
-        save_run(Path(out_dir), model, data.vocabulary, config, history, metrics)
-        log(f"Saved to {out_dir}")
-    return metrics
+        if checkpoint is not None:
+            save_checkpoint(checkpoint, model, optimizer, state)
+    if state.best_weights is not None:
+        best = min(state.history, key=lambda record: record["val_loss"])
+        if best["epoch"] != state.history[-1]["epoch"]:
+            log(
+                f"Restoring the weights of epoch {best['epoch']} (best val_loss "
+                f"{best['val_loss']:.4f})"
+            )
+        model.load_state_dict(state.best_weights)
+    return state.history

@@ -13,10 +13,10 @@ Path of the data, top to bottom:
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import re
 import tarfile
-import tempfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +25,7 @@ import numpy as np
 
 from elman.data.text import OOV, Vocabulary, pad_sequences, rank_words, tokenize
 from elman.errors import UserError, require_positive
+from elman.files import atomic_write
 
 URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
 MD5 = "7c2ac02c03563afcf9b574c7e56c153a"
@@ -220,19 +221,16 @@ def encode_corpus(source: Path, cache_dir: Path | None = None) -> EncodedCorpus:
 
 
 def _save_cache(path: Path, corpus: EncodedCorpus) -> None:
-    """Write to a temporary file in the same folder, fsync, then rename: a kill never leaves a
-    half-written cache under the real name."""
+    """Written atomically: a kill never leaves a half-written cache under the real name."""
     arrays = {"ranked_words": np.array(corpus.ranked_words, dtype=str)}
     for split in SPLITS:
         arrays[f"{split}_ids"] = corpus.ids[split]
         arrays[f"{split}_offsets"] = corpus.offsets[split]
         arrays[f"{split}_labels"] = corpus.labels[split]
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as file:
-        np.savez(file, **arrays)
-        file.flush()
-        os.fsync(file.fileno())
-    os.replace(file.name, path)
+    atomic_write(path, buffer.getvalue())
 
 
 def _load_cache(path: Path) -> EncodedCorpus:

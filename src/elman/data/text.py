@@ -22,6 +22,14 @@ _WORD = re.compile(r"[^\W_]+(?:'[^\W_]+)*")
 _BREAK = re.compile(r"<br\s*/?>", re.IGNORECASE)
 
 
+def read_text(data: bytes) -> tuple[str, bool]:
+    """Decode UTF-8, replacing undecodable bytes with U+FFFD; also says whether any were."""
+    try:
+        return data.decode("utf-8"), True
+    except UnicodeDecodeError:
+        return data.decode("utf-8", errors="replace"), False
+
+
 def tokenize(text: str) -> list[str]:
     """Lowercase, drop the ``<br />`` tags IMDB reviews are full of, split into words."""
     return _WORD.findall(_BREAK.sub(" ", text).lower())
