@@ -136,3 +136,12 @@ def test_fast_float32_tanh_is_accurate():
     exact = torch.tanh(P.double())
     relative = ((states.double() - exact).abs() / exact.abs().clamp_min(1e-30)).max()
     assert relative < 5e-7
+
+
+def test_fast_tanh_propagates_nan_and_infinity():
+    from elman.kernels.fused import recurrence
+
+    P = torch.tensor([[[float("nan")], [0.5]], [[float("inf")], [-float("inf")]]])
+    states = recurrence(P, torch.zeros(1, 1), torch.zeros(2, 1), None, "tanh")
+    assert torch.isnan(states[0, 0]).all() and torch.isnan(states[0, 1]).all()
+    assert states[1, 0].item() == 1.0 and states[1, 1].item() == -1.0

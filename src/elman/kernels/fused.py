@@ -55,8 +55,9 @@ _CLAMP = _F32(7.99881172180175781)  # tanh rounds to ±1 in float32 beyond this
 
 @njit(inline="always")
 def _tanh_float32(x):
-    c = x if x < _CLAMP else _CLAMP
-    c = c if c > -_CLAMP else -_CLAMP
+    # Written so that NaN falls through both comparisons: a NaN input gives NaN, as np.tanh.
+    c = _CLAMP if x > _CLAMP else x
+    c = -_CLAMP if c < -_CLAMP else c
     c2 = c * c
     p = ((((((c2 * _A13 + _A11) * c2 + _A9) * c2 + _A7) * c2 + _A5) * c2 + _A3) * c2 + _A1) * c
     q = ((c2 * _B6 + _B4) * c2 + _B2) * c2 + _B0
