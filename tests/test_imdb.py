@@ -1,5 +1,7 @@
 import functools
 import http.server
+import subprocess
+import sys
 import threading
 
 import numpy as np
@@ -154,3 +156,100 @@ def test_real_archive_counts(real_archive, real_cache):
     assert data.train.x.shape == (20_000, 500) and data.train.x.max() == 9_999
     assert len(data.vocabulary) == 10_000
     assert data.vocabulary.words[3:6] == ("the", "and", "a")
+
+
+def test_corrupted_archive_is_refused_and_cache_left_alone(tmp_path, small_archive):
+    cache = tmp_path / "cache"
+    encode_corpus(small_archive, cache)
+    cached = {path.name: path.read_bytes() for path in cache.iterdir()}
+    data = bytearray(small_archive.read_bytes())
+    for i in range(60, len(data) - 20, 7):  # damage the compressed stream, keep the header
+        data[i] ^= 0x5A
+    corrupted = tmp_path / "corrupted.tar.gz"
+    corrupted.write_bytes(bytes(data))
+    with pytest.raises(UserError, match="truncated or corrupted"):
+        encode_corpus(corrupted, cache)
+    assert {path.name: path.read_bytes() for path in cache.iterdir()} == cached
+
+
+@pytest.fixture
+def dropping_server(tmp_path):
+    """Promises 1 MB, sends 1 KB, then drops the connection: an interrupted download."""
+
+    class Dropping(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (the handler API's name)
+            self.send_response(200)
+            self.send_header("Content-Length", str(1 << 20))
+            self.end_headers()
+            self.wfile.write(b"\x1f\x8b" + b"\0" * 1022)
+            self.wfile.flush()
+            self.connection.close()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Dropping)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_interrupted_download_is_never_used(tmp_path, dropping_server):
+    cache = tmp_path / "cache"
+    with pytest.raises(UserError, match="could not download"):
+        imdb.download(f"{dropping_server}/aclImdb_v1.tar.gz", "0" * 32, cache)
+    assert not (cache / imdb.ARCHIVE_NAME).exists()
+
+
+def _elman(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "elman.cli", *args], capture_output=True, text=True, timeout=300
+    )
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--hidden-size", "0"], "must be positive"),
+        (["--hidden-size", "-3"], "must be positive"),
+        (["--max-len", "0"], "must be positive"),
+        (["--vocab-size", "3"], "exceed the 3 reserved ids"),
+        (["--val-size", "2", "--batch-size", "30000"], "larger than the 4 training samples"),
+        ([], "val-size must be between 1 and 5 (the archive has 6 training reviews)"),
+    ],
+)
+def test_impossible_settings_get_one_line_errors(tmp_path, small_archive, args, message):
+    out = tmp_path / "out"
+    result = _elman(
+        "train",
+        "imdb",
+        "--data",
+        str(small_archive),
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--out",
+        str(out),
+        *args,
+    )
+    assert result.returncode != 0
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_truncated_archive_from_the_command_line(tmp_path, small_archive):
+    truncated = tmp_path / "aclImdb.tar.gz"
+    truncated.write_bytes(small_archive.read_bytes()[:300])
+    result = _elman(
+        "train",
+        "imdb",
+        "--data",
+        str(truncated),
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--out",
+        str(tmp_path / "out"),
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()]
+    assert "truncated or corrupted" in result.stderr
+    assert not list((tmp_path / "cache").glob("*.npz"))

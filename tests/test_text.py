@@ -1,5 +1,7 @@
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from elman.data.text import OOV, PAD, START, Vocabulary, pad_sequences, rank_words, tokenize
 
@@ -51,3 +53,21 @@ def test_pad_sequences_keras_defaults_keep_the_end():
         pad_sequences([[1]], max_len=0)
     with pytest.raises(ValueError, match="padding"):
         pad_sequences([[1]], max_len=2, padding="middle")
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=st.text(), vocab_size=st.integers(4, 50), max_len=st.integers(1, 30))
+def test_any_string_encodes_within_vocabulary_and_length(text, vocab_size, max_len):
+    vocabulary = Vocabulary.from_ranked(["the", "a", "film", "é", "don't", "10"], vocab_size)
+    ids, lengths = pad_sequences([vocabulary.encode(tokenize(text))], max_len)
+    assert ids.shape == (1, max_len)
+    assert ids.min() >= 0 and ids.max() < len(vocabulary)
+    assert 1 <= lengths[0] <= max_len
+
+
+@settings(max_examples=200, deadline=None)
+@given(text=st.text(alphabet=st.characters(), min_size=0, max_size=200))
+def test_tokens_are_lowercase_words_without_markup(text):
+    for token in tokenize(text):
+        assert token == token.lower() and token.strip() == token and token
+        assert "<" not in token and " " not in token

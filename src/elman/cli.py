@@ -12,6 +12,13 @@ from elman.models import ARCHITECTURES
 from elman.rnn import BACKENDS
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad argument gets one line (not the whole usage) and a pointer to help."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -61,7 +68,7 @@ def _run_config(args: argparse.Namespace):
     }
     data_changes = {
         name: getattr(args, name)
-        for name in ("data", "vocab_size", "max_len", "cache_dir")
+        for name in ("data", "vocab_size", "max_len", "cache_dir", "val_size")
         if getattr(args, name, None) is not None
     }
     train_changes = {
@@ -177,7 +184,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
 def build_parser() -> argparse.ArgumentParser:
     from elman import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="elman", description="Simple recurrent (Elman) networks: train, evaluate, inspect."
     )
     parser.add_argument("--version", action="version", version=f"elman {__version__}")
@@ -210,6 +217,9 @@ def build_parser() -> argparse.ArgumentParser:
     imdb.add_argument(
         "--data",
         help="aclImdb .tar.gz or folder (default: $ELMAN_DATA, else download the official archive)",
+    )
+    imdb.add_argument(
+        "--val-size", type=_positive_int, help="training reviews held out for validation (5000)"
     )
     imdb.add_argument("--cache-dir", help="where downloads and encoded arrays are cached")
     imdb.add_argument(

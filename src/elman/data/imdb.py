@@ -294,7 +294,8 @@ def load_imdb(config: IMDBConfig) -> IMDBData:
     full_train, test = split_arrays("train"), split_arrays("test")
     if not 0 < config.val_size < len(full_train):
         raise UserError(
-            f"val_size must be between 1 and {len(full_train) - 1}, got {config.val_size}"
+            f"val-size must be between 1 and {len(full_train) - 1} (the archive has "
+            f"{len(full_train)} training reviews), got {config.val_size}"
         )
     order = np.random.default_rng(config.seed).permutation(len(full_train))
     train_rows, val_rows = order[: -config.val_size], order[-config.val_size :]
