@@ -7,11 +7,14 @@ The whole IMDB job (data, summary, fit, test, saved folder) is ``elman.workflow.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import io
+import signal
+import threading
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -174,6 +177,74 @@ def load_checkpoint(
         ) from None
 
 
+@contextlib.contextmanager
+def _deferred_interrupt() -> Iterator[Callable[[], bool]]:
+    """Within the block, Ctrl-C only raises a flag, read at safe points (between steps), so
+    an interruption never falls between a weight update and its bookkeeping. A second Ctrl-C
+    interrupts at once. Outside the main thread, signals cannot be caught: nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: False
+        return
+    requested = []
+
+    def handler(signum, frame):
+        if requested:
+            raise KeyboardInterrupt
+        requested.append(signum)
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield lambda: bool(requested)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _stop(checkpoint, model, optimizer, state, log) -> None:
+    """Save where training stands and stop (Ctrl-C)."""
+    if checkpoint is not None:
+        save_checkpoint(checkpoint, model, optimizer, state)
+        log(f"Interrupted: saved {checkpoint}; continue with --resume")
+    raise KeyboardInterrupt
+
+
+def _next_epoch(
+    state: TrainingState,
+    record: dict[str, float],
+    model: nn.Module,
+    patience: int | None,
+    shuffle: torch.Generator,
+    log: Callable[[str], None],
+) -> TrainingState:
+    """The state after an epoch: its record added, early stopping updated, counters reset."""
+    best_loss, best_weights, waited, finished = (
+        state.best_loss,
+        state.best_weights,
+        state.waited,
+        state.finished,
+    )
+    if patience is not None:
+        if record["val_loss"] < best_loss:
+            best_loss, best_weights, waited = (
+                record["val_loss"],
+                copy.deepcopy(model.state_dict()),
+                0,
+            )
+        else:
+            waited += 1
+            if waited >= patience:
+                log(f"Early stopping: val_loss did not improve for {waited} epochs")
+                finished = True
+    return TrainingState(
+        epoch=state.epoch + 1,
+        shuffle_state=shuffle.get_state(),
+        history=[*state.history, record],
+        best_loss=best_loss,
+        best_weights=best_weights,
+        waited=waited,
+        finished=finished,
+    )
+
+
 def fit(
     model: nn.Module,
     train: Split,
@@ -199,21 +270,25 @@ def fit(
         state = load_checkpoint(checkpoint, model, optimizer)
         log(f"Resuming from {checkpoint}: epoch {state.epoch}, step {state.step}")
     x, y = _tensors(train)
-    while state.epoch <= config.epochs and not state.finished:
-        model.train()
-        shuffle.set_state(state.shuffle_state)
-        batches = batch_order(train.lengths, config.batch_size, config.bucket, shuffle)
-        bar = tqdm(
-            total=len(batches),
-            initial=state.step,
-            desc=f"Epoch {state.epoch}/{config.epochs}",
-            disable=not progress,
-            leave=False,
-            dynamic_ncols=True,
-        )
-        started = time.perf_counter()
-        try:
+    with _deferred_interrupt() as interrupted:
+        while state.epoch <= config.epochs and not state.finished:
+            model.train()
+            shuffle.set_state(state.shuffle_state)
+            batches = batch_order(train.lengths, config.batch_size, config.bucket, shuffle)
+            bar = tqdm(
+                total=len(batches),
+                initial=state.step,
+                leave=False,
+                dynamic_ncols=True,
+                desc=f"Epoch {state.epoch}/{config.epochs}",
+                disable=not progress,
+            )
+            started = time.perf_counter()
             while state.step < len(batches):
+                if interrupted():
+                    bar.close()
+                    state.seconds += time.perf_counter() - started
+                    _stop(checkpoint, model, optimizer, state, log)
                 rows = batches[state.step]
                 loss, accuracy = bce_and_accuracy(model(x[rows]), y[rows])
                 if not torch.isfinite(loss):
@@ -238,50 +313,26 @@ def fit(
                         loss=f"{state.loss_sum / state.seen:.4f}",
                         acc=f"{state.correct_sum / state.seen:.4f}",
                     )
-        except KeyboardInterrupt:
             bar.close()
+            val_metrics = evaluate(model, val, config.eval_batch_size)
+            record = {
+                "epoch": state.epoch,
+                "loss": state.loss_sum / state.seen,
+                "acc": state.correct_sum / state.seen,
+                "val_loss": val_metrics["loss"],
+                "val_acc": val_metrics["acc"],
+                "seconds": state.seconds + time.perf_counter() - started,
+            }
+            log(
+                f"Epoch {state.epoch}/{config.epochs} - {record['seconds']:.1f}s - loss: "
+                f"{record['loss']:.4f} - acc: {record['acc']:.4f} - val_loss: "
+                f"{record['val_loss']:.4f} - val_acc: {record['val_acc']:.4f}"
+            )
+            state = _next_epoch(state, record, model, config.patience, shuffle, log)
             if checkpoint is not None:
-                state.seconds += time.perf_counter() - started
                 save_checkpoint(checkpoint, model, optimizer, state)
-                log(f"\nInterrupted: saved {checkpoint}; continue with --resume")
-            raise
-        bar.close()
-        val_metrics = evaluate(model, val, config.eval_batch_size)
-        record = {
-            "epoch": state.epoch,
-            "loss": state.loss_sum / state.seen,
-            "acc": state.correct_sum / state.seen,
-            "val_loss": val_metrics["loss"],
-            "val_acc": val_metrics["acc"],
-            "seconds": state.seconds + time.perf_counter() - started,
-        }
-        state.history.append(record)
-        log(
-            f"Epoch {state.epoch}/{config.epochs} - {record['seconds']:.1f}s - loss: "
-            f"{record['loss']:.4f} - acc: {record['acc']:.4f} - val_loss: "
-            f"{record['val_loss']:.4f} - val_acc: {record['val_acc']:.4f}"
-        )
-        if config.patience is not None:
-            if record["val_loss"] < state.best_loss:
-                state.best_loss, state.waited = record["val_loss"], 0
-                state.best_weights = copy.deepcopy(model.state_dict())
-            else:
-                state.waited += 1
-                if state.waited >= config.patience:
-                    log(f"Early stopping: val_loss did not improve for {state.waited} epochs")
-                    state.finished = True
-        state = replace(
-            state,
-            epoch=state.epoch + 1,
-            step=0,
-            shuffle_state=shuffle.get_state(),
-            loss_sum=0.0,
-            correct_sum=0.0,
-            seen=0,
-            seconds=0.0,
-        )
-        if checkpoint is not None:
-            save_checkpoint(checkpoint, model, optimizer, state)
+            if interrupted():
+                _stop(checkpoint, model, optimizer, state, log)
     if state.best_weights is not None:
         best = min(state.history, key=lambda record: record["val_loss"])
         if best["epoch"] != state.history[-1]["epoch"]:

@@ -87,15 +87,14 @@ def train_imdb(
         model=replace(config.model, vocab_size=config.data.vocab_size, max_len=config.data.max_len),
     )
     config.model.validate()
-    if out_dir is not None:
-        out_dir = Path(out_dir)
-        if not resume:
-            prepare_output(out_dir, overwrite)
-            save_config(out_dir, config)
+    if out_dir is not None and not resume:
+        prepare_output(Path(out_dir), overwrite)
     if config.train.threads:
         torch.set_num_threads(config.train.threads)
     started = time.perf_counter()
-    data = load_imdb(config.data)
+    data = load_imdb(config.data)  # before anything is written: bad data fails first
+    if out_dir is not None and not resume:
+        save_config(Path(out_dir), config)
     log(
         f"IMDB: {len(data.train)} train, {len(data.val)} validation, {len(data.test)} test reviews"
         f" ({time.perf_counter() - started:.1f}s to load)"
@@ -103,7 +102,7 @@ def train_imdb(
     torch.manual_seed(config.train.seed)
     model = ReviewClassifier(config.model)
     log(summary(model))
-    checkpoint = out_dir / CHECKPOINT if out_dir is not None else None
+    checkpoint = Path(out_dir) / CHECKPOINT if out_dir is not None else None
     history = fit(model, data.train, data.val, config.train, log, progress, checkpoint)
     test = evaluate(model, data.test, config.train.eval_batch_size)
     best = min(history, key=lambda record: record["val_loss"])
@@ -118,7 +117,7 @@ def train_imdb(
     }
     log(f"Test: loss {test['loss']:.4f} - acc {test['acc']:.4f}")
     if out_dir is not None:
-        save_bundle(out_dir, model, data.vocabulary, config, history, metrics)
+        save_bundle(Path(out_dir), model, data.vocabulary, config, history, metrics)
         log(f"Saved to {out_dir}")
     return TrainedClassifier(model, data.vocabulary, config, metrics)
 

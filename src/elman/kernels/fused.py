@@ -89,10 +89,10 @@ def _dot_rows(M, v, out):
     """out[i] += M[i, :] · v, for a small square M (each row a contiguous dot product)."""
     n = v.shape[0]
     for i in range(n):
-        s = out[i] * 0.0
+        s = out[i]
         for j in range(n):
             s += M[i, j] * v[j]
-        out[i] += s
+        out[i] = s
 
 
 @njit(inline="always")
