@@ -19,43 +19,50 @@ import torch
 from numba import njit, prange
 from torch import Tensor
 
-from elman.kernels.fused import _ACTIVATION_CODES, FASTMATH, RELU, _dot_rows, _step, _threads
+from elman.kernels.fused import (
+    _ACTIVATION_CODES,
+    FASTMATH,
+    RELU,
+    _copy,
+    _dot_rows,
+    _partition,
+    _step,
+)
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
-def _forward_rows(ids, table, W_h, h0, start, activation, exact_tanh, states, first, last):
+def _forward_rows(ids, table, W_h, h0, start, activation, exact_tanh, states, rows):
     T, H = ids.shape[1], table.shape[1]
     h = np.empty(H, dtype=table.dtype)
     pre = np.empty(H, dtype=table.dtype)
-    for b in range(first, last):
-        h[:] = h0[b]
+    for b in rows:
+        _copy(h0[b], h)
         for t in range(start[b]):
-            states[b, t] = h
+            _copy(h, states[b, t])
         for t in range(start[b], T):
-            pre[:] = table[ids[b, t]]
+            _copy(table[ids[b, t]], pre)
             _step(pre, W_h, h, activation, exact_tanh)
-            states[b, t] = h
+            _copy(h, states[b, t])
 
 
 @njit(cache=True, parallel=True, nogil=True)
-def _forward(ids, table, W_h, h0, start, activation, exact_tanh, threads):
+def _forward(ids, table, W_h, h0, start, activation, exact_tanh, order, bounds):
     B, T, H = ids.shape[0], ids.shape[1], table.shape[1]
     states = np.empty((B, T, H), dtype=table.dtype)
-    chunk = (B + threads - 1) // threads
-    for k in prange(threads):
-        first, last = k * chunk, min(B, (k + 1) * chunk)
-        _forward_rows(ids, table, W_h, h0, start, activation, exact_tanh, states, first, last)
+    for k in prange(bounds.shape[0] - 1):  # one block of rows per thread
+        rows = order[bounds[k] : bounds[k + 1]]
+        _forward_rows(ids, table, W_h, h0, start, activation, exact_tanh, states, rows)
     return states
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
 def _backward_rows(
-    ids, G, states, h0, W_hT, start, activation, grad_table, grad_W_h, grad_h0, first, last
+    ids, G, states, h0, W_hT, start, activation, grad_table, grad_W_h, grad_h0, rows
 ):
     T, H = ids.shape[1], W_hT.shape[0]
     dh = np.empty(H, dtype=G.dtype)
     delta = np.empty(H, dtype=G.dtype)
-    for b in range(first, last):
+    for b in rows:
         dh[:] = 0.0
         for t in range(T - 1, start[b] - 1, -1):
             for i in range(H):
@@ -78,18 +85,17 @@ def _backward_rows(
         for t in range(start[b]):  # steps that only carried h0
             for i in range(H):
                 dh[i] += G[b, t, i]
-        grad_h0[b] = dh
+        _copy(dh, grad_h0[b])
 
 
 @njit(cache=True, parallel=True, nogil=True)
-def _backward(ids, G, states, h0, W_hT, start, activation, vocab_size, threads):
-    B, H = ids.shape[0], W_hT.shape[0]
+def _backward(ids, G, states, h0, W_hT, start, activation, vocab_size, order, bounds):
+    B, H, threads = ids.shape[0], W_hT.shape[0], bounds.shape[0] - 1
     table_parts = np.zeros((threads, vocab_size, H), dtype=G.dtype)
     W_h_parts = np.zeros((threads, H, H), dtype=G.dtype)
     grad_h0 = np.empty((B, H), dtype=G.dtype)
-    chunk = (B + threads - 1) // threads
-    for k in prange(threads):
-        first, last = k * chunk, min(B, (k + 1) * chunk)
+    for k in prange(bounds.shape[0] - 1):  # one block of rows per thread
+        rows = order[bounds[k] : bounds[k + 1]]
         _backward_rows(
             ids,
             G,
@@ -101,8 +107,7 @@ def _backward(ids, G, states, h0, W_hT, start, activation, vocab_size, threads):
             table_parts[k],
             W_h_parts[k],
             grad_h0,
-            first,
-            last,
+            rows,
         )
     grad_table = table_parts[0].copy()
     grad_W_h = W_h_parts[0].copy()
@@ -113,27 +118,26 @@ def _backward(ids, G, states, h0, W_hT, start, activation, vocab_size, threads):
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
-def _last_from_ids_rows(ids, table, W_h, h0, start, activation, exact_tanh, out, first, last):
-    """out[b] = the state after reading ids[b, start[b]:], from h0[b]; for rows first..last-1."""
+def _last_from_ids_rows(ids, table, W_h, h0, start, activation, exact_tanh, out, rows):
+    """out[b] = the state after reading ids[b, start[b]:], from h0[b], for b in ``rows``."""
     T, H = ids.shape[1], table.shape[1]
     h = np.empty(H, dtype=table.dtype)
     pre = np.empty(H, dtype=table.dtype)
-    for b in range(first, last):
-        h[:] = h0[b]
+    for b in rows:
+        _copy(h0[b], h)
         for t in range(start[b], T):
-            pre[:] = table[ids[b, t]]  # the step's input projection is a row lookup
+            _copy(table[ids[b, t]], pre)  # the step's input projection is a row lookup
             _step(pre, W_h, h, activation, exact_tanh)
-        out[b] = h
+        _copy(h, out[b])
 
 
 @njit(cache=True, parallel=True, nogil=True)
-def _last_from_ids(ids, table, W_h, h0, start, activation, exact_tanh, threads):
+def _last_from_ids(ids, table, W_h, h0, start, activation, exact_tanh, order, bounds):
     B, H = ids.shape[0], table.shape[1]
     out = np.empty((B, H), dtype=table.dtype)
-    chunk = (B + threads - 1) // threads
-    for k in prange(threads):
-        first, last = k * chunk, min(B, (k + 1) * chunk)
-        _last_from_ids_rows(ids, table, W_h, h0, start, activation, exact_tanh, out, first, last)
+    for k in prange(bounds.shape[0] - 1):  # one block of rows per thread
+        rows = order[bounds[k] : bounds[k + 1]]
+        _last_from_ids_rows(ids, table, W_h, h0, start, activation, exact_tanh, out, rows)
     return out
 
 
@@ -156,7 +160,7 @@ def last_state_from_ids(
             start.contiguous().numpy(),
             _ACTIVATION_CODES[activation],
             table.dtype != torch.float32,
-            _threads(ids.shape[0]),
+            *_partition(ids.shape[1] - start.numpy()),
         )
     return torch.from_numpy(out)
 
@@ -170,7 +174,7 @@ class EmbeddedRNNFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, ids, start, table, W_h, h0, activation):
-        threads = _threads(ids.shape[0])
+        order, bounds = _partition(ids.shape[1] - start.numpy())
         states = torch.from_numpy(
             _forward(
                 _numpy(ids),
@@ -180,11 +184,12 @@ class EmbeddedRNNFunction(torch.autograd.Function):
                 _numpy(start),
                 _ACTIVATION_CODES[activation],
                 table.dtype != torch.float32,
-                threads,
+                order,
+                bounds,
             )
         )
         ctx.save_for_backward(ids, start, W_h, h0, states)
-        ctx.activation, ctx.vocab_size, ctx.threads = activation, table.shape[0], threads
+        ctx.activation, ctx.vocab_size, ctx.partition = activation, table.shape[0], (order, bounds)
         return states
 
     @staticmethod
@@ -199,7 +204,7 @@ class EmbeddedRNNFunction(torch.autograd.Function):
             _numpy(start),
             _ACTIVATION_CODES[ctx.activation],
             ctx.vocab_size,
-            ctx.threads,
+            *ctx.partition,
         )
         return (
             None,

@@ -85,6 +85,13 @@ FASTMATH = {"reassoc", "contract"}
 
 
 @njit(inline="always")
+def _copy(source, target):
+    """target[:] = source, as a plain loop (numba's slice assignment costs more for 32 floats)."""
+    for i in range(source.shape[0]):
+        target[i] = source[i]
+
+
+@njit(inline="always")
 def _dot_rows(M, v, out):
     """out[i] += M[i, :] · v, for a small square M (each row a contiguous dot product)."""
     n = v.shape[0]
@@ -103,37 +110,36 @@ def _step(pre, W_h, h, activation, exact_tanh):
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
-def _forward_rows(P, W_h, h0, mask, use_mask, activation, exact_tanh, states, first, last):
-    """states[b, t] = act(P[b, t] + W_h · h[b, t-1]) for rows first..last-1."""
+def _forward_rows(P, W_h, h0, mask, use_mask, activation, exact_tanh, states, rows):
+    """states[b, t] = act(P[b, t] + W_h · h[b, t-1]) for b in ``rows``."""
     T, H = P.shape[1], P.shape[2]
     h = np.empty(H, dtype=P.dtype)
     pre = np.empty(H, dtype=P.dtype)
-    for b in range(first, last):
-        h[:] = h0[b]
+    for b in rows:
+        _copy(h0[b], h)
         for t in range(T):
             if not (use_mask and not mask[b, t]):
-                pre[:] = P[b, t]
+                _copy(P[b, t], pre)
                 _step(pre, W_h, h, activation, exact_tanh)
-            states[b, t] = h
+            _copy(h, states[b, t])
 
 
 @njit(cache=True, parallel=True, nogil=True)
-def _forward(P, W_h, h0, mask, use_mask, activation, exact_tanh, threads):
+def _forward(P, W_h, h0, mask, use_mask, activation, exact_tanh, order, bounds):
     B, T, H = P.shape
     states = np.empty((B, T, H), dtype=P.dtype)
-    chunk = (B + threads - 1) // threads
-    for k in prange(threads):
-        first, last = k * chunk, min(B, (k + 1) * chunk)
-        _forward_rows(P, W_h, h0, mask, use_mask, activation, exact_tanh, states, first, last)
+    for k in prange(bounds.shape[0] - 1):  # one block of rows per thread
+        rows = order[bounds[k] : bounds[k + 1]]
+        _forward_rows(P, W_h, h0, mask, use_mask, activation, exact_tanh, states, rows)
     return states
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
-def _backward_rows(G, states, W_hT, mask, use_mask, activation, delta, carry, first, last):
-    """delta[b, t] = ∂L/∂pre_t for rows first..last-1; carry[b] ends as ∂L/∂h0."""
+def _backward_rows(G, states, W_hT, mask, use_mask, activation, delta, carry, rows):
+    """delta[b, t] = ∂L/∂pre_t for b in ``rows``; carry[b] ends as ∂L/∂h0."""
     T, H = G.shape[1], G.shape[2]
     dh = np.empty(H, dtype=G.dtype)
-    for b in range(first, last):
+    for b in rows:
         for i in range(H):
             carry[b, i] = 0.0
         for t in range(T - 1, -1, -1):
@@ -155,20 +161,33 @@ def _backward_rows(G, states, W_hT, mask, use_mask, activation, delta, carry, fi
 
 
 @njit(cache=True, parallel=True, nogil=True)
-def _backward(G, states, W_hT, mask, use_mask, activation, threads):
+def _backward(G, states, W_hT, mask, use_mask, activation, order, bounds):
     B, T, H = G.shape
     delta = np.empty((B, T, H), dtype=G.dtype)
     carry = np.empty((B, H), dtype=G.dtype)
-    chunk = (B + threads - 1) // threads
-    for k in prange(threads):
-        first, last = k * chunk, min(B, (k + 1) * chunk)
-        _backward_rows(G, states, W_hT, mask, use_mask, activation, delta, carry, first, last)
+    for k in prange(bounds.shape[0] - 1):  # one block of rows per thread
+        rows = order[bounds[k] : bounds[k + 1]]
+        _backward_rows(G, states, W_hT, mask, use_mask, activation, delta, carry, rows)
     return delta, carry
 
 
-def _threads(batch: int) -> int:
-    # More blocks than cores only adds overhead; fewer than rows keeps every block non-empty.
-    return max(1, min(batch, torch.get_num_threads()))
+def _partition(work: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows for each thread, balanced by ``work`` (B,), the steps each row computes.
+
+    Longest rows first, each to the least-loaded thread (reviews differ in length tenfold, so
+    equal row counts leave one core idle). Returns ``order`` (B,) and ``bounds``
+    (threads + 1,): thread k takes rows ``order[bounds[k]:bounds[k + 1]]``. Depends only on
+    ``work`` and the thread count, so results are reproducible."""
+    threads = max(1, min(len(work), torch.get_num_threads()))
+    load = [0] * threads
+    assigned: list[list[int]] = [[] for _ in range(threads)]
+    for row in np.argsort(-np.asarray(work), kind="stable"):
+        k = load.index(min(load))
+        assigned[k].append(int(row))
+        load[k] += int(work[row])
+    order = np.array([row for rows in assigned for row in sorted(rows)], dtype=np.int64)
+    bounds = np.cumsum([0] + [len(rows) for rows in assigned]).astype(np.int64)
+    return order, bounds
 
 
 def _mask_array(mask: Tensor | None, batch: int, steps: int) -> tuple[np.ndarray, bool]:
@@ -189,7 +208,7 @@ def recurrence(P: Tensor, W_h: Tensor, h0: Tensor, mask: Tensor | None, activati
         use_mask,
         _ACTIVATION_CODES[activation],
         P.dtype != torch.float32,  # exact tanh beyond float32
-        _threads(P.shape[0]),
+        *_partition(mask_np.sum(1) if use_mask else np.full(P.shape[0], P.shape[1])),
     )
     return torch.from_numpy(states)
 
@@ -224,7 +243,7 @@ class FusedRNNFunction(torch.autograd.Function):
             mask_np,
             use_mask,
             _ACTIVATION_CODES[ctx.activation],
-            _threads(x.shape[0]),
+            *_partition(mask_np.sum(1) if use_mask else np.full(x.shape[0], x.shape[1])),
         )
         delta, grad_h0 = torch.from_numpy(delta), torch.from_numpy(grad_h0)
         flat_delta = delta.reshape(-1, H)  # (B·T, H)
