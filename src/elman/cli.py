@@ -181,6 +181,65 @@ def cmd_predict(args: argparse.Namespace) -> None:
         print(f"{p.label:<8} {p.probability:.4f}  {preview}")
 
 
+def cmd_analyze_gradients(args: argparse.Namespace) -> None:
+    from elman.analysis.gradients import analyze_gradients
+
+    result = analyze_gradients(args.model, args.review, args.compare, args.out, args.seed)
+    steps = next(iter(result["curves"].values()))["review_steps"]
+    print(f"Jacobian norms on a review of {steps} steps")
+    for name, summary in result["summary"].items():
+        first = "  ".join(f"{k} {v:.2e}" for k, v in summary["first"].items())
+        print(f"  {name:<24} ||dh_t/dx_1||: {first}")
+    for name, summary in result["summary"].items():
+        last = "  ".join(f"{k} {v:.2e}" for k, v in summary["last"].items())
+        print(f"  {name:<24} ||dh_T/dx_(T-t+1)||: {last}")
+    print(f"Wrote {args.out / 'gradients.json'} and {args.out / 'gradients.png'}")
+
+
+def cmd_analyze_memory(args: argparse.Namespace) -> None:
+    from elman.analysis.memory import MemoryConfig, analyze_memory, format_table
+
+    config = MemoryConfig(
+        lags=tuple(args.lags), steps=args.steps, seed=args.seed, hidden_size=args.hidden_size
+    )
+    table = analyze_memory(config, args.out)
+    print(format_table(table, config.symbols))
+    print(f"Wrote {args.out}/memory.json, memory.md and memory.png")
+
+
+def cmd_lm_train(args: argparse.Namespace) -> None:
+    from elman.analysis.language_model import LMConfig, train_language_model
+
+    config = LMConfig(
+        data=args.data,
+        reviews=args.reviews,
+        epochs=args.epochs,
+        hidden_size=args.hidden_size,
+        vocab_size=args.vocab_size,
+        seed=args.seed,
+    )
+    train_language_model(config, args.out)
+    print(f"Saved to {args.out}")
+
+
+def cmd_lm_next(args: argparse.Namespace) -> None:
+    from elman.analysis.language_model import load_language_model, next_words
+
+    model, vocabulary = load_language_model(args.model)
+    for word, probability in next_words(model, vocabulary, args.text, args.k):
+        print(f"{word:<16} {probability:.4f}")
+
+
+def cmd_explain(args: argparse.Namespace) -> None:
+    from elman.analysis.explain import explain
+
+    reading = explain(args.model, args.text, args.out)
+    strongest = sorted(zip(reading.changes(), reading.words, strict=True), key=lambda c: -abs(c[0]))
+    print(f"P(positive) after the last word: {reading.probabilities[-1]:.3f}")
+    print("Words that moved it most: " + ", ".join(f"{w} ({c:+.3f})" for c, w in strongest[:8]))
+    print(f"Wrote {args.out}/explain.html, explain.png and explain.json")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from elman import __version__
 
@@ -274,6 +333,64 @@ def build_parser() -> argparse.ArgumentParser:
     )
     predict.add_argument("--json", action="store_true", help="JSON output")
     predict.set_defaults(handler=cmd_predict)
+
+    analyze = commands.add_parser("analyze", help="measure what a simple RNN remembers")
+    analyses = analyze.add_subparsers(dest="analysis", required=True, metavar="ANALYSIS")
+    gradients = analyses.add_parser(
+        "gradients",
+        help="exact Jacobian norms dh_t/dx_1 and dh_T/dx_t on a review",
+        description="Gradient flow through a saved model, its fresh initialisation, and others.",
+    )
+    gradients.add_argument("--model", type=Path, required=True, help="folder written by train")
+    gradients.add_argument(
+        "--compare",
+        type=Path,
+        action="append",
+        default=[],
+        help="another saved model (e.g. --model lstm), repeatable",
+    )
+    gradients.add_argument("--review", help="review text (default: a 300+ word test review)")
+    gradients.add_argument("--seed", type=int, default=0, help="seed of the fresh model")
+    gradients.add_argument("--out", type=Path, default=Path("runs/analysis"))
+    gradients.set_defaults(handler=cmd_analyze_gradients)
+    memory = analyses.add_parser(
+        "memory",
+        help="recall a symbol after L distractors: simple RNN vs LSTM vs GRU",
+        description="Accuracy against lag on a synthetic recall task, for each recurrent layer.",
+    )
+    memory.add_argument("--lags", type=_positive_int, nargs="+", default=[5, 10, 20, 50, 100])
+    memory.add_argument("--steps", type=_positive_int, default=1500, help="training steps")
+    memory.add_argument("--hidden-size", type=_positive_int, default=32)
+    memory.add_argument("--seed", type=int, default=0)
+    memory.add_argument("--out", type=Path, default=Path("runs/analysis"))
+    memory.set_defaults(handler=cmd_analyze_memory)
+
+    lm = commands.add_parser("lm", help="word-level language model on IMDB reviews")
+    lm_commands = lm.add_subparsers(dest="lm_command", required=True, metavar="COMMAND")
+    lm_train = lm_commands.add_parser("train", help="train on the unlabelled reviews")
+    lm_train.add_argument("--data", help="aclImdb archive (default: $ELMAN_DATA or download)")
+    lm_train.add_argument("--reviews", type=_positive_int, default=12_000)
+    lm_train.add_argument("--epochs", type=_positive_int, default=1)
+    lm_train.add_argument("--hidden-size", type=_positive_int, default=32)
+    lm_train.add_argument("--vocab-size", type=_positive_int, default=10_000)
+    lm_train.add_argument("--seed", type=int, default=0)
+    lm_train.add_argument("--out", type=Path, default=Path("runs/lm"))
+    lm_train.set_defaults(handler=cmd_lm_train)
+    lm_next = lm_commands.add_parser("next", help="the most likely next words")
+    lm_next.add_argument("text")
+    lm_next.add_argument("--model", type=Path, default=Path("runs/lm"))
+    lm_next.add_argument("-k", type=_positive_int, default=5, help="how many words")
+    lm_next.set_defaults(handler=cmd_lm_next)
+
+    explain = commands.add_parser(
+        "explain",
+        help="how the verdict evolves word by word (HTML + PNG)",
+        description="Apply the classifier to every state h_t of a review.",
+    )
+    explain.add_argument("text")
+    explain.add_argument("--model", type=Path, required=True, help="folder written by train")
+    explain.add_argument("--out", type=Path, default=Path("runs/explain"))
+    explain.set_defaults(handler=cmd_explain)
 
     summary = commands.add_parser("summary", help="print a model's layers and parameter counts")
     _add_model_arguments(summary)

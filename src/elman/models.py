@@ -25,7 +25,8 @@ from elman.data.text import PAD
 from elman.errors import UserError, require_positive
 from elman.rnn import ACTIVATIONS, BACKENDS, SimpleRNN
 
-ARCHITECTURES = ("rnn", "rnn-all-states", "shallow")
+ARCHITECTURES = ("rnn", "rnn-all-states", "shallow", "lstm", "gru")
+GATED = ("lstm", "gru")  # PyTorch's gated RNNs, for comparison with the simple one
 
 
 @dataclass
@@ -50,6 +51,27 @@ class ModelConfig:
         require_positive(self, "vocab_size", "embedding_dim", "hidden_size", "max_len")
 
 
+class GatedRNN(nn.Module):
+    """``torch.nn.LSTM`` or ``nn.GRU`` behind SimpleRNN's interface (last state, ``states``).
+    Only for comparisons: same width, same data, same training as the simple RNN."""
+
+    return_sequences = False
+    backend = "torch"
+
+    def __init__(self, kind: str, input_size: int, hidden_size: int) -> None:
+        super().__init__()
+        layer = nn.LSTM if kind == "lstm" else nn.GRU
+        self.kind, self.hidden_size = kind, hidden_size
+        self.layer = layer(input_size, hidden_size, batch_first=True)
+
+    def states(self, x: Tensor, h0: Tensor | None = None, **_: object) -> Tensor:
+        """All hidden states (B, T, H) from a zero initial state."""
+        return self.layer(x)[0]
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.states(x)[:, -1]
+
+
 def keras_dense_init(layer: nn.Linear) -> None:
     """Glorot-uniform weights and zero bias (Keras' Dense defaults; torch uses Kaiming)."""
     nn.init.xavier_uniform_(layer.weight)
@@ -69,6 +91,9 @@ class ReviewClassifier(nn.Module):
         if config.architecture == "shallow":
             self.rnn = None
             features = T * E
+        elif config.architecture in GATED:
+            self.rnn = GatedRNN(config.architecture, E, H)
+            features = H
         else:
             all_states = config.architecture == "rnn-all-states"
             self.rnn = SimpleRNN(
@@ -108,7 +133,8 @@ class ReviewClassifier(nn.Module):
 
     def _uses_fused_ids(self, ids: Tensor) -> bool:
         return (
-            self.fuse_embedding
+            isinstance(self.rnn, SimpleRNN)
+            and self.fuse_embedding
             and self.share_padding
             and self.rnn.backend in ("auto", "fused")
             and ids.device.type == "cpu"
@@ -137,7 +163,8 @@ class ReviewClassifier(nn.Module):
     def _states_layer_by_layer(self, ids: Tensor) -> Tensor:
         """Embedding, then the SimpleRNN layer (any backend): (B, H) or (B, T, H)."""
         x = self.embedding(ids)  # (B, T, E)
-        if not self.share_padding or x.is_cuda:  # cuDNN reads all steps faster than it skips
+        if not self.share_padding or x.is_cuda or not isinstance(self.rnn, SimpleRNN):
+            # (cuDNN reads all steps faster than it skips; the gated RNNs read them all)
             return self.rnn(x)
         pad_embedding = self.embedding.weight[PAD]
         padding, h0, shared = self._start_after_padding(
@@ -148,6 +175,11 @@ class ReviewClassifier(nn.Module):
         if self.rnn.return_sequences:
             output = self._with_padding_states(output, padding, shared)
         return output
+
+    def all_states(self, ids: Tensor) -> Tensor:
+        """Every RNN state (B, T, H) over the padded ids, whatever the model returns."""
+        x = self.embedding(ids)
+        return self.rnn.states(x)
 
     def _input_table(self) -> Tensor:
         """``E · W_xᵀ + b`` (V, H): every word's input projection, with autograd."""

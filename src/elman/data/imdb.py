@@ -18,6 +18,7 @@ import os
 import re
 import tarfile
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +35,7 @@ ARCHIVE_NAME = "aclImdb_v1.tar.gz"
 ENCODING_VERSION = 1
 
 _REVIEW = re.compile(r"(?:^|/)aclImdb/(train|test)/(pos|neg)/(\d+)_(\d+)\.txt$")
+_UNLABELED = re.compile(r"(?:^|/)aclImdb/train/unsup/(\d+)_0\.txt$")
 SPLITS = ("train", "test")
 
 
@@ -133,31 +135,32 @@ class Reviews:
     labels: np.ndarray  # (N,) int64, 1 = positive
 
 
+def _text_files(source: Path, pattern: re.Pattern) -> Iterator[tuple[re.Match, str]]:
+    """(match, text) for every file of ``source`` (.tar.gz or folder) whose path matches."""
+    if source.is_dir():
+        for path in source.rglob("*.txt"):
+            if match := pattern.search(path.as_posix()):
+                yield match, path.read_bytes().decode("utf-8", errors="replace")
+        return
+    try:
+        with tarfile.open(source, "r:*") as archive:
+            for member in archive:
+                if member.isfile() and (match := pattern.search(member.name)):
+                    data = archive.extractfile(member).read()
+                    yield match, data.decode("utf-8", errors="replace")
+    except (tarfile.TarError, EOFError, zlib.error, OSError) as error:
+        raise UserError(
+            f"cannot read the IMDB archive {source} ({error}); it is truncated or corrupted: "
+            "download or copy it again"
+        ) from None
+
+
 def read_reviews(source: Path) -> dict[str, Reviews]:
     """Read the labelled train and test reviews from a .tar.gz or an extracted folder."""
     found: dict[str, list[tuple[int, int, str]]] = {split: [] for split in SPLITS}
-
-    def add(name: str, read_bytes) -> None:
-        match = _REVIEW.search(name)
-        if match:
-            split, label, review_id, _rating = match.groups()
-            text = read_bytes().decode("utf-8", errors="replace")
-            found[split].append((int(label == "pos"), int(review_id), text))
-
-    if source.is_dir():
-        for path in source.rglob("*.txt"):
-            add(path.as_posix(), path.read_bytes)
-    else:
-        try:
-            with tarfile.open(source, "r:*") as archive:
-                for member in archive:
-                    if member.isfile():
-                        add(member.name, archive.extractfile(member).read)
-        except (tarfile.TarError, EOFError, zlib.error, OSError) as error:
-            raise UserError(
-                f"cannot read the IMDB archive {source} ({error}); it is truncated or corrupted: "
-                "download or copy it again"
-            ) from None
+    for match, text in _text_files(source, _REVIEW):
+        split, label, review_id, _rating = match.groups()
+        found[split].append((int(label == "pos"), int(review_id), text))
 
     reviews = {}
     for split, items in found.items():
@@ -173,6 +176,12 @@ def read_reviews(source: Path) -> dict[str, Reviews]:
             labels=np.array([label for label, _, _ in items], dtype=np.int64),
         )
     return reviews
+
+
+def read_unlabeled(source: Path, limit: int | None = None) -> list[str]:
+    """Texts of the unlabelled reviews (``aclImdb/train/unsup``), in id order, at most ``limit``."""
+    found = [(int(match.group(1)), text) for match, text in _text_files(source, _UNLABELED)]
+    return [text for _, text in sorted(found)[:limit]]
 
 
 # 3. Encoding, cached -------------------------------------------------------------------------

@@ -1,0 +1,157 @@
+"""Short- versus long-term memory, measured on a task that needs exactly one of them.
+
+The recall task: a sequence starts with one of ``symbols`` target tokens, then ``lag`` random
+distractor tokens (from a separate set) follow; the answer is the first token. Chance is
+1/symbols. Each recurrent layer (the simple RNN, an LSTM, a GRU, all of width ``hidden_size``) is
+trained from scratch for each lag with the same budget, and tested on fresh sequences. A simple
+RNN solves short lags and fails long ones; the table says where.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from elman.rnn import SimpleRNN
+from elman.train import RMSprop
+
+LAYERS = ("rnn", "lstm", "gru")
+
+
+@dataclass
+class MemoryConfig:
+    lags: tuple[int, ...] = (5, 10, 20, 50, 100, 200)
+    layers: tuple[str, ...] = LAYERS
+    symbols: int = 8
+    hidden_size: int = 32
+    embedding_dim: int = 16
+    steps: int = 1500
+    batch_size: int = 64
+    lr: float = 3e-3
+    test_size: int = 2000
+    seed: int = 0
+
+
+def recall_batch(batch: int, lag: int, symbols: int, generator: torch.Generator):
+    """Token ids (batch, lag + 1): target first, then distractors; and the targets (batch,)."""
+    targets = torch.randint(0, symbols, (batch,), generator=generator)
+    distractors = torch.randint(symbols, 2 * symbols, (batch, lag), generator=generator)
+    return torch.cat([targets[:, None], distractors], dim=1), targets
+
+
+class RecallModel(nn.Module):
+    """Embedding -> recurrent layer (last state) -> Linear(symbols)."""
+
+    def __init__(self, layer: str, config: MemoryConfig) -> None:
+        super().__init__()
+        E, H = config.embedding_dim, config.hidden_size
+        self.embedding = nn.Embedding(2 * config.symbols, E)
+        if layer == "rnn":
+            self.rnn: nn.Module = SimpleRNN(E, H)
+        else:
+            self.rnn = (nn.LSTM if layer == "lstm" else nn.GRU)(E, H, batch_first=True)
+        self.head = nn.Linear(H, config.symbols)
+
+    def forward(self, ids: Tensor) -> Tensor:
+        x = self.embedding(ids)
+        last = self.rnn(x) if isinstance(self.rnn, SimpleRNN) else self.rnn(x)[0][:, -1]
+        return self.head(last)
+
+
+def train_recall(layer: str, lag: int, config: MemoryConfig) -> float:
+    """Test accuracy of ``layer`` trained on the recall task at ``lag``."""
+    torch.manual_seed(config.seed)
+    generator = torch.Generator().manual_seed(config.seed + lag)
+    model = RecallModel(layer, config)
+    optimizer = RMSprop(model.parameters(), lr=config.lr)
+    for _ in range(config.steps):
+        ids, targets = recall_batch(config.batch_size, lag, config.symbols, generator)
+        loss = nn.functional.cross_entropy(model(ids), targets)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), 1.0)  # long lags explode otherwise
+        optimizer.step()
+    ids, targets = recall_batch(config.test_size, lag, config.symbols, generator)
+    with torch.no_grad():
+        return float((model(ids).argmax(1) == targets).float().mean())
+
+
+def memory_table(
+    config: MemoryConfig, log: Callable[[str], None] = print
+) -> dict[str, dict[int, float]]:
+    """Accuracy of each layer at each lag: {layer: {lag: accuracy}}."""
+    table: dict[str, dict[int, float]] = {layer: {} for layer in config.layers}
+    for lag in config.lags:
+        for layer in config.layers:
+            started = time.perf_counter()
+            table[layer][lag] = train_recall(layer, lag, config)
+            log(
+                f"lag {lag:>4}  {layer:<5} accuracy {table[layer][lag]:.3f} "
+                f"({time.perf_counter() - started:.1f}s)"
+            )
+    return table
+
+
+def format_table(table: dict[str, dict[int, float]], symbols: int) -> str:
+    """A Markdown table, lags down, layers across."""
+    layers = list(table)
+    lags = sorted({lag for row in table.values() for lag in row})
+    lines = ["| lag | " + " | ".join(layers) + " |", "|---:|" + "---:|" * len(layers)]
+    for lag in lags:
+        lines.append(f"| {lag} | " + " | ".join(f"{table[l][lag]:.3f}" for l in layers) + " |")
+    lines.append(f"\nChance: {1 / symbols:.3f}.")
+    return "\n".join(lines)
+
+
+def plot_memory(table: dict[str, dict[int, float]], symbols: int, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(7, 4), constrained_layout=True)
+    for layer, row in table.items():
+        lags = sorted(row)
+        axis.plot(lags, [row[lag] for lag in lags], marker="o", label=layer)
+    axis.axhline(1 / symbols, color="grey", ls="--", lw=0.8, label="chance")
+    axis.set(
+        xscale="log",
+        xlabel="lag (distractors between the symbol and the question)",
+        ylabel="test accuracy",
+        ylim=(0, 1.02),
+        title="Recall the first symbol after L steps",
+    )
+    axis.grid(alpha=0.3, which="both")
+    axis.legend()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def analyze_memory(config: MemoryConfig, out_dir: Path, log: Callable[[str], None] = print):
+    """Run ``memory_table`` and write memory.json, memory.md and memory.png into ``out_dir``."""
+    from dataclasses import asdict
+
+    from elman.files import atomic_write, json_bytes
+
+    table = memory_table(config, log)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write(
+        out_dir / "memory.json",
+        json_bytes(
+            {
+                "config": asdict(config),
+                "accuracy": {
+                    layer: {str(lag): accuracy for lag, accuracy in row.items()}
+                    for layer, row in table.items()
+                },
+            }
+        ),
+    )
+    atomic_write(out_dir / "memory.md", (format_table(table, config.symbols) + "\n").encode())
+    plot_memory(table, config.symbols, str(out_dir / "memory.png"))
+    return table
