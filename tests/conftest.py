@@ -1,9 +1,12 @@
 import hashlib
 import io
+import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
 import pytest
+import torch
 
 REAL_ARCHIVE = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "aclImdb.tar.gz"
 
@@ -56,3 +59,48 @@ def real_archive() -> Path:
 def real_cache(tmp_path_factory) -> Path:
     """One cache of the encoded real archive shared by the tests of a session."""
     return tmp_path_factory.mktemp("elman-cache")
+
+
+def run_elman(*args: str, stdin: str | None = None, timeout: int = 600):
+    """The ``elman`` command in a fresh process, as a user runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "elman.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        input=stdin,
+    )
+
+
+REVIEW_WORDS = ["the", "film", "was", "great", "bad", "acting", "story", "boring", "loved", "it"]
+
+
+def save_small_model(folder: Path, max_len: int = 16, hidden_size: int = 6):
+    """An untrained 13-id model saved as ``elman train`` saves one (for checks that need no
+    accuracy): vocabulary = the reserved ids + REVIEW_WORDS. Returns (model, vocabulary)."""
+    from elman.bundle import RunConfig, save_bundle
+    from elman.data.text import Vocabulary
+    from elman.models import ModelConfig, ReviewClassifier
+
+    torch.manual_seed(0)
+    config = RunConfig(ModelConfig(vocab_size=13, max_len=max_len, hidden_size=hidden_size))
+    config.data.vocab_size, config.data.max_len = 13, max_len
+    model = ReviewClassifier(config.model)
+    vocabulary = Vocabulary.from_ranked(REVIEW_WORDS, 13)
+    save_bundle(folder, model, vocabulary, config, [{"epoch": 1}], {"test_acc": 0.5})
+    return model, vocabulary
+
+
+@pytest.fixture(scope="session")
+def small_real(real_archive, real_cache):
+    """640 real training reviews and 200 for validation, cut to 40 words, 2,000 ids."""
+    from elman.data.imdb import IMDBConfig, Split, load_imdb
+
+    data = load_imdb(
+        IMDBConfig(data=str(real_archive), cache_dir=str(real_cache), max_len=40, vocab_size=2000)
+    )
+
+    def first(split: Split, n: int) -> Split:
+        return Split(split.x[:n], split.y[:n], split.lengths[:n])
+
+    return first(data.train, 640), first(data.val, 200)

@@ -1,8 +1,6 @@
 """Saved model folders: load, predict identically, refuse what does not fit; bad reviews."""
 
 import json
-import subprocess
-import sys
 import time
 
 import numpy as np
@@ -10,34 +8,14 @@ import pytest
 import torch
 
 import elman
-from elman.bundle import RunConfig, save_bundle
-from elman.data.text import Vocabulary
+from conftest import REVIEW_WORDS, run_elman, save_small_model
 from elman.errors import UserError
-from elman.models import ModelConfig, ReviewClassifier
-
-WORDS = ["the", "film", "was", "great", "bad", "acting", "story", "boring", "loved", "it"]
 
 
 @pytest.fixture
 def saved(tmp_path):
-    """An (untrained) model saved as train would save it; the checks here need no accuracy."""
-    torch.manual_seed(0)
-    config = RunConfig(ModelConfig(vocab_size=13, max_len=16, hidden_size=6))
-    config.data.vocab_size, config.data.max_len = 13, 16
-    model = ReviewClassifier(config.model)
-    vocabulary = Vocabulary.from_ranked(WORDS, 13)
-    save_bundle(tmp_path, model, vocabulary, config, [{"epoch": 1}], {"test_acc": 0.5})
+    model, vocabulary = save_small_model(tmp_path)
     return tmp_path, model, vocabulary
-
-
-def _elman(*args, stdin=None):
-    return subprocess.run(
-        [sys.executable, "-m", "elman.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        input=stdin,
-    )
 
 
 def test_loaded_model_predicts_like_the_saved_one(saved):
@@ -102,7 +80,7 @@ def test_reviews_the_model_cannot_read_get_clear_errors(saved, text, message):
     folder, _, _ = saved
     with pytest.raises(UserError, match=message):
         elman.load(folder).predict(["the film", text][1:])
-    result = _elman("predict", "--model", str(folder), text)
+    result = run_elman("predict", "--model", str(folder), text)
     assert result.returncode == 1
     assert message in result.stderr and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
@@ -112,7 +90,7 @@ def test_invalid_utf8_is_decoded_with_replacement_and_said(saved, tmp_path):
     folder, _, _ = saved
     reviews = tmp_path / "reviews.txt"
     reviews.write_bytes(b"the film was great\nbad \xff\xfe acting\n")
-    result = _elman("predict", "--model", str(folder), "--file", str(reviews), "--json")
+    result = run_elman("predict", "--model", str(folder), "--file", str(reviews), "--json")
     assert result.returncode == 0, result.stderr
     assert "not valid UTF-8" in result.stderr
     records = json.loads(result.stdout)
@@ -123,7 +101,7 @@ def test_invalid_utf8_is_decoded_with_replacement_and_said(saved, tmp_path):
 
 def test_one_megabyte_review_is_cut_like_training_and_said(saved):
     folder, _, _ = saved
-    huge = " ".join(WORDS[i % 10] for i in range(200_000))  # about 1 MB
+    huge = " ".join(REVIEW_WORDS[i % 10] for i in range(200_000))  # about 1 MB
     assert len(huge) > 1_000_000
     loaded = elman.load(folder)
     notes = []
@@ -145,8 +123,8 @@ def test_predict_from_folder_and_standard_input(saved, tmp_path):
     reviews.mkdir()
     (reviews / "a.txt").write_text("the film was great")
     (reviews / "b.txt").write_text("boring story, bad acting")
-    by_folder = _elman("predict", "--model", str(folder), "--folder", str(reviews), "--json")
-    by_stdin = _elman(
+    by_folder = run_elman("predict", "--model", str(folder), "--folder", str(reviews), "--json")
+    by_stdin = run_elman(
         "predict",
         "--model",
         str(folder),
@@ -159,11 +137,11 @@ def test_predict_from_folder_and_standard_input(saved, tmp_path):
         [r["probability"] for r in json.loads(out.stdout)] for out in (by_folder, by_stdin)
     ]
     assert probabilities[0] == probabilities[1]
-    plain = _elman("predict", "--model", str(folder), "the film was great")
+    plain = run_elman("predict", "--model", str(folder), "the film was great")
     assert plain.stdout.split()[0] in ("positive", "negative")
     empty = tmp_path / "empty"
     empty.mkdir()
-    result = _elman("predict", "--model", str(folder), "--folder", str(empty))
+    result = run_elman("predict", "--model", str(folder), "--folder", str(empty))
     assert result.returncode == 1 and "holds no .txt files" in result.stderr
-    result = _elman("predict", "--model", str(folder))
+    result = run_elman("predict", "--model", str(folder))
     assert result.returncode == 1 and "no review to predict" in result.stderr

@@ -2,26 +2,20 @@
 folder used as a user would: evaluate and predict from the command line."""
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import torch
 
 import elman
+from conftest import run_elman
 from elman.data.imdb import read_reviews
 from elman.workflow import imdb_preset, train_imdb
 
 
-def _elman(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "elman.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=True,
-        input=stdin,
-    )
+def _checked(*args, stdin=None):
+    result = run_elman(*args, stdin=stdin)
+    assert result.returncode == 0, result.stderr
+    return result
 
 
 def test_reference_model_on_real_reviews(real_archive, real_cache, tmp_path):
@@ -36,7 +30,7 @@ def test_reference_model_on_real_reviews(real_archive, real_cache, tmp_path):
     assert len(history) == 3 and history[0]["val_acc"] > 0.7
 
     # The saved folder, re-evaluated from the command line, gives the same test accuracy.
-    result = _elman("evaluate", "--model", str(tmp_path / "run"), "--cache-dir", str(real_cache))
+    result = _checked("evaluate", "--model", str(tmp_path / "run"), "--cache-dir", str(real_cache))
     assert f"acc {trained.metrics['test_acc']:.4f}" in result.stdout
 
     # Loaded back, it predicts raw test reviews exactly as the in-memory model does.
@@ -51,7 +45,7 @@ def test_reference_model_on_real_reviews(real_archive, real_cache, tmp_path):
         )
 
     # ... and so does `elman predict`, from arguments and from standard input.
-    output = _elman(
+    output = _checked(
         "predict",
         "--model",
         str(tmp_path / "run"),

@@ -1,13 +1,11 @@
 import functools
 import http.server
-import subprocess
-import sys
 import threading
 
 import numpy as np
 import pytest
 
-from conftest import md5_of, write_small_imdb
+from conftest import md5_of, run_elman, write_small_imdb
 from elman.data import imdb
 from elman.data.imdb import IMDBConfig, encode_corpus, load_imdb, read_reviews
 from elman.errors import UserError
@@ -201,12 +199,6 @@ def test_interrupted_download_is_never_used(tmp_path, dropping_server):
     assert not (cache / imdb.ARCHIVE_NAME).exists()
 
 
-def _elman(*args):
-    return subprocess.run(
-        [sys.executable, "-m", "elman.cli", *args], capture_output=True, text=True, timeout=300
-    )
-
-
 @pytest.mark.parametrize(
     "args,message",
     [
@@ -220,7 +212,7 @@ def _elman(*args):
 )
 def test_impossible_settings_get_one_line_errors(tmp_path, small_archive, args, message):
     out = tmp_path / "out"
-    result = _elman(
+    result = run_elman(
         "train",
         "imdb",
         "--data",
@@ -239,7 +231,7 @@ def test_impossible_settings_get_one_line_errors(tmp_path, small_archive, args, 
 def test_truncated_archive_from_the_command_line(tmp_path, small_archive):
     truncated = tmp_path / "aclImdb.tar.gz"
     truncated.write_bytes(small_archive.read_bytes()[:300])
-    result = _elman(
+    result = run_elman(
         "train",
         "imdb",
         "--data",

@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from elman.data.imdb import IMDBConfig, Split, load_imdb
 from elman.errors import UserError
 from elman.models import ModelConfig, ReviewClassifier
 from elman.train import TrainConfig, fit
@@ -138,18 +137,6 @@ def test_resume_without_checkpoint_is_refused(tmp_path, real_archive, real_cache
         timeout=120,
     )
     assert result.returncode == 1 and "nothing to resume" in result.stderr
-
-
-@pytest.fixture(scope="module")
-def small_real(real_archive, real_cache):
-    data = load_imdb(
-        IMDBConfig(data=str(real_archive), cache_dir=str(real_cache), max_len=40, vocab_size=2000)
-    )
-
-    def first(split: Split, n: int) -> Split:
-        return Split(split.x[:n], split.y[:n], split.lengths[:n])
-
-    return first(data.train, 640), first(data.val, 200)
 
 
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(small_real, tmp_path):

@@ -1,11 +1,8 @@
-import subprocess
-import sys
-
 import pytest
 import torch
 
+from conftest import run_elman
 from elman import train
-from elman.data.imdb import IMDBConfig, Split, load_imdb
 from elman.errors import UserError
 from elman.models import ModelConfig, ReviewClassifier
 from elman.train import RMSprop, TrainConfig, fit
@@ -25,19 +22,6 @@ def test_rmsprop_follows_keras_formula():
         expected = expected - 0.01 * grad / torch.sqrt(velocity + 1e-7)
         optimizer.step()
     torch.testing.assert_close(weight.detach(), expected)
-
-
-@pytest.fixture(scope="module")
-def small_real(real_archive, real_cache):
-    """600 real training reviews and 200 for validation, cut to 40 words."""
-    data = load_imdb(
-        IMDBConfig(data=str(real_archive), cache_dir=str(real_cache), max_len=40, vocab_size=2000)
-    )
-
-    def first(split: Split, n: int) -> Split:
-        return Split(split.x[:n], split.y[:n], split.lengths[:n])
-
-    return first(data.train, 600), first(data.val, 200)
 
 
 def _train_small(small_real, seed: int) -> dict[str, torch.Tensor]:
@@ -77,16 +61,10 @@ def test_early_stopping_restores_best_weights(small_real, monkeypatch):
 
 def test_bad_training_settings(small_real):
     model = ReviewClassifier(ModelConfig(vocab_size=2000, max_len=40))
-    with pytest.raises(UserError, match="larger than the 600 training samples"):
-        fit(model, *small_real, TrainConfig(batch_size=601), progress=False)
+    with pytest.raises(UserError, match="larger than the 640 training samples"):
+        fit(model, *small_real, TrainConfig(batch_size=641), progress=False)
     with pytest.raises(UserError, match="epochs"):
         fit(model, *small_real, TrainConfig(epochs=0), progress=False)
-
-
-def _elman(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "elman.cli", *args], capture_output=True, text=True, timeout=120
-    )
 
 
 @pytest.mark.parametrize(
@@ -101,7 +79,7 @@ def _elman(*args: str) -> subprocess.CompletedProcess:
 def test_cli_errors_are_one_line(args, message, tmp_path):
     if args[0] == "train":
         args = [*args, "--out", str(tmp_path / "out")]
-    result = _elman(*args)
+    result = run_elman(*args)
     assert result.returncode != 0
     assert message in result.stderr
     assert "Traceback" not in result.stderr
@@ -117,5 +95,5 @@ def test_cli_help():
         ["evaluate", "--help"],
         ["summary", "--help"],
     ):
-        result = _elman(*args)
+        result = run_elman(*args)
         assert result.returncode == 0 and "usage: elman" in result.stdout

@@ -1,37 +1,23 @@
 """The analyses on small models: exact against brute force, files written, commands wired."""
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
 
+from conftest import run_elman, save_small_model
 from elman.analysis.cells import hidden, step_function
 from elman.analysis.gradients import gradient_flow
 from elman.analysis.memory import MemoryConfig, analyze_memory
-from elman.bundle import RunConfig, load, save_bundle
-from elman.data.text import Vocabulary
+from elman.bundle import load
 from elman.models import ModelConfig, ReviewClassifier
 from elman.rnn import reference_rnn
-
-WORDS = ["the", "film", "was", "great", "bad", "acting", "story", "boring", "loved", "it"]
-
-
-def _elman(*args):
-    return subprocess.run(
-        [sys.executable, "-m", "elman.cli", *args], capture_output=True, text=True, timeout=300
-    )
 
 
 @pytest.fixture
 def saved(tmp_path):
-    torch.manual_seed(0)
-    config = RunConfig(ModelConfig(vocab_size=13, max_len=24, hidden_size=6))
-    config.data.vocab_size, config.data.max_len = 13, 24
-    model = ReviewClassifier(config.model)
-    save_bundle(tmp_path / "model", model, Vocabulary.from_ranked(WORDS, 13), config, [], {})
+    save_small_model(tmp_path / "model", max_len=24)
     return tmp_path / "model"
 
 
@@ -74,7 +60,7 @@ def test_cells_replay_the_gated_layers_exactly(kind):
 
 def test_analyze_gradients_command(saved, tmp_path):
     out = tmp_path / "analysis"
-    result = _elman(
+    result = run_elman(
         "analyze",
         "gradients",
         "--model",
@@ -119,7 +105,7 @@ def test_explain_ends_at_the_models_prediction(saved, tmp_path):
     page = (tmp_path / "explain" / "explain.html").read_text()
     assert page.count("<span") == 12 and "boring" in page
     assert (tmp_path / "explain" / "explain.png").stat().st_size > 10_000
-    result = _elman("explain", "--model", str(saved), "--out", str(tmp_path / "cli"), text)
+    result = run_elman("explain", "--model", str(saved), "--out", str(tmp_path / "cli"), text)
     assert result.returncode == 0 and "P(positive) after the last word" in result.stdout
 
 
@@ -151,5 +137,5 @@ def test_language_model_on_real_unlabelled_reviews(real_archive, tmp_path):
     probabilities = [p for _, p in predictions]
     assert probabilities == sorted(probabilities, reverse=True) and sum(probabilities) <= 1
     assert all(word not in ("<pad>", "<start>", "<oov>") for word, _ in predictions)
-    result = _elman("lm", "next", "--model", str(tmp_path / "lm"), "the acting was")
+    result = run_elman("lm", "next", "--model", str(tmp_path / "lm"), "the acting was")
     assert result.returncode == 0 and len(result.stdout.strip().splitlines()) == 5
