@@ -72,7 +72,7 @@ def test_bad_training_settings(small_real):
     [
         (["train", "imdb", "--data", "/no/such/aclImdb.tar.gz"], "not found"),
         (["train", "imdb", "--epochs", "0"], "must be positive"),
-        (["train", "imdb", "--model", "lstm"], "invalid choice"),
+        (["train", "imdb", "--model", "transformer"], "invalid choice"),
         (["evaluate", "--model", "/no/such/run"], "not a saved elman model"),
     ],
 )
