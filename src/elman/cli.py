@@ -359,7 +359,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Accuracy against lag on a synthetic recall task, for each recurrent layer.",
     )
     memory.add_argument("--lags", type=_positive_int, nargs="+", default=[5, 10, 20, 50, 100])
-    memory.add_argument("--steps", type=_positive_int, default=1500, help="training steps")
+    memory.add_argument("--steps", type=_positive_int, default=3000, help="training steps")
     memory.add_argument("--hidden-size", type=_positive_int, default=32)
     memory.add_argument("--seed", type=int, default=0)
     memory.add_argument("--out", type=Path, default=Path("runs/analysis"))

@@ -63,6 +63,8 @@ class GatedRNN(nn.Module):
         layer = nn.LSTM if kind == "lstm" else nn.GRU
         self.kind, self.hidden_size = kind, hidden_size
         self.layer = layer(input_size, hidden_size, batch_first=True)
+        if kind == "lstm":
+            keras_forget_bias(self.layer)
 
     def states(self, x: Tensor, h0: Tensor | None = None, **_: object) -> Tensor:
         """All hidden states (B, T, H) from a zero initial state."""
@@ -70,6 +72,18 @@ class GatedRNN(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.states(x)[:, -1]
+
+
+def keras_forget_bias(lstm: nn.LSTM) -> None:
+    """Forget-gate bias 1, as Keras' ``unit_forget_bias=True``: an LSTM then starts out keeping
+    its cell state, which is what lets it learn long dependencies at all in a short budget."""
+    H = lstm.hidden_size
+    with torch.no_grad():
+        for name, bias in lstm.named_parameters():
+            if name.startswith("bias_ih"):
+                bias[H : 2 * H].fill_(1.0)  # gate order: input, forget, cell, output
+            elif name.startswith("bias_hh"):
+                bias[H : 2 * H].fill_(0.0)
 
 
 def keras_dense_init(layer: nn.Linear) -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from elman.models import keras_forget_bias
 from elman.rnn import SimpleRNN
 from elman.train import RMSprop
 
@@ -30,7 +31,7 @@ class MemoryConfig:
     symbols: int = 8
     hidden_size: int = 32
     embedding_dim: int = 16
-    steps: int = 1500
+    steps: int = 3000
     batch_size: int = 64
     lr: float = 3e-3
     test_size: int = 2000
@@ -55,6 +56,8 @@ class RecallModel(nn.Module):
             self.rnn: nn.Module = SimpleRNN(E, H)
         else:
             self.rnn = (nn.LSTM if layer == "lstm" else nn.GRU)(E, H, batch_first=True)
+            if layer == "lstm":
+                keras_forget_bias(self.rnn)
         self.head = nn.Linear(H, config.symbols)
 
     def forward(self, ids: Tensor) -> Tensor:
