@@ -89,11 +89,11 @@ def main() -> None:
     }
     if args.skip_reference:
         del candidates["elman reference"]
-    # Warm-up outside the timings: numba loads its compiled kernels from the disk cache.
-    warm = elman_model("auto")
-    time_epoch(warm, data, 32, 2, False)
     rows = []
     for name, build in candidates.items():
+        # Warm-up outside the timings, on a throwaway model: one-off costs of a process (numba
+        # loading its compiled kernels, thread pools, first allocations), paid once, not per epoch.
+        time_epoch(build(), data, 32, 50, False)
         torch.manual_seed(0)
         model = build()
         seconds = time_epoch(model, data, 32, args.steps, bucket=name.endswith("--bucket"))
