@@ -32,6 +32,7 @@ def test_loaded_model_predicts_like_the_saved_one(saved):
         "positive" if p > 0.5 else "negative" for p in expected
     ]
     assert loaded.metrics == {"test_acc": 0.5}
+    assert loaded.predict([]) == [] and loaded.predict_proba([]).shape == (0,)
     assert not list(folder.glob("*.tmp"))
 
 

@@ -146,6 +146,8 @@ class TrainedClassifier:
         ids = torch.from_numpy(self.encode(texts, notes))
         self.model.eval()
         batches = [ids[i : i + batch_size] for i in range(0, len(ids), batch_size)]
+        if not batches:
+            return np.zeros(0, dtype=np.float32)
         return torch.cat([self.model.predict_proba(batch) for batch in batches]).numpy()
 
     def predict(
