@@ -7,6 +7,8 @@ Architectures (``ModelConfig.architecture``):
   (T·H + 1 = 16,001 weights for T=500, H=32).
 - ``shallow``: Embedding(vocab, E) on the last ``max_len`` words -> flatten -> Dense(1); the
   naive baseline (E=8, max_len=20).
+- ``lstm`` / ``gru``: the reference model with ``torch.nn.LSTM``/``GRU`` of the same width in
+  place of the simple RNN, for comparisons (``elman analyze``).
 
 Every model maps ids (B, T) to logits (B,); the sigmoid is applied in the loss (stable) and in
 ``predict_proba``.
