@@ -124,13 +124,15 @@ def _read_reviews(args: argparse.Namespace) -> list[tuple[str, str]]:
 
     reviews: list[tuple[str, str]] = []
 
-    def add_lines(source: str, data: bytes) -> None:
+    def decode(source: str, data: bytes) -> str:
         text, valid = read_text(data)
         if not valid:
             _warn(f"warning: {source} is not valid UTF-8; undecodable bytes were replaced")
-        reviews.extend(
-            (f"{source}:{n}", line) for n, line in enumerate(text.splitlines(), 1) if line.strip()
-        )
+        return text
+
+    def add_lines(source: str, data: bytes) -> None:
+        lines = decode(source, data).splitlines()
+        reviews.extend((f"{source}:{n}", line) for n, line in enumerate(lines, 1) if line.strip())
 
     for number, text in enumerate(args.texts, start=1):
         if text == "-":
@@ -145,11 +147,7 @@ def _read_reviews(args: argparse.Namespace) -> list[tuple[str, str]]:
         files = sorted(folder.glob("*.txt")) if folder.is_dir() else []
         if not files:
             raise UserError(f"--folder {folder} holds no .txt files: give a folder of reviews")
-        for path in files:
-            text, valid = read_text(path.read_bytes())
-            if not valid:
-                _warn(f"warning: {path} is not valid UTF-8; undecodable bytes were replaced")
-            reviews.append((str(path), text))
+        reviews.extend((str(path), decode(str(path), path.read_bytes())) for path in files)
     if not reviews:
         raise UserError(
             "no review to predict: give text, --file FILE (one review a line), --folder DIR "
