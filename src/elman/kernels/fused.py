@@ -190,16 +190,20 @@ def _partition(work: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return order, bounds
 
 
-def _mask_array(mask: Tensor | None, batch: int, steps: int) -> tuple[np.ndarray, bool]:
+def _mask_and_rows(mask: Tensor | None, batch: int, steps: int) -> tuple:
+    """The kernels' mask arguments (array, whether to use it) and rows per thread (order,
+    bounds), balanced by how many steps each row computes."""
     if mask is None:
-        return np.ones((batch, steps), dtype=np.bool_), False
-    return mask.contiguous().numpy(), True
+        work = np.full(batch, steps)
+        return np.ones((batch, steps), dtype=np.bool_), False, *_partition(work)
+    mask_np = mask.contiguous().numpy()
+    return mask_np, True, *_partition(mask_np.sum(1))
 
 
 def recurrence(P: Tensor, W_h: Tensor, h0: Tensor, mask: Tensor | None, activation: str) -> Tensor:
     """The sequential part alone: h_t = act(P_t + W_h · h_{t-1}), no autograd. P: (B, T, H),
     W_h: (H, H), h0: (B, H), mask: (B, T) bool or None. Returns all states (B, T, H)."""
-    mask_np, use_mask = _mask_array(mask, P.shape[0], P.shape[1])
+    mask_np, use_mask, order, bounds = _mask_and_rows(mask, P.shape[0], P.shape[1])
     states = _forward(
         P.detach().contiguous().numpy(),
         W_h.detach().contiguous().numpy(),
@@ -208,7 +212,8 @@ def recurrence(P: Tensor, W_h: Tensor, h0: Tensor, mask: Tensor | None, activati
         use_mask,
         _ACTIVATION_CODES[activation],
         P.dtype != torch.float32,  # exact tanh beyond float32
-        *_partition(mask_np.sum(1) if use_mask else np.full(P.shape[0], P.shape[1])),
+        order,
+        bounds,
     )
     return torch.from_numpy(states)
 
@@ -235,7 +240,7 @@ class FusedRNNFunction(torch.autograd.Function):
         x, A, h0, states = ctx.saved_tensors
         H = A.shape[0]
         W_h, W_x = A[:, :H], A[:, H:]
-        mask_np, use_mask = _mask_array(ctx.mask, x.shape[0], x.shape[1])
+        mask_np, use_mask, order, bounds = _mask_and_rows(ctx.mask, x.shape[0], x.shape[1])
         delta, grad_h0 = _backward(
             grad_states.contiguous().numpy(),
             states.numpy(),
@@ -243,7 +248,8 @@ class FusedRNNFunction(torch.autograd.Function):
             mask_np,
             use_mask,
             _ACTIVATION_CODES[ctx.activation],
-            *_partition(mask_np.sum(1) if use_mask else np.full(x.shape[0], x.shape[1])),
+            order,
+            bounds,
         )
         delta, grad_h0 = torch.from_numpy(delta), torch.from_numpy(grad_h0)
         flat_delta = delta.reshape(-1, H)  # (B·T, H)
