@@ -10,8 +10,13 @@ Architectures (``ModelConfig.architecture``):
 - ``lstm`` / ``gru``: the reference model with ``torch.nn.LSTM``/``GRU`` of the same width in
   place of the simple RNN, for comparisons (``elman analyze``).
 
-Every model maps ids (B, T) to logits (B,); the sigmoid is applied in the loss (stable) and in
-``predict_proba``.
+A review (text) classifier maps ids (B, T) to logits: (B,) for two classes (one sigmoid unit, as
+the reference model), (B, C) for C > 2 (softmax). The sigmoid/softmax is applied in the loss
+(stable) and in ``predict_proba``.
+
+``SequenceModel`` reads numbers instead of words (time series, speech features): values
+(B, T, F) -> the same SimpleRNN (or LSTM/GRU) -> class logits, or next-step predictions
+(``task="forecast"``). Missing steps (NaN) are skipped: the state carries over them.
 """
 
 from __future__ import annotations
@@ -40,8 +45,11 @@ class ModelConfig:
     max_len: int = 500
     activation: str = "tanh"
     backend: str = "auto"  # SimpleRNN's implementation; all compute the same function
+    classes: int = 2  # 2: one sigmoid unit (the reference model); more: a softmax over them
 
     def validate(self) -> None:
+        if self.classes < 2:
+            raise UserError(f"a classifier needs at least 2 classes, got {self.classes}")
         if self.architecture not in ARCHITECTURES:
             raise UserError(
                 f"unknown model {self.architecture!r}: choose one of {', '.join(ARCHITECTURES)}"
@@ -68,12 +76,26 @@ class GatedRNN(nn.Module):
         if kind == "lstm":
             keras_forget_bias(self.layer)
 
-    def states(self, x: Tensor, h0: Tensor | None = None, **_: object) -> Tensor:
-        """All hidden states (B, T, H) from a zero initial state."""
-        return self.layer(x)[0]
+    def states(
+        self, x: Tensor, h0: Tensor | None = None, *, lengths: Tensor | None = None, **_: object
+    ) -> Tensor:
+        """All hidden states (B, T, H) from a zero initial state. With ``lengths`` (B,), only
+        each row's leading ``lengths`` steps are read (packed); states after them are zero."""
+        if lengths is None:
+            return self.layer(x)[0]
+        packed = nn.utils.rnn.pack_padded_sequence(
+            x, lengths.cpu(), batch_first=True, enforce_sorted=False
+        )
+        states, _ = nn.utils.rnn.pad_packed_sequence(
+            self.layer(packed)[0], batch_first=True, total_length=x.shape[1]
+        )
+        return states
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.states(x)[:, -1]
+    def forward(self, x: Tensor, *, lengths: Tensor | None = None) -> Tensor:
+        states = self.states(x, lengths=lengths)
+        if lengths is None:
+            return states[:, -1]
+        return states[torch.arange(len(x)), lengths.to(x.device) - 1]
 
 
 def keras_forget_bias(lstm: nn.LSTM) -> None:
@@ -121,20 +143,29 @@ class ReviewClassifier(nn.Module):
             )
             features = T * H if all_states else H
         self.flatten = nn.Flatten()
-        self.dense = nn.Linear(features, 1)
+        self.dense = nn.Linear(features, output_units(config.classes))
         keras_dense_init(self.dense)
+
+    @property
+    def task(self) -> str:
+        return "binary" if self.config.classes == 2 else "multiclass"
+
+    def _head(self, features: Tensor) -> Tensor:
+        """Dense layer -> logits (B,) for two classes, (B, C) for more."""
+        logits = self.dense(self.flatten(features))
+        return logits.squeeze(-1) if self.config.classes == 2 else logits
 
     def forward(self, ids: Tensor) -> Tensor:
         if self.rnn is None:
-            return self.dense(self.flatten(self.embedding(ids))).squeeze(-1)
+            return self._head(self.embedding(ids))
         if self._uses_fused_ids(ids):
             if not torch.is_grad_enabled() and not self.rnn.return_sequences:
-                return self.dense(self._last_state_from_ids(ids)).squeeze(-1)
+                return self._head(self._last_state_from_ids(ids))
             states = self._states_from_ids(ids)
             features = states if self.rnn.return_sequences else states[:, -1]
         else:
             features = self._states_layer_by_layer(ids)
-        return self.dense(self.flatten(features)).squeeze(-1)
+        return self._head(features)
 
     # Reviews are padded at the front (Keras' default) and, as in the reference model, the RNN
     # reads the padding too. But every review's padding is the same input read from the same zero
@@ -252,16 +283,135 @@ class ReviewClassifier(nn.Module):
 
     @torch.no_grad()
     def predict_proba(self, ids: Tensor) -> Tensor:
-        """Probability that each review is positive, (B,)."""
-        return torch.sigmoid(self(ids))
+        """Two classes: the probability of the second ("positive"), (B,). More: (B, C)."""
+        return class_probabilities(self(ids), self.config.classes)
 
 
-def summary(model: ReviewClassifier, batch_size: int = 1) -> str:
-    """A Keras-style table: layer, output shape, parameters, totals, trainable / non-trainable."""
+def output_units(classes: int) -> int:
+    """One sigmoid unit for two classes (as the reference model), else one logit per class."""
+    return 1 if classes == 2 else classes
+
+
+def class_probabilities(logits: Tensor, classes: int) -> Tensor:
+    return torch.sigmoid(logits) if classes == 2 else torch.softmax(logits, -1)
+
+
+SEQUENCE_ARCHITECTURES = ("rnn", "lstm", "gru")
+SEQUENCE_TASKS = ("classify", "forecast")
+
+
+@dataclass
+class SequenceConfig:
+    """A network over numeric steps (time series values, speech feature frames)."""
+
+    architecture: str = "rnn"
+    input_size: int = 1  # values per step (F)
+    hidden_size: int = 32
+    task: str = "classify"  # or "forecast": predict the next step's values
+    classes: int = 2  # for "classify"
+    activation: str = "tanh"
+    backend: str = "auto"
+
+    def validate(self) -> None:
+        if self.architecture not in SEQUENCE_ARCHITECTURES:
+            raise UserError(
+                f"unknown model {self.architecture!r} for numeric sequences: choose one of "
+                f"{', '.join(SEQUENCE_ARCHITECTURES)}"
+            )
+        if self.task not in SEQUENCE_TASKS:
+            raise UserError(f"task must be one of {', '.join(SEQUENCE_TASKS)}, got {self.task!r}")
+        if self.task == "classify" and self.classes < 2:
+            raise UserError(f"a classifier needs at least 2 classes, got {self.classes}")
+        if self.activation not in ACTIVATIONS:
+            raise UserError(f"activation must be one of {sorted(ACTIVATIONS)}")
+        if self.backend not in BACKENDS:
+            raise UserError(f"backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
+        require_positive(self, "input_size", "hidden_size")
+
+
+def skip_missing(x: Tensor) -> tuple[Tensor, Tensor]:
+    """Values (B, T, F) with NaN where a step has no value -> the steps that have values moved to
+    the front, in order, zeros after them (B, T, F), and how many each row has (B,).
+
+    A step with any NaN feature counts as missing. Reading only the present steps is what a
+    simple RNN does when a mask holds its state over the missing ones."""
+    present = ~torch.isnan(x).any(-1)
+    order = torch.argsort((~present).to(torch.int8), dim=1, stable=True)
+    moved = torch.gather(torch.nan_to_num(x, nan=0.0), 1, order[..., None].expand_as(x))
+    lengths = present.sum(1)
+    moved = moved * (
+        torch.arange(x.shape[1], device=x.device)[None, :, None] < lengths[:, None, None]
+    )
+    return moved, lengths
+
+
+class SequenceModel(nn.Module):
+    """Values (B, T, F) float, NaN = missing or padding -> logits (B,) (two classes), (B, C)
+    (more), or for ``task="forecast"`` predictions (B, T, F) of each next present step.
+
+    ``mean`` and ``std`` (F,) standardise the inputs inside the model, so the statistics of the
+    training split travel with the weights (they are buffers, saved in the bundle). Forecasts are
+    in standardised units; ``to_values`` turns them back.
+    """
+
+    def __init__(self, config: SequenceConfig) -> None:
+        super().__init__()
+        config.validate()
+        self.config = config
+        F_, H = config.input_size, config.hidden_size
+        self.register_buffer("mean", torch.zeros(F_))
+        self.register_buffer("std", torch.ones(F_))
+        forecast = config.task == "forecast"
+        if config.architecture in GATED:
+            self.rnn = GatedRNN(config.architecture, F_, H)
+        else:
+            self.rnn = SimpleRNN(
+                F_,
+                H,
+                activation=config.activation,
+                return_sequences=forecast,
+                backend=config.backend,
+            )
+        self.dense = nn.Linear(H, F_ if forecast else output_units(config.classes))
+        keras_dense_init(self.dense)
+
+    @property
+    def task(self) -> str:
+        if self.config.task == "forecast":
+            return "forecast"
+        return "binary" if self.config.classes == 2 else "multiclass"
+
+    def forward(self, x: Tensor) -> Tensor:
+        values, lengths = skip_missing((x - self.mean) / self.std)
+        if self.config.task == "forecast":
+            if isinstance(self.rnn, GatedRNN):
+                states = self.rnn.states(values, lengths=lengths)
+            else:
+                states = self.rnn(values, lengths=lengths)
+            return self.dense(states)
+        logits = self.dense(self.rnn(values, lengths=lengths))
+        return logits.squeeze(-1) if self.config.classes == 2 else logits
+
+    def to_values(self, standardised: Tensor) -> Tensor:
+        """Forecasts in standardised units -> the data's own units."""
+        return standardised * self.std + self.mean
+
+    @torch.no_grad()
+    def predict_proba(self, x: Tensor) -> Tensor:
+        return class_probabilities(self(x), self.config.classes)
+
+
+def summary(model: ReviewClassifier | SequenceModel, batch_size: int = 1, steps: int = 100) -> str:
+    """A Keras-style table: layer, output shape, parameters, totals, trainable / non-trainable.
+    (A SequenceModel is shown reading ``steps`` steps.)"""
     from torchinfo import summary as torchinfo_summary
 
-    example = torch.zeros(batch_size, model.config.max_len, dtype=torch.long)
-    fused, model.fuse_embedding = model.fuse_embedding, False  # so every layer runs on its own
+    if isinstance(model, SequenceModel):
+        example = torch.zeros(batch_size, steps, model.config.input_size)
+    else:
+        example = torch.zeros(batch_size, model.config.max_len, dtype=torch.long)
+    fused = getattr(model, "fuse_embedding", False)
+    model.fuse_embedding = False  # so every layer runs on its own
     try:
         stats = torchinfo_summary(
             model,

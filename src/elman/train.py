@@ -1,8 +1,9 @@
-"""Training and evaluation: Keras' RMSprop, binary cross-entropy, early stopping, and
+"""Training and evaluation: Keras' RMSprop, the loss of each task, early stopping, and
 checkpoints from which an interrupted run resumes to the same bits.
 
-``fit`` trains any module that maps ids (B, T) to logits (B,); ``evaluate`` measures it.
-The whole IMDB job (data, summary, fit, test, saved folder) is ``elman.workflow.train_imdb``.
+``fit`` trains any module whose ``task`` attribute says what its outputs are (see ``TASKS``);
+``evaluate`` measures it. The whole jobs (data, summary, fit, test, saved folder) are in
+``elman.workflow``.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from elman.data.imdb import Split
+from elman.data.split import Split
 from elman.errors import UserError, require_positive
 from elman.files import atomic_write
 
@@ -88,6 +89,41 @@ def bce_and_accuracy(logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tenso
     return loss, accuracy
 
 
+# What a model's outputs mean, and so its loss and the metric shown beside it:
+# - binary: logits (B,) of the second class, y 0/1 -> binary cross-entropy, accuracy
+# - multiclass: logits (B, C), y class indices -> cross-entropy (softmax), accuracy
+# - forecast: next-step predictions (B, T, F), y targets with NaN where there is none
+#   -> mean squared error, mean absolute error (over the targets that exist)
+TASKS = ("binary", "multiclass", "forecast")
+
+
+def metric_name(task: str) -> str:
+    return "mae" if task == "forecast" else "acc"
+
+
+def loss_and_metric(
+    task: str, outputs: torch.Tensor, y: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The training loss and the task's metric (see ``TASKS``), both means over the batch."""
+    if task == "binary":
+        return bce_and_accuracy(outputs, y)
+    if task == "multiclass":
+        loss = F.cross_entropy(outputs, y)
+        return loss, (outputs.argmax(-1) == y).float().mean()
+    has_target = ~torch.isnan(y)
+    error = outputs[has_target] - y[has_target]
+    return (error**2).mean(), error.abs().mean()
+
+
+def batch_weight(task: str, y: torch.Tensor) -> int:
+    """How many predictions a batch's means are taken over (to average across batches)."""
+    return int((~torch.isnan(y)).sum()) if task == "forecast" else len(y)
+
+
+def task_of(model: nn.Module) -> str:
+    return getattr(model, "task", "binary")
+
+
 def batch_order(
     lengths: np.ndarray, batch_size: int, bucket: bool, generator: torch.Generator
 ) -> list[torch.Tensor]:
@@ -117,17 +153,29 @@ def _tensors(split: Split) -> tuple[torch.Tensor, torch.Tensor]:
 
 @torch.no_grad()
 def evaluate(model: nn.Module, split: Split, batch_size: int = 1000) -> dict[str, float]:
-    """Loss and accuracy over a whole split (averaged per sample)."""
+    """Loss and the task's metric (``acc`` or ``mae``) over a whole split."""
     model.eval()
+    task = task_of(model)
     x, y = _tensors(split)
-    total_loss = total_correct = 0.0
+    total_loss = total_metric = total_weight = 0.0
     for start in range(0, len(y), batch_size):
-        logits = model(x[start : start + batch_size])
         target = y[start : start + batch_size]
-        loss, accuracy = bce_and_accuracy(logits, target)
-        total_loss += loss.item() * len(target)
-        total_correct += accuracy.item() * len(target)
-    return {"loss": total_loss / len(y), "acc": total_correct / len(y)}
+        loss, metric = loss_and_metric(task, model(x[start : start + batch_size]), target)
+        weight = batch_weight(task, target)
+        total_loss += loss.item() * weight
+        total_metric += metric.item() * weight
+        total_weight += weight
+    return {"loss": total_loss / total_weight, metric_name(task): total_metric / total_weight}
+
+
+@torch.no_grad()
+def predict_outputs(model: nn.Module, x: np.ndarray, batch_size: int = 1000) -> torch.Tensor:
+    """The model's raw outputs (logits or predictions) for every row of ``x``, in batches."""
+    model.eval()
+    inputs = torch.from_numpy(x)
+    return torch.cat(
+        [model(inputs[i : i + batch_size]) for i in range(0, max(len(x), 1), batch_size)]
+    )
 
 
 @dataclass
@@ -139,8 +187,8 @@ class TrainingState:
     step: int = 0  # batches of it already trained
     shuffle_state: torch.Tensor | None = None  # the shuffling generator at the epoch's start
     loss_sum: float = 0.0  # running sums over the epoch's batches so far
-    correct_sum: float = 0.0
-    seen: int = 0
+    metric_sum: float = 0.0  # of the task's metric (accuracy or MAE), weighted
+    seen: int = 0  # predictions so far (samples; targets when forecasting)
     seconds: float = 0.0
     history: list[dict[str, float]] = field(default_factory=list)
     best_loss: float = float("inf")
@@ -270,6 +318,8 @@ def fit(
         state = load_checkpoint(checkpoint, model, optimizer)
         log(f"Resuming from {checkpoint}: epoch {state.epoch}, step {state.step}")
     x, y = _tensors(train)
+    task = task_of(model)
+    metric = metric_name(task)
     with _deferred_interrupt() as interrupted:
         while state.epoch <= config.epochs and not state.finished:
             model.train()
@@ -290,7 +340,7 @@ def fit(
                     state.seconds += time.perf_counter() - started
                     _stop(checkpoint, model, optimizer, state, log)
                 rows = batches[state.step]
-                loss, accuracy = bce_and_accuracy(model(x[rows]), y[rows])
+                loss, batch_metric = loss_and_metric(task, model(x[rows]), y[rows])
                 if not torch.isfinite(loss):
                     raise UserError(
                         f"the loss became {loss.item()} at epoch {state.epoch}, step "
@@ -303,30 +353,31 @@ def fit(
                 if config.clip_norm:
                     nn.utils.clip_grad_norm_(model.parameters(), config.clip_norm)
                 optimizer.step()
-                state.loss_sum += loss.item() * len(rows)
-                state.correct_sum += accuracy.item() * len(rows)
-                state.seen += len(rows)
+                weight = batch_weight(task, y[rows])
+                state.loss_sum += loss.item() * weight
+                state.metric_sum += batch_metric.item() * weight
+                state.seen += weight
                 state.step += 1
                 bar.update()
                 if state.step % 10 == 0:
                     bar.set_postfix(
                         loss=f"{state.loss_sum / state.seen:.4f}",
-                        acc=f"{state.correct_sum / state.seen:.4f}",
+                        **{metric: f"{state.metric_sum / state.seen:.4f}"},
                     )
             bar.close()
             val_metrics = evaluate(model, val, config.eval_batch_size)
             record = {
                 "epoch": state.epoch,
                 "loss": state.loss_sum / state.seen,
-                "acc": state.correct_sum / state.seen,
+                metric: state.metric_sum / state.seen,
                 "val_loss": val_metrics["loss"],
-                "val_acc": val_metrics["acc"],
+                f"val_{metric}": val_metrics[metric],
                 "seconds": state.seconds + time.perf_counter() - started,
             }
             log(
                 f"Epoch {state.epoch}/{config.epochs} - {record['seconds']:.1f}s - loss: "
-                f"{record['loss']:.4f} - acc: {record['acc']:.4f} - val_loss: "
-                f"{record['val_loss']:.4f} - val_acc: {record['val_acc']:.4f}"
+                f"{record['loss']:.4f} - {metric}: {record[metric]:.4f} - val_loss: "
+                f"{record['val_loss']:.4f} - val_{metric}: {record['val_' + metric]:.4f}"
             )
             state = _next_epoch(state, record, model, config.patience, shuffle, log)
             if checkpoint is not None:

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from elman.data.split import Split, split_rows
 from elman.data.text import OOV, Vocabulary, pad_sequences, rank_words, tokenize
 from elman.errors import UserError, require_positive
 from elman.files import atomic_write
@@ -270,16 +271,6 @@ class IMDBConfig:
 
 
 @dataclass
-class Split:
-    x: np.ndarray  # (N, max_len) int64 ids
-    y: np.ndarray  # (N,) float32 labels, 1.0 = positive
-    lengths: np.ndarray  # (N,) words kept (start token included)
-
-    def __len__(self) -> int:
-        return len(self.y)
-
-
-@dataclass
 class IMDBData:
     train: Split
     val: Split
@@ -306,11 +297,6 @@ def load_imdb(config: IMDBConfig) -> IMDBData:
             f"val-size must be between 1 and {len(full_train) - 1} (the archive has "
             f"{len(full_train)} training reviews), got {config.val_size}"
         )
-    order = np.random.default_rng(config.seed).permutation(len(full_train))
-    train_rows, val_rows = order[: -config.val_size], order[-config.val_size :]
-
-    def take(rows: np.ndarray) -> Split:
-        return Split(full_train.x[rows], full_train.y[rows], full_train.lengths[rows])
-
+    train_rows, val_rows = split_rows(len(full_train), config.val_size, config.seed, "val-size")
     vocabulary = Vocabulary.from_ranked(corpus.ranked_words, config.vocab_size)
-    return IMDBData(take(train_rows), take(val_rows), test, vocabulary)
+    return IMDBData(full_train.take(train_rows), full_train.take(val_rows), test, vocabulary)

@@ -1,0 +1,80 @@
+"""What every data source hands to training: arrays per split, class names, seeded hold-outs.
+
+A source (``imdb``, ``textfiles``, ``series``, ``speech``) reads its files into ``Split``s:
+``x`` is token ids (N, T) int64 for text, or values (N, T, F) float32 for numbers, with NaN
+where a step is missing or padding; ``y`` is (N,) float32 0/1 for two classes, (N,) int64 class
+indices for more, or (N, T, F) float32 next-step targets for forecasting.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from elman.errors import UserError
+
+
+@dataclass
+class Split:
+    x: np.ndarray  # (N, T) int64 ids, or (N, T, F) float32 values (NaN = no value)
+    y: np.ndarray  # (N,) labels, or (N, T, F) targets
+    lengths: np.ndarray  # (N,) steps with a value (start token included for text)
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def take(self, rows: np.ndarray) -> Split:
+        return Split(self.x[rows], self.y[rows], self.lengths[rows])
+
+
+def natural_key(text: str) -> list:
+    """Sort key that orders numbers by value: "2_a.txt" before "10_a.txt", "9" before "10"."""
+    return [
+        (0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", text)
+    ]
+
+
+def class_names(labels: Sequence[str]) -> list[str]:
+    """The distinct labels in a fixed order: numerically if all are numbers, else naturally."""
+    distinct = set(labels)
+    try:
+        return sorted(distinct, key=float)
+    except ValueError:
+        return sorted(distinct, key=natural_key)
+
+
+def encode_labels(labels: Sequence[str], names: Sequence[str], where: Sequence[str]) -> np.ndarray:
+    """Label strings -> the float32 0/1 (two classes) or int64 indices (more) training uses.
+
+    A label outside ``names`` is refused, naming ``where[i]`` (e.g. "data.csv line 7")."""
+    index = {name: i for i, name in enumerate(names)}
+    for label, place in zip(labels, where, strict=True):
+        if label not in index:
+            raise UserError(
+                f"{place}: label {label!r} is not one of the model's classes "
+                f"({', '.join(names)}); fix the label or train a model that knows it"
+            )
+    ids = np.array([index[label] for label in labels], dtype=np.int64)
+    return ids.astype(np.float32) if len(names) == 2 else ids
+
+
+def holdout_size(size: float, total: int, what: str) -> int:
+    """``size`` as a count (>= 1) or a fraction (< 1) of ``total``, checked to leave both sides."""
+    count = int(round(size * total)) if 0 < size < 1 else int(size)
+    if not 0 < count < total:
+        raise UserError(
+            f"{what} must leave samples on both sides: got {size} of {total} samples; give a "
+            "fraction between 0 and 1 or a count between 1 and the number of samples - 1"
+        )
+    return count
+
+
+def split_rows(total: int, size: float, seed: int, what: str) -> tuple[np.ndarray, np.ndarray]:
+    """A seeded shuffle of ``range(total)`` cut into (kept, held out); the held-out rows are the
+    last ``size`` of the shuffle (the same rule as the IMDB validation split)."""
+    count = holdout_size(size, total, what)
+    order = np.random.default_rng(seed).permutation(total)
+    return order[:-count], order[-count:]
