@@ -1,9 +1,11 @@
 """A trained model as one folder, and what a user does with it: load it and predict.
 
     runs/imdb/
-        config.json          architecture, sizes, tokenizer and training settings, elman version
-        weights.safetensors  the parameters (no pickle)
-        vocabulary.txt       one word per line; line i is id i
+        config.json          source, class names, architecture, sizes, data and training
+                             settings, elman version
+        weights.safetensors  the parameters (no pickle); for numbers, also the training split's
+                             mean and std the model standardises its inputs with
+        vocabulary.txt       text models: one word per line; line i is id i
         history.json         one record per epoch
         metrics.json         test loss and accuracy, best validation epoch, timings
         checkpoint.pt        the training state, for --resume
@@ -22,11 +24,20 @@ import numpy as np
 import torch
 
 from elman.data.imdb import IMDBConfig
+from elman.data.series import SeriesConfig
+from elman.data.speech import SpeechConfig
 from elman.data.text import OOV, Vocabulary, pad_sequences, tokenize
+from elman.data.textfiles import TextConfig
 from elman.errors import UserError
 from elman.files import atomic_write, json_bytes
-from elman.models import ModelConfig, ReviewClassifier
-from elman.train import TrainConfig
+from elman.models import (
+    ModelConfig,
+    ReviewClassifier,
+    SequenceConfig,
+    SequenceModel,
+    class_probabilities,
+)
+from elman.train import TrainConfig, predict_outputs
 
 CONFIG, WEIGHTS, VOCABULARY, HISTORY, METRICS, CHECKPOINT = (
     "config.json",
@@ -37,15 +48,29 @@ CONFIG, WEIGHTS, VOCABULARY, HISTORY, METRICS, CHECKPOINT = (
     "checkpoint.pt",
 )
 LABELS = ("negative", "positive")
+# What each source reads and the network for it: words -> ReviewClassifier, numbers -> SequenceModel
+SOURCES = {
+    "imdb": (ModelConfig, IMDBConfig),
+    "text": (ModelConfig, TextConfig),
+    "series": (SequenceConfig, SeriesConfig),
+    "speech": (SequenceConfig, SpeechConfig),
+}
 
 
 @dataclass
 class RunConfig:
-    """Everything that defines a run: the network, the data it reads, how it is trained."""
+    """Everything that defines a run: the network, the data it reads, how it is trained, and
+    the names of the classes it tells apart (in the order of its outputs)."""
 
-    model: ModelConfig = field(default_factory=ModelConfig)
-    data: IMDBConfig = field(default_factory=IMDBConfig)
+    model: ModelConfig | SequenceConfig = field(default_factory=ModelConfig)
+    data: IMDBConfig | TextConfig | SeriesConfig | SpeechConfig = field(default_factory=IMDBConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    source: str = "imdb"
+    classes: list[str] = field(default_factory=lambda: list(LABELS))
+
+    @property
+    def reads_text(self) -> bool:
+        return self.source in ("imdb", "text")
 
 
 def holds_model(folder: Path) -> bool:
@@ -66,10 +91,14 @@ def load_config(folder: Path) -> RunConfig:
         raise UserError(f"{folder} is not a saved elman model: {CONFIG} is missing")
     try:
         saved = json.loads(path.read_text())
+        source = saved.get("source", "imdb")
+        model_config, data_config = SOURCES[source]
         return RunConfig(
-            model=ModelConfig(**saved["model"]),
-            data=IMDBConfig(**saved["data"]),
+            model=model_config(**saved["model"]),
+            data=data_config(**saved["data"]),
             train=TrainConfig(**saved["train"]),
+            source=source,
+            classes=list(saved.get("classes", LABELS)),
         )
     except (ValueError, KeyError, TypeError) as error:
         raise UserError(f"{path} is not a valid elman configuration ({error})") from None
@@ -77,8 +106,8 @@ def load_config(folder: Path) -> RunConfig:
 
 def save_bundle(
     folder: Path,
-    model: ReviewClassifier,
-    vocabulary: Vocabulary,
+    model: ReviewClassifier | SequenceModel,
+    vocabulary: Vocabulary | None,
     config: RunConfig,
     history: list[dict[str, float]],
     metrics: dict[str, float],
@@ -90,15 +119,25 @@ def save_bundle(
     save_config(folder, config)
     state = {name: tensor.contiguous() for name, tensor in model.state_dict().items()}
     atomic_write(folder / WEIGHTS, save(state))
-    atomic_write(folder / VOCABULARY, ("\n".join(vocabulary.words) + "\n").encode())
+    if vocabulary is not None:
+        atomic_write(folder / VOCABULARY, ("\n".join(vocabulary.words) + "\n").encode())
     atomic_write(folder / HISTORY, json_bytes(history))
     atomic_write(folder / METRICS, json_bytes(metrics))
 
 
 @dataclass
 class Prediction:
-    label: str  # "positive" or "negative"
-    probability: float  # of "positive"
+    label: str  # the predicted class's name
+    # Two classes: the probability of the second ("positive" for IMDB), as the sigmoid gives it.
+    # More: the probability of the predicted class.
+    probability: float
+
+
+def to_predictions(probabilities: np.ndarray, classes: list[str]) -> list[Prediction]:
+    """(N,) sigmoid outputs or (N, C) softmax outputs -> a Prediction per sample."""
+    if len(classes) == 2:
+        return [Prediction(classes[int(p > 0.5)], float(p)) for p in probabilities]
+    return [Prediction(classes[int(p.argmax())], float(p.max())) for p in probabilities]
 
 
 @dataclass
@@ -138,29 +177,71 @@ class TrainedClassifier:
         ids, _ = pad_sequences(sequences, data.max_len, data.padding, data.truncating)
         return ids
 
-    @torch.no_grad()
     def predict_proba(
         self, texts: Sequence[str], batch_size: int = 1000, notes: list[str] | None = None
     ) -> np.ndarray:
-        """Probability that each review is positive, (N,)."""
-        ids = torch.from_numpy(self.encode(texts, notes))
-        self.model.eval()
-        batches = [ids[i : i + batch_size] for i in range(0, len(ids), batch_size)]
-        if not batches:
+        """Two classes: the probability of the second ("positive"), (N,). More: (N, C)."""
+        ids = self.encode(texts, notes)
+        if len(ids) == 0:
             return np.zeros(0, dtype=np.float32)
-        return torch.cat([self.model.predict_proba(batch) for batch in batches]).numpy()
+        logits = predict_outputs(self.model, ids, batch_size)
+        return class_probabilities(logits, len(self.config.classes)).numpy()
 
     def predict(
         self, texts: Sequence[str], batch_size: int = 1000, notes: list[str] | None = None
     ) -> list[Prediction]:
-        """A label ("positive"/"negative") and the probability of "positive" per review."""
-        return [
-            Prediction(LABELS[int(p > 0.5)], float(p))
-            for p in self.predict_proba(texts, batch_size, notes)
-        ]
+        """A label per review and its probability (see ``Prediction``)."""
+        return to_predictions(self.predict_proba(texts, batch_size, notes), self.config.classes)
 
 
-def load(folder: str | Path) -> TrainedClassifier:
+@dataclass
+class TrainedSequenceModel:
+    """A model over numbers (series, speech) ready to use: ``predict(values)``,
+    ``predict_files(["one.wav"])`` for speech, ``forecast(values)`` for forecasters."""
+
+    model: SequenceModel
+    config: RunConfig
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    def predict_proba(self, values: np.ndarray, batch_size: int = 1000) -> np.ndarray:
+        """values (N, T, F) with NaN for missing steps -> (N,) or (N, C) probabilities."""
+        logits = predict_outputs(self.model, np.asarray(values, dtype=np.float32), batch_size)
+        return class_probabilities(logits, len(self.config.classes)).numpy()
+
+    def predict(self, values: np.ndarray, batch_size: int = 1000) -> list[Prediction]:
+        return to_predictions(self.predict_proba(values, batch_size), self.config.classes)
+
+    def forecast(self, values: np.ndarray, batch_size: int = 1000) -> np.ndarray:
+        """The value each series takes next, (N, F), in the data's units."""
+        from elman.models import skip_missing
+
+        values = torch.from_numpy(np.asarray(values, dtype=np.float32))
+        outputs = predict_outputs(self.model, values.numpy(), batch_size)
+        _, lengths = skip_missing(values)
+        last = outputs[torch.arange(len(values)), lengths - 1]
+        return self.model.to_values(last).numpy()
+
+    def features_of_files(self, paths: Sequence[Path], notes: set[str]) -> np.ndarray:
+        """Speech: WAV files -> features (N, frames, n) as in training (mono, same rate)."""
+        from elman.data.series import pad_with_nan
+        from elman.data.speech import features, read_wav
+
+        data = self.config.data
+        rows = []
+        for path in paths:
+            if not Path(path).is_file():
+                raise UserError(f"{path} is not a file: give WAV files to predict")
+            samples, rate = read_wav(Path(path).read_bytes(), str(path), data.sample_rate, notes)
+            rows.append(features(samples, rate, data))
+        return pad_with_nan(rows)
+
+    def predict_files(
+        self, paths: Sequence[Path], notes: set[str] | None = None
+    ) -> list[Prediction]:
+        return self.predict(self.features_of_files(paths, set() if notes is None else notes))
+
+
+def load(folder: str | Path) -> TrainedClassifier | TrainedSequenceModel:
     """The model saved in ``folder``, ready to predict. Refuses a folder whose weights or
     vocabulary do not fit its configuration."""
     from safetensors import SafetensorError
@@ -168,10 +249,10 @@ def load(folder: str | Path) -> TrainedClassifier:
 
     folder = Path(folder)
     config = load_config(folder)
-    for name in (WEIGHTS, VOCABULARY):
+    for name in (WEIGHTS, VOCABULARY) if config.reads_text else (WEIGHTS,):
         if not (folder / name).is_file():
             raise UserError(f"{folder} is not a complete elman model: {name} is missing")
-    model = ReviewClassifier(config.model)
+    model = ReviewClassifier(config.model) if config.reads_text else SequenceModel(config.model)
     try:
         model.load_state_dict(load_file(folder / WEIGHTS))
     except (RuntimeError, SafetensorError) as error:
@@ -180,12 +261,14 @@ def load(folder: str | Path) -> TrainedClassifier:
             f"the weights in {folder} do not fit its {CONFIG} ({detail}); the folder mixes "
             "files of different models: train it again"
         ) from None
+    metrics_path = folder / METRICS
+    metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
+    if not config.reads_text:
+        return TrainedSequenceModel(model, config, metrics)
     words = tuple((folder / VOCABULARY).read_text(encoding="utf-8").splitlines())
     if len(words) != config.model.vocab_size or words[:1] != ("<pad>",):
         raise UserError(
             f"{folder / VOCABULARY} has {len(words)} words but the model has "
             f"{config.model.vocab_size} ids; the folder mixes files of different models"
         )
-    metrics_path = folder / METRICS
-    metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
     return TrainedClassifier(model, Vocabulary(words), config, metrics)

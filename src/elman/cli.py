@@ -8,7 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from elman.errors import UserError
-from elman.models import ARCHITECTURES
+from elman.models import ARCHITECTURES, SEQUENCE_ARCHITECTURES
 from elman.rnn import BACKENDS
 
 
@@ -39,59 +39,105 @@ def _positive_float(text: str) -> float:
     return value
 
 
-def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options shared by ``train imdb`` and ``summary``; unset ones take the preset's value."""
+def _add_model_arguments(parser: argparse.ArgumentParser, words: bool = True) -> None:
+    """Options of the network; unset ones take the preset's value. ``words``: a text model
+    (embedding, vocabulary, length), else one over numbers (rnn, lstm or gru)."""
     parser.add_argument(
         "--model",
-        choices=ARCHITECTURES,
+        choices=ARCHITECTURES if words else SEQUENCE_ARCHITECTURES,
         default="rnn",
-        help="architecture (default: rnn, the reference model)",
+        help="architecture (default: rnn, the simple RNN)",
     )
-    parser.add_argument("--hidden-size", type=_positive_int, help="RNN state size (32)")
-    parser.add_argument("--embedding-dim", type=_positive_int, help="embedding (32; shallow 8)")
-    parser.add_argument("--vocab-size", type=_positive_int, help="ids incl. 3 reserved (10000)")
+    parser.add_argument("--hidden-size", type=_positive_int, help="RNN state size (32; speech 64)")
     parser.add_argument(
         "--backend", choices=BACKENDS, help="RNN implementation (auto: fused on CPU, cuDNN on CUDA)"
     )
-    parser.add_argument("--max-len", type=_positive_int, help="words per review (500; 20 shallow)")
+    if words:
+        parser.add_argument("--embedding-dim", type=_positive_int, help="embedding (32; shallow 8)")
+        parser.add_argument("--vocab-size", type=_positive_int, help="ids incl. 3 reserved (10000)")
+        parser.add_argument(
+            "--max-len", type=_positive_int, help="words per text (500; 20 shallow)"
+        )
 
 
-def _run_config(args: argparse.Namespace):
-    """The preset for ``--model`` with every option the user gave applied on top."""
-    from elman.workflow import imdb_preset
+def _add_training_arguments(parser: argparse.ArgumentParser, source: str, epochs: str) -> None:
+    """Options of every ``train`` source: training, output, resuming."""
+    parser.add_argument("--epochs", type=_positive_int, help=f"({epochs})")
+    parser.add_argument("--batch-size", type=_positive_int, help="(32)")
+    parser.add_argument("--lr", type=_positive_float, help="RMSprop learning rate (0.001)")
+    parser.add_argument(
+        "--seed", type=int, help="seed for initialisation, splits and shuffling (0)"
+    )
+    parser.add_argument(
+        "--patience",
+        type=int,
+        help="early stopping: epochs without better val_loss; -1 turns it off",
+    )
+    parser.add_argument("--threads", type=_positive_int, help="torch threads (default: all cores)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path(f"runs/{source}"),
+        help=f"output folder (default: runs/{source})",
+    )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace the model already saved in --out"
+    )
+    parser.add_argument(
+        "--resume",
+        type=Path,
+        metavar="DIR",
+        help="continue the interrupted run saved in DIR (its settings are used)",
+    )
+    parser.add_argument(
+        "--clip-norm", type=_positive_float, help="clip the gradient norm to this before each step"
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.set_defaults(handler=cmd_train)
 
-    config = imdb_preset(args.model)
-    model_changes = {
-        name: getattr(args, name)
-        for name in ("hidden_size", "embedding_dim", "vocab_size", "max_len", "backend")
-        if getattr(args, name, None) is not None
-    }
-    data_changes = {
-        name: getattr(args, name)
-        for name in ("data", "vocab_size", "max_len", "cache_dir", "val_size")
-        if getattr(args, name, None) is not None
-    }
-    train_changes = {
-        name: getattr(args, name)
-        for name in ("epochs", "batch_size", "lr", "seed", "threads", "bucket", "clip_norm")
-        if getattr(args, name, None) is not None
-    }
-    if getattr(args, "seed", None) is not None:
-        data_changes["seed"] = args.seed
-    if getattr(args, "patience", None) is not None:
-        train_changes["patience"] = None if args.patience < 0 else args.patience
-    return replace(
-        config,
-        model=replace(config.model, **model_changes),
-        data=replace(config.data, **data_changes),
-        train=replace(config.train, **train_changes),
+
+def _add_split_arguments(parser: argparse.ArgumentParser, test: str) -> None:
+    parser.add_argument("--test", help=f"test data in the same format (default: {test})")
+    parser.add_argument(
+        "--val-size",
+        type=_positive_float,
+        help="training samples held out for validation: a fraction < 1 or a count (0.2)",
+    )
+    parser.add_argument(
+        "--test-size",
+        type=_positive_float,
+        help="without test data, samples held out for testing: fraction or count (0.2)",
     )
 
 
-def cmd_train_imdb(args: argparse.Namespace) -> None:
-    from elman.workflow import train_imdb
+def _run_config(args: argparse.Namespace):
+    """The preset for the source and ``--model``, with every option the user gave applied on top
+    (an option applies to every part of the configuration that has a field of its name)."""
+    from dataclasses import fields
 
-    train_imdb(
+    from elman.workflow import preset
+
+    config = preset(getattr(args, "source", None) or "imdb", args.model)
+    given = {name: value for name, value in vars(args).items() if value is not None}
+    if "patience" in given and given["patience"] < 0:
+        given["patience"] = None
+
+    def updated(part, skip=()):
+        names = {f.name for f in fields(part)} - set(skip)
+        return replace(part, **{name: given[name] for name in names if name in given})
+
+    return replace(
+        config,
+        model=updated(config.model, skip=("classes", "task")),
+        data=updated(config.data),
+        train=updated(config.train),
+    )
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from elman.workflow import train_model
+
+    train_model(
         _run_config(args),
         out_dir=args.resume or args.out,
         progress=not args.no_progress,
@@ -109,9 +155,12 @@ def cmd_summary(args: argparse.Namespace) -> None:
 def cmd_evaluate(args: argparse.Namespace) -> None:
     from elman.workflow import evaluate_saved
 
-    metrics = evaluate_saved(args.model, args.data, args.cache_dir)
-    reviews, loss, accuracy = metrics["reviews"], metrics["loss"], metrics["acc"]
-    print(f"Test ({reviews} reviews): loss {loss:.4f} - acc {accuracy:.4f}")
+    metrics = evaluate_saved(args.model, args.data, args.cache_dir, log=_warn)
+    shown = " - ".join(
+        f"{name} {metrics[name]:.4f}" for name in ("loss", "acc", "mae") if name in metrics
+    )
+    print(f"Test ({metrics['samples']} samples): {shown}")
+    print(metrics["printed"])
 
 
 def _warn(message: str) -> None:
@@ -157,26 +206,84 @@ def _read_reviews(args: argparse.Namespace) -> list[tuple[str, str]]:
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
-    import json
-
     from elman.bundle import load
 
-    classifier = load(args.model)
+    trained = load(args.model)
+    if trained.config.source == "speech":
+        _predict_speech(trained, args)
+    elif trained.config.source == "series":
+        _predict_series(trained, args)
+    else:
+        _predict_texts(trained, args)
+
+
+def _print_predictions(sources: list[str], predictions, previews: list[str], as_json: bool) -> None:
+    import json
+
+    if as_json:
+        records = [
+            {"source": source, "label": p.label, "probability": p.probability}
+            for source, p in zip(sources, predictions, strict=True)
+        ]
+        print(json.dumps(records, indent=2))
+        return
+    width = max(8, *(len(p.label) for p in predictions))
+    for preview, p in zip(previews, predictions, strict=True):
+        print(f"{p.label:<{width}} {p.probability:.4f}  {preview}")
+
+
+def _predict_texts(classifier, args: argparse.Namespace) -> None:
     reviews = _read_reviews(args)
     notes: list[str] = []
     predictions = classifier.predict([text for _, text in reviews], notes=notes)
     for note in notes:
         _warn(f"note: {note}")
-    if args.json:
-        records = [
-            {"source": source, "label": p.label, "probability": p.probability}
-            for (source, _), p in zip(reviews, predictions, strict=True)
+    previews = [" ".join(text.split())[:60] for _, text in reviews]
+    _print_predictions([source for source, _ in reviews], predictions, previews, args.json)
+
+
+def _given_paths(args: argparse.Namespace, suffix: str, what: str) -> list[Path]:
+    paths = [Path(text) for text in args.texts] + list(args.file)
+    for folder in args.folder:
+        found = sorted(folder.glob(f"*{suffix}")) if folder.is_dir() else []
+        if not found:
+            raise UserError(f"--folder {folder} holds no {suffix} files")
+        paths.extend(found)
+    if not paths:
+        raise UserError(f"nothing to predict: give {what}")
+    return paths
+
+
+def _predict_speech(trained, args: argparse.Namespace) -> None:
+    paths = _given_paths(args, ".wav", "WAV files (or --folder DIR)")
+    notes: set[str] = set()
+    predictions = trained.predict_files(paths, notes)
+    for note in sorted(notes):
+        _warn(f"note: {note}")
+    _print_predictions([str(p) for p in paths], predictions, [str(p) for p in paths], args.json)
+
+
+def _predict_series(trained, args: argparse.Namespace) -> None:
+    """Each file in the training format: one prediction per series; labels, where the file has
+    them, are checked against the model's classes and shown beside the prediction."""
+    from elman.data.series import cut, read_series
+    from elman.data.split import encode_labels
+
+    data = trained.config.data
+    for path in _given_paths(args, "", "series files in the training format"):
+        raw = cut(read_series(path, data), data.max_len)
+        if data.task == "forecast":
+            for where, value in zip(raw.where, trained.forecast(raw.values), strict=True):
+                print(f"{where}: next value {' '.join(f'{v:.6g}' for v in value)}")
+            continue
+        if raw.labels is not None:
+            encode_labels(raw.labels, trained.config.classes, raw.where)  # unknown labels: error
+        predictions = trained.predict(raw.values)
+        shown = [
+            where + (f" (labelled {raw.labels[i]})" if raw.labels is not None else "")
+            for i, where in enumerate(raw.where)
         ]
-        print(json.dumps(records, indent=2))
-        return
-    for (_, text), p in zip(reviews, predictions, strict=True):
-        preview = " ".join(text.split())[:60]
-        print(f"{p.label:<8} {p.probability:.4f}  {preview}")
+        _print_predictions(raw.where, predictions, shown, args.json)
 
 
 def cmd_analyze_gradients(args: argparse.Namespace) -> None:
@@ -255,22 +362,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train on 20,000 IMDB reviews, validate on 5,000, test on 25,000.",
     )
     _add_model_arguments(imdb)
-    imdb.add_argument("--epochs", type=_positive_int, help="(3; 10 shallow)")
-    imdb.add_argument("--batch-size", type=_positive_int, help="(32)")
-    imdb.add_argument("--lr", type=_positive_float, help="RMSprop learning rate (0.001)")
-    imdb.add_argument("--seed", type=int, help="seed for initialisation, split and shuffling (0)")
-    imdb.add_argument(
-        "--patience",
-        type=int,
-        help="early stopping: epochs without better val_loss (2); -1 turns it off",
-    )
+    _add_training_arguments(imdb, "imdb", "3; 10 shallow")
     imdb.add_argument(
         "--bucket",
         action="store_true",
         default=None,
         help="batch reviews of similar length together (faster; not the reference run)",
     )
-    imdb.add_argument("--threads", type=_positive_int, help="torch threads (default: all cores)")
     imdb.add_argument(
         "--data",
         help="aclImdb .tar.gz or folder (default: $ELMAN_DATA, else download the official archive)",
@@ -279,40 +377,101 @@ def build_parser() -> argparse.ArgumentParser:
         "--val-size", type=_positive_int, help="training reviews held out for validation (5000)"
     )
     imdb.add_argument("--cache-dir", help="where downloads and encoded arrays are cached")
-    imdb.add_argument(
-        "--out", type=Path, default=Path("runs/imdb"), help="output folder (default: runs/imdb)"
+
+    text = sources.add_parser(
+        "text",
+        help="your own labelled texts: CSV/TSV, JSON Lines, or a folder per class",
+        description="Classify texts (two classes or more) from a CSV/TSV with a header row, a "
+        "JSON Lines file, or a folder (or .tar.gz) with one subfolder of .txt files per class, "
+        "optionally inside train/ and test/ folders (the aclImdb layout).",
     )
-    imdb.add_argument(
-        "--overwrite", action="store_true", help="replace the model already saved in --out"
+    _add_model_arguments(text)
+    _add_training_arguments(text, "text", "3")
+    text.add_argument("--data", help="the file or folder (or .tar.gz of a folder)")
+    _add_split_arguments(text, "the folder's test/, else a seeded split")
+    text.add_argument(
+        "--val", help="validation data (default: a seeded split of the training data)"
     )
-    imdb.add_argument(
-        "--resume",
-        type=Path,
-        metavar="DIR",
-        help="continue the interrupted run saved in DIR (its settings are used)",
+    text.add_argument("--text-column", help="CSV/TSV column or JSON key of the text (text)")
+    text.add_argument("--label-column", help="CSV/TSV column or JSON key of the label (label)")
+    text.add_argument(
+        "--classes", nargs="+", help="folder layout: the class folders to read, in label order"
     )
-    imdb.add_argument(
-        "--clip-norm", type=_positive_float, help="clip the gradient norm to this before each step"
+    text.add_argument(
+        "--bucket", action="store_true", default=None, help="batch texts of similar length"
     )
-    imdb.add_argument("--no-progress", action="store_true", help="no progress bar")
-    imdb.set_defaults(handler=cmd_train_imdb)
+
+    series = sources.add_parser(
+        "series",
+        help="numeric sequences: UCR/UEA text files, CSV, .npy/.npz",
+        description="Classify (or forecast) series. Text files hold one series a line, label "
+        "first (UCR); X_TRAIN files find their X_TEST beside them. NaN, ? or empty fields are "
+        "missing values; rows may differ in length. Values are standardised with the training "
+        "split's statistics, kept in the saved model.",
+    )
+    _add_model_arguments(series, words=False)
+    _add_training_arguments(series, "series", "200, with early stopping")
+    series.add_argument("--data", help="X_TRAIN file or its folder, CSV, .npz (x, y) or .npy")
+    _add_split_arguments(series, "the X_TEST file beside X_TRAIN, else a seeded split")
+    series.add_argument("--labels", help="labels (.npy) for a .npy of values")
+    series.add_argument(
+        "--label-column", help="text files: the label's header name or index from 0 (0)"
+    )
+    series.add_argument(
+        "--no-labels", action="store_true", default=None, help="the files hold values only"
+    )
+    series.add_argument(
+        "--task",
+        choices=("classify", "forecast"),
+        help="classify whole series, or forecast each next value (MSE/MAE vs last value)",
+    )
+    series.add_argument(
+        "--max-len", type=_positive_int, help="keep the last N steps of each series"
+    )
+
+    speech = sources.add_parser(
+        "speech",
+        help="spoken words: WAV files labelled by file-name prefix or folder",
+        description="Classify recordings from a folder (or .tar.gz) of WAV files, labelled by "
+        "their subfolder or, all in one folder, by the file name's prefix (7_jackson_32.wav: "
+        "7). Features are log-mel or MFCC frames (librosa), one RNN step per frame.",
+    )
+    _add_model_arguments(speech, words=False)
+    _add_training_arguments(speech, "speech", "40, with early stopping")
+    speech.add_argument("--data", help="folder or .tar.gz of .wav files")
+    _add_split_arguments(speech, "--test-pattern, else a seeded split")
+    speech.add_argument(
+        "--test-pattern",
+        help="files whose name matches this regular expression are the test set "
+        "(FSDD: '_[0-4]\\.wav$')",
+    )
+    speech.add_argument("--features", choices=("mfcc", "logmel"), help="(mfcc)")
+    speech.add_argument("--n-mfcc", type=_positive_int, help="MFCCs per frame (13)")
+    speech.add_argument("--n-mels", type=_positive_int, help="mel bands (40)")
+    speech.add_argument("--hop-ms", type=_positive_float, help="one frame every (10) ms")
+    speech.add_argument("--frame-ms", type=_positive_float, help="analysis window (25) ms")
 
     evaluate = commands.add_parser("evaluate", help="evaluate a saved model on the test reviews")
     evaluate.add_argument("--model", type=Path, required=True, help="folder written by train")
-    evaluate.add_argument("--data", help="aclImdb archive or folder (default: the one it used)")
+    evaluate.add_argument(
+        "--data",
+        help="labelled data in the training format (default: the test data it was tested on)",
+    )
     evaluate.add_argument("--cache-dir", help="where encoded arrays are cached")
     evaluate.set_defaults(handler=cmd_evaluate)
 
     predict = commands.add_parser(
         "predict",
-        help="label reviews with a saved model",
-        description="Print label and probability of 'positive' for each review.",
+        help="label texts, recordings or series with a saved model",
+        description="Print each sample's predicted label and probability (two classes: of the "
+        "second, e.g. 'positive'; more: of the predicted one), or a forecaster's next value.",
     )
     predict.add_argument(
         "texts",
         nargs="*",
         metavar="TEXT",
-        help="review text; - reads standard input, one review a line",
+        help="text (- reads standard input, one a line); for speech models WAV files, for "
+        "series models files in the training format",
     )
     predict.add_argument("--model", type=Path, required=True, help="folder written by train")
     predict.add_argument(

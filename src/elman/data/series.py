@@ -1,0 +1,307 @@
+"""Numeric sequences (time series): UCR/UEA text files, CSV, NumPy arrays -> arrays for training.
+
+Path of the data, top to bottom:
+1. ``read_series``: values and labels from a file. Text files hold one series a line, the label
+   first, then the values, separated by tabs, commas or spaces (the UCR archive's format; a CSV
+   with a header row names its label column). ``NaN``, ``?`` and empty fields are missing values;
+   rows of unequal length are series of unequal length. ``.npz`` holds ``x`` (N, T) or (N, T, F)
+   and ``y`` (N,); a ``.npy`` of values takes its labels from ``--labels``.
+2. ``load_series``: train/test from ``X_TRAIN``/``X_TEST`` files, ``--test`` or a seeded split;
+   a seeded validation split; statistics of the training split for standardisation (applied in
+   the model, see ``SequenceModel``); for ``task="forecast"`` the next-step targets.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from elman.data.split import Split, class_names, encode_labels, split_rows
+from elman.data.text import read_text
+from elman.errors import UserError
+
+MISSING = {"", "nan", "NaN", "NAN", "?", "NA", "null"}
+
+
+@dataclass
+class SeriesConfig:
+    data: str = ""  # a UCR _TRAIN file (its _TEST beside it is the test set), CSV, .npz or .npy
+    test: str | None = None  # test file; else the _TEST file, else a seeded split
+    labels: str | None = None  # .npy of labels, for a .npy of values
+    label_column: str = "0"  # text files: the label's column, a header name or an index from 0
+    no_labels: bool = False  # the file holds only values (forecasting)
+    task: str = "classify"  # or "forecast": predict each next value
+    max_len: int | None = None  # keep at most the last max_len steps of each series
+    val_size: float = 0.2
+    test_size: float = 0.2
+    seed: int = 0
+
+
+@dataclass
+class Raw:
+    """Series as read: values (N, T, F) float32 with NaN, labels as strings (or None)."""
+
+    values: np.ndarray
+    labels: list[str] | None
+    where: list[str] = field(default_factory=list)
+
+    def take(self, rows) -> Raw:
+        labels = None if self.labels is None else [self.labels[i] for i in rows]
+        return Raw(self.values[rows], labels, [self.where[i] for i in rows])
+
+
+def pad_with_nan(rows: list[np.ndarray]) -> np.ndarray:
+    """Sequences (T_i, F) of unequal length -> (N, max T_i, F), NaN after each one's end."""
+    steps = max(len(row) for row in rows)
+    padded = np.full((len(rows), steps, rows[0].shape[1]), np.nan, dtype=np.float32)
+    for i, row in enumerate(rows):
+        padded[i, : len(row)] = row
+    return padded
+
+
+def _label_text(token: str) -> str:
+    """ "2.0000000e+00" (old UCR files) -> "2"; other labels stay as written."""
+    try:
+        number = float(token)
+    except ValueError:
+        return token.strip()
+    return str(int(number)) if math.isfinite(number) and number == int(number) else token.strip()
+
+
+def _number(token: str, where: str) -> float:
+    token = token.strip()
+    if token in MISSING:
+        return math.nan
+    try:
+        return float(token)
+    except ValueError:
+        raise UserError(
+            f"{where}: {token!r} is not a number; series values must be numbers "
+            "(NaN, ? or an empty field for a missing value)"
+        ) from None
+
+
+def _read_text_table(path: Path, config: SeriesConfig) -> Raw:
+    text, _ = read_text(path.read_bytes())
+    lines = [(n, line) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
+    if not lines:
+        raise UserError(f"{path} holds no series")
+    first = lines[0][1]
+    delimiter = "\t" if "\t" in first else "," if "," in first else None
+    split = (lambda line: line.split(delimiter)) if delimiter else str.split
+    header = split(first)
+    has_header = any(_is_text(token) for token in header[1:])
+    column = (
+        None if config.no_labels else _label_index(config.label_column, header, has_header, path)
+    )
+    rows, labels, where = [], [], []
+    for number, line in lines[1:] if has_header else lines:
+        fields = split(line)
+        place = f"{path} line {number}"
+        if column is not None:
+            if column >= len(fields):
+                raise UserError(
+                    f"{place} has no label column {column}: it has {len(fields)} fields"
+                )
+            labels.append(_label_text(fields.pop(column)))
+        values = [_number(token, f"{place} field {i + 1}") for i, token in enumerate(fields)]
+        while values and math.isnan(values[-1]):  # trailing blanks pad unequal lengths
+            values.pop()
+        if not values:
+            raise UserError(f"{place} has no values: give every series at least one")
+        rows.append(np.array(values, dtype=np.float32)[:, None])
+        where.append(place)
+    return Raw(pad_with_nan(rows), None if column is None else labels, where)
+
+
+def _is_text(token: str) -> bool:
+    try:
+        float(token)
+        return False
+    except ValueError:
+        return token.strip() not in MISSING
+
+
+def _label_index(column: str, header: list[str], has_header: bool, path: Path) -> int:
+    if has_header and column in header:
+        return header.index(column)
+    if column.isdigit():
+        return int(column)
+    raise UserError(
+        f"{path} has no column {column!r}"
+        + (f" (its columns: {', '.join(header[:8])}…)" if has_header else "")
+        + "; name the label's column with --label-column (a header name or an index from 0)"
+    )
+
+
+def _as_steps(values: np.ndarray, path: Path) -> np.ndarray:
+    if values.ndim == 2:
+        values = values[:, :, None]
+    if values.ndim != 3 or not np.issubdtype(values.dtype, np.number):
+        raise UserError(
+            f"{path}: expected numbers shaped (N, T) or (N, T, F), got {values.dtype} "
+            f"{values.shape}"
+        )
+    return values.astype(np.float32)
+
+
+def _read_arrays(path: Path, config: SeriesConfig) -> Raw:
+    try:
+        loaded = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as error:
+        raise UserError(f"cannot read {path} as a NumPy file ({error})") from None
+    if isinstance(loaded, np.ndarray):
+        values, labels = loaded, None
+        if config.labels:
+            labels = np.load(config.labels, allow_pickle=False)
+    else:
+        keys = {key.lower(): key for key in loaded.files}
+        if "x" not in keys:
+            raise UserError(f"{path} has no array 'x' (it has {', '.join(loaded.files)})")
+        values = loaded[keys["x"]]
+        labels = loaded[keys["y"]] if "y" in keys else None
+    values = _as_steps(values, path)
+    if labels is None and config.task == "classify":
+        raise UserError(f"{path} has no labels: add an array 'y' to the .npz, or give --labels")
+    if labels is not None and len(labels) != len(values):
+        raise UserError(f"{path}: {len(values)} series but {len(labels)} labels")
+    where = [f"{path} series {i + 1}" for i in range(len(values))]
+    names = None if labels is None else [_label_text(str(label)) for label in labels.tolist()]
+    return Raw(values, names, where)
+
+
+def read_series(path: Path, config: SeriesConfig) -> Raw:
+    if not path.is_file():
+        raise UserError(f"series data not found at {path}: give a UCR/CSV text file or .npz/.npy")
+    if path.suffix.lower() in (".npz", ".npy"):
+        return _read_arrays(path, config)
+    return _read_text_table(path, config)
+
+
+def _ucr_test_file(path: Path) -> Path | None:
+    """``X_TRAIN.tsv`` -> ``X_TEST.tsv`` beside it, if it exists."""
+    if re.search(r"_TRAIN(\.\w+)?$", path.name):
+        test = path.with_name(re.sub(r"_TRAIN(\.\w+)?$", r"_TEST\1", path.name))
+        return test if test.is_file() else None
+    return None
+
+
+def _resolve(data: str) -> Path:
+    """A folder holding ``X_TRAIN.*`` means that file."""
+    path = Path(data)
+    if path.is_dir():
+        found = sorted(path.glob("*_TRAIN*"))
+        if not found:
+            raise UserError(f"{path} holds no *_TRAIN file: give the training file itself")
+        return found[0]
+    return path
+
+
+# Arrays for training -----------------------------------------------------------------------
+
+
+@dataclass
+class NumericData:
+    """Splits of values (N, T, F) (see ``elman.data.split``), the class names (empty when
+    forecasting) and the training split's per-feature mean and std (F,)."""
+
+    train: Split
+    val: Split
+    test: Split
+    classes: list[str]
+    mean: np.ndarray
+    std: np.ndarray
+
+
+def statistics(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-feature mean and std (F,) over every value present; a constant feature gets std 1."""
+    flat = values.reshape(-1, values.shape[-1])
+    mean = np.nanmean(flat, axis=0)
+    std = np.nanstd(flat, axis=0)
+    return mean.astype(np.float32), np.where(std > 0, std, 1.0).astype(np.float32)
+
+
+def present_steps(values: np.ndarray) -> np.ndarray:
+    return (~np.isnan(values).any(-1)).sum(1)
+
+
+def forecast_pairs(
+    values: np.ndarray, mean: np.ndarray, std: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Inputs (N, T-1, F) and standardised next-step targets (N, T-1, F) from series with gaps:
+    the present values of each series, in order, predict the next present value."""
+    present = ~np.isnan(values).any(-1)
+    moved = np.full_like(values, np.nan)
+    for i in range(len(values)):
+        kept = values[i][present[i]]
+        moved[i, : len(kept)] = kept
+    return moved[:, :-1], (moved[:, 1:] - mean) / std
+
+
+def numeric_splits(
+    train: Raw, test: Raw, task: str, val_size: float, seed: int, names: list[str] | None = None
+) -> NumericData:
+    """Seeded validation split, training statistics, labels or forecast targets for each split."""
+    minimum = 2 if task == "forecast" else 1
+    for raw in (train, test):
+        counts = present_steps(raw.values)
+        if (counts < minimum).any():
+            place = raw.where[int(np.argmax(counts < minimum))]
+            raise UserError(
+                f"{place} has fewer than {minimum} values present: nothing to learn from"
+            )
+    kept, held = split_rows(len(train.values), val_size, seed, "val-size")
+    train, val = train.take(kept), train.take(held)
+    mean, std = statistics(train.values)
+    if task == "forecast":
+        splits = []
+        for raw in (train, val, test):
+            x, y = forecast_pairs(raw.values, mean, std)
+            splits.append(Split(x, y, present_steps(x)))
+        return NumericData(*splits, [], mean, std)
+    if train.labels is None or test.labels is None:
+        raise UserError("classification needs labels: give a label column, or use --task forecast")
+    names = names or class_names(train.labels)
+    if len(names) < 2:
+        raise UserError(
+            f"the training data has only the label {names[0]!r}: a classifier needs two"
+        )
+    splits = [
+        Split(raw.values, encode_labels(raw.labels, names, raw.where), present_steps(raw.values))
+        for raw in (train, val, test)
+    ]
+    return NumericData(*splits, list(names), mean, std)
+
+
+def cut(raw: Raw, max_len: int | None) -> Raw:
+    """Keep each series' last ``max_len`` steps (as text keeps a review's last words)."""
+    if max_len is None or raw.values.shape[1] <= max_len:
+        return raw
+    rows = []
+    for values in raw.values:
+        present_until = int(np.flatnonzero(~np.isnan(values).all(-1)).max()) + 1
+        rows.append(values[max(0, present_until - max_len) : present_until])
+    return Raw(pad_with_nan(rows), raw.labels, raw.where)
+
+
+def load_series(config: SeriesConfig) -> NumericData:
+    if not config.data:
+        raise UserError("no series data: give --data PATH (a UCR/CSV text file or .npz/.npy)")
+    path = _resolve(config.data)
+    train = cut(read_series(path, config), config.max_len)
+    test_path = Path(config.test) if config.test else _ucr_test_file(path)
+    if test_path is not None:
+        test = cut(read_series(test_path, config), config.max_len)
+        if test.values.shape[2] != train.values.shape[2]:
+            raise UserError(
+                f"{test_path} has {test.values.shape[2]} values per step but {path} has "
+                f"{train.values.shape[2]}"
+            )
+    else:
+        kept, held = split_rows(len(train.values), config.test_size, config.seed, "test-size")
+        train, test = train.take(np.sort(kept)), train.take(np.sort(held))
+    return numeric_splits(train, test, config.task, config.val_size, config.seed)

@@ -1,0 +1,191 @@
+"""Speech: WAV files -> log-mel or MFCC frames, one RNN step per frame.
+
+Path of the data, top to bottom:
+1. ``wav_files``: the .wav files of a folder or .tar.gz, each labelled by its subfolder or, when
+   they all lie in one folder, by its name's prefix (``7_jackson_32.wav`` -> ``7``, the Free
+   Spoken Digit Dataset's convention).
+2. ``read_wav``: samples as float32 mono at the model's rate. Stereo is averaged to mono and
+   another sample rate resampled (both said once), so any WAV a user has is read as training was.
+3. ``features``: log-mel energies or MFCCs with librosa, (frames, n) per recording.
+4. ``load_speech``: test by ``--test-pattern`` (FSDD: ``_[0-4]\\.wav$``), a test/ folder or a
+   seeded split; then as for any numeric sequences (``elman.data.series.numeric_splits``).
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import tarfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+
+from elman.data.series import NumericData, Raw, numeric_splits, pad_with_nan
+from elman.data.split import split_rows
+from elman.errors import UserError
+
+
+@dataclass
+class SpeechConfig:
+    data: str = ""  # folder or .tar.gz of .wav files
+    test: str | None = None  # a folder of test recordings
+    test_pattern: str | None = None  # files whose name matches this regex are the test set
+    features: str = "mfcc"  # or "logmel"
+    n_mfcc: int = 13
+    n_mels: int = 40
+    sample_rate: int | None = None  # None: the rate of the training recordings
+    frame_ms: float = 25.0  # analysis window
+    hop_ms: float = 10.0  # one frame (one RNN step) every hop_ms
+    val_size: float = 0.2
+    test_size: float = 0.2
+    seed: int = 0
+
+    @property
+    def input_size(self) -> int:
+        return self.n_mfcc if self.features == "mfcc" else self.n_mels
+
+
+# 1. Files ----------------------------------------------------------------------------------
+
+
+def wav_files(path: Path) -> dict[PurePosixPath, bytes]:
+    """Every .wav file of a folder or a .tar.gz, by its path inside it."""
+    if not path.exists():
+        raise UserError(f"speech data not found at {path}: give a folder or .tar.gz of WAV files")
+    if path.is_dir():
+        return {
+            PurePosixPath(p.relative_to(path).as_posix()): p.read_bytes()
+            for p in path.rglob("*")
+            if p.suffix.lower() == ".wav"
+        }
+    files = {}
+    try:
+        with tarfile.open(path, "r:*") as archive:
+            for member in archive:
+                if member.isfile() and member.name.lower().endswith(".wav"):
+                    files[PurePosixPath(member.name)] = archive.extractfile(member).read()
+    except (tarfile.TarError, EOFError, zlib.error, OSError) as error:
+        raise UserError(f"cannot read {path} ({error}): it is truncated or corrupted") from None
+    return files
+
+
+def label_of(name: PurePosixPath, by_folder: bool) -> str:
+    """The subfolder's name, or the file name up to its first ``_`` or ``-``."""
+    return name.parent.name if by_folder else re.split(r"[_-]", name.stem, maxsplit=1)[0]
+
+
+# 2. Samples ----------------------------------------------------------------------------------
+
+
+def read_wav(
+    data: bytes, where: str, sample_rate: int | None, notes: set[str]
+) -> tuple[np.ndarray, int]:
+    """Mono float32 samples at ``sample_rate`` (or the file's own rate when None), and the rate."""
+    import soundfile
+
+    try:
+        samples, rate = soundfile.read(io.BytesIO(data), dtype="float32", always_2d=True)
+    except (RuntimeError, soundfile.LibsndfileError, TypeError) as error:
+        raise UserError(f"{where} is not a readable WAV file ({error})") from None
+    if len(samples) == 0:
+        raise UserError(f"{where} holds no audio")
+    if samples.shape[1] > 1:
+        notes.add(f"{samples.shape[1]}-channel recordings (e.g. {where}) are averaged to mono")
+    samples = samples.mean(axis=1)
+    if sample_rate is not None and rate != sample_rate:
+        import librosa
+
+        notes.add(f"recordings at {rate} Hz (e.g. {where}) are resampled to {sample_rate} Hz")
+        samples = librosa.resample(samples, orig_sr=rate, target_sr=sample_rate)
+        rate = sample_rate
+    return samples.astype(np.float32), rate
+
+
+# 3. Features ---------------------------------------------------------------------------------
+
+
+def features(samples: np.ndarray, sample_rate: int, config: SpeechConfig) -> np.ndarray:
+    """(frames, n_mfcc or n_mels) float32: a frame every ``hop_ms`` over a ``frame_ms`` window."""
+    import librosa
+
+    window = int(round(sample_rate * config.frame_ms / 1000))
+    hop = int(round(sample_rate * config.hop_ms / 1000))
+    n_fft = 1 << (window - 1).bit_length()  # the next power of two
+    if len(samples) < n_fft:  # a very short recording still gives one frame
+        samples = np.pad(samples, (0, n_fft - len(samples)))
+    mel = librosa.feature.melspectrogram(
+        y=samples,
+        sr=sample_rate,
+        n_fft=n_fft,
+        win_length=window,
+        hop_length=hop,
+        n_mels=config.n_mels,
+        center=False,
+    )
+    log_mel = librosa.power_to_db(mel, ref=1.0, amin=1e-10)
+    if config.features == "logmel":
+        return log_mel.T.astype(np.float32)
+    return librosa.feature.mfcc(S=log_mel, n_mfcc=config.n_mfcc).T.astype(np.float32)
+
+
+def recordings_to_raw(
+    files: dict[PurePosixPath, bytes],
+    source: str,
+    config: SpeechConfig,
+    sample_rate: int | None,
+    notes: set[str],
+) -> tuple[Raw, int]:
+    """Features (N, frames, n) with NaN after each recording's end, labels, and the rate used."""
+    by_folder = len({name.parent for name in files}) > 1
+    rows, labels, where = [], [], []
+    for name in sorted(files, key=str):
+        place = f"{source}/{name}"
+        samples, sample_rate = read_wav(files[name], place, sample_rate, notes)
+        rows.append(features(samples, sample_rate, config))
+        labels.append(label_of(name, by_folder))
+        where.append(place)
+    return Raw(pad_with_nan(rows), labels, where), sample_rate
+
+
+def check(config: SpeechConfig) -> None:
+    if config.features not in ("mfcc", "logmel"):
+        raise UserError(f"features must be mfcc or logmel, got {config.features!r}")
+    if min(config.n_mfcc, config.n_mels) <= 0 or config.frame_ms <= 0 or config.hop_ms <= 0:
+        raise UserError("n-mfcc, n-mels, frame-ms and hop-ms must be positive")
+
+
+# 4. Arrays for training ------------------------------------------------------------------------
+
+
+def load_speech(config: SpeechConfig, log=print) -> tuple[NumericData, int]:
+    """Train/validation/test features and labels, and the sample rate the model reads."""
+    check(config)
+    if not config.data:
+        raise UserError("no speech data: give --data PATH (a folder or .tar.gz of WAV files)")
+    files = wav_files(Path(config.data))
+    if not files:
+        raise UserError(f"{config.data} holds no .wav files")
+    if config.test:
+        test_files = wav_files(Path(config.test))
+    elif config.test_pattern:
+        pattern = re.compile(config.test_pattern)
+        test_files = {name: data for name, data in files.items() if pattern.search(name.name)}
+        files = {name: data for name, data in files.items() if name not in test_files}
+        if not test_files or not files:
+            raise UserError(
+                f"--test-pattern {config.test_pattern!r} matches {len(test_files)} of "
+                f"{len(files) + len(test_files)} files: it must leave some on both sides"
+            )
+    else:
+        names = sorted(files, key=str)
+        kept, held = split_rows(len(names), config.test_size, config.seed, "test-size")
+        test_files = {names[i]: files[names[i]] for i in held}
+        files = {names[i]: files[names[i]] for i in kept}
+    notes: set[str] = set()
+    train, sample_rate = recordings_to_raw(files, config.data, config, config.sample_rate, notes)
+    test, _ = recordings_to_raw(test_files, config.test or config.data, config, sample_rate, notes)
+    for note in sorted(notes):
+        log(f"note: {note}")
+    return numeric_splits(train, test, "classify", config.val_size, config.seed), sample_rate
