@@ -165,6 +165,10 @@ def read_folder(path: Path, config: TextConfig, invalid: list[str]) -> dict[str,
     folder has train/ and test/). Files are ordered by class, then by name, numbers by value."""
     files = _text_files(path)
     folders = {parent for name in files for parent in name.parents}
+    if path.is_dir():  # (an archive lists only folders that hold files)
+        folders |= {
+            PurePosixPath(p.relative_to(path).as_posix()) for p in path.rglob("*") if p.is_dir()
+        }
     root = PurePosixPath("")
     while True:  # descend through a lone top folder ("aclImdb/")
         children = {f for f in folders if f.parent == root and f != root}
@@ -178,6 +182,10 @@ def read_folder(path: Path, config: TextConfig, invalid: list[str]) -> dict[str,
         else {"train": root}
     )
     found_classes = {split: _class_folders(files, folder) for split, folder in parts.items()}
+    for split, folder in parts.items():  # a class folder without files is still a class
+        for child in folders:
+            if child.parent == folder and child != folder:
+                found_classes[split].setdefault(child.name, [])
     names = config.classes or class_names(list(found_classes["train"]))
     for split, classes in found_classes.items():
         shown = path if not parts[split].parts else f"{path}/{parts[split]}"
@@ -251,6 +259,9 @@ def load_texts(config: TextConfig, log=print) -> TextData:
     invalid: list[str] = []
     parts = read_labelled(Path(config.data), config, invalid)
     train = _only_labelled(parts["train"], config.data)
+    names = config.classes or class_names(train.labels)
+    if len(names) < 2:
+        raise UserError(f"{config.data} has only the label {names[0]!r}: a classifier needs two")
     if config.test:
         test = _only_labelled(
             read_labelled(Path(config.test), config, invalid)["train"], config.test
@@ -265,9 +276,6 @@ def load_texts(config: TextConfig, log=print) -> TextData:
             f"warning: {len(invalid)} files are not valid UTF-8 (first: {invalid[0]}); "
             "undecodable bytes were replaced"
         )
-    names = config.classes or class_names(train.labels)
-    if len(names) < 2:
-        raise UserError(f"{config.data} has only the label {names[0]!r}: a classifier needs two")
     tokens = [tokenize(text) for text in train.texts]
     vocabulary = Vocabulary.from_ranked(rank_words(tokens), config.vocab_size)
 

@@ -1,0 +1,159 @@
+"""Numeric series: UCR text files, CSV, NumPy; missing values, unequal lengths, forecasting."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import run_elman
+from elman.data.series import SeriesConfig, load_series, read_series
+from elman.errors import UserError
+from elman.models import SequenceConfig, SequenceModel
+from elman.rnn import reference_rnn
+
+
+def shapes(n: int, steps: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Class 0: a sine wave; class 1: a square wave; random phase, amplitude and noise."""
+    rng = np.random.default_rng(seed)
+    t = np.linspace(0, 4 * np.pi, steps)
+    labels = rng.integers(0, 2, n)
+    phase = rng.uniform(0, 2 * np.pi, (n, 1))
+    wave = np.sin(t + phase)
+    values = np.where(labels[:, None] == 1, np.sign(wave), wave) * rng.uniform(0.5, 2, (n, 1))
+    return values + rng.normal(0, 0.1, values.shape), labels
+
+
+def write_ucr(path, values, labels, separator="\t", label_names=("1", "2")) -> None:
+    lines = []
+    for row, label in zip(values, labels, strict=True):
+        fields = [label_names[label]] + ["NaN" if np.isnan(v) else f"{v:.6f}" for v in row]
+        lines.append(separator.join(fields))
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_ucr_formats_read_the_same_values(tmp_path):
+    values, labels = shapes(6, 20, 0)
+    values[1, 3] = np.nan  # a missing value
+    read = []
+    for name, separator in (("a.tsv", "\t"), ("b.csv", ","), ("c.txt", "  ")):
+        write_ucr(tmp_path / name, values, labels, separator)
+        read.append(read_series(tmp_path / name, SeriesConfig()))
+    for raw in read:
+        assert raw.values.shape == (6, 20, 1)
+        np.testing.assert_allclose(raw.values[..., 0], values, atol=1e-6)
+        assert raw.labels == [("1", "2")[label] for label in labels]
+    # Old UCR files write labels as floats; "2.0000000e+00" is the class "2".
+    (tmp_path / "old.txt").write_text(
+        "   2.0000000e+00  -6.4e-01  -6.3e-01\n   1.0e+00  1.0  2.0\n"
+    )
+    assert read_series(tmp_path / "old.txt", SeriesConfig()).labels == ["2", "1"]
+
+
+def test_csv_with_header_and_ragged_rows(tmp_path):
+    """A header names the label column; shorter rows are shorter series (NaN after their end)."""
+    (tmp_path / "s.csv").write_text("t1,t2,t3,kind\n1,2,3,up\n3,2,,down\n5,6,7,up\n")
+    raw = read_series(tmp_path / "s.csv", SeriesConfig(label_column="kind"))
+    assert raw.labels == ["up", "down", "up"]
+    assert np.isnan(raw.values[1, 2, 0]) and raw.values[1, 1, 0] == 2
+
+
+def test_non_numeric_value_is_one_line(tmp_path):
+    (tmp_path / "X_TRAIN.tsv").write_text("1\t0.5\t0.7\n2\t0.1\tabc\n")
+    result = run_elman("train", "series", "--data", str(tmp_path / "X_TRAIN.tsv"))
+    assert result.returncode == 1
+    assert "X_TRAIN.tsv line 2 field 2: 'abc' is not a number" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_npz_and_npy_with_features(tmp_path):
+    values = np.random.default_rng(0).normal(size=(10, 7, 3))
+    labels = np.arange(10) % 2
+    np.savez(tmp_path / "d.npz", x=values, y=labels)
+    np.save(tmp_path / "x.npy", values)
+    np.save(tmp_path / "y.npy", labels)
+    a = read_series(tmp_path / "d.npz", SeriesConfig())
+    b = read_series(tmp_path / "x.npy", SeriesConfig(labels=str(tmp_path / "y.npy")))
+    assert a.values.shape == (10, 7, 3) and a.labels == b.labels == [str(v) for v in labels]
+    with pytest.raises(UserError, match="has no labels"):
+        read_series(tmp_path / "x.npy", SeriesConfig())
+
+
+def test_missing_steps_are_skipped_like_a_mask():
+    """NaN steps and NaN padding: the model equals the reference loop holding its state there."""
+    torch.manual_seed(0)
+    model = SequenceModel(SequenceConfig(input_size=2, hidden_size=5)).double()
+    x = torch.randn(3, 8, 2, dtype=torch.float64)
+    x[0, 2] = float("nan")  # a gap
+    x[1, 5:] = float("nan")  # a shorter series
+    x[2, 0, 1] = float("nan")  # one feature missing: the step counts as missing
+    present = ~torch.isnan(x).any(-1)
+    h0 = torch.zeros(3, 5, dtype=torch.float64)
+    states = reference_rnn(torch.nan_to_num(x), model.rnn.A, model.rnn.b, h0, present, "tanh")
+    expected = model.dense(states[:, -1]).squeeze(-1)
+    torch.testing.assert_close(model(x), expected)
+
+
+@pytest.mark.parametrize("architecture", ["lstm", "gru"])
+def test_gated_models_read_only_present_steps(architecture):
+    torch.manual_seed(0)
+    model = SequenceModel(SequenceConfig(architecture, input_size=1, hidden_size=4, classes=3))
+    x = torch.randn(2, 6, 1)
+    x[0, 4:] = float("nan")
+    alone = model(x[:1, :4])
+    torch.testing.assert_close(model(x)[:1], alone)
+
+
+def test_series_classification_and_predict(tmp_path):
+    """UCR files X_TRAIN/X_TEST: train, the saved model predicts, unknown labels refused."""
+    train_values, train_labels = shapes(200, 40, 1)
+    test_values, test_labels = shapes(60, 40, 2)
+    train_values[::7, :5] = np.nan  # some series start later (unequal lengths)
+    write_ucr(tmp_path / "Waves_TRAIN.tsv", train_values, train_labels)
+    write_ucr(tmp_path / "Waves_TEST.tsv", test_values, test_labels)
+    out = tmp_path / "model"
+    result = run_elman(
+        "train", "series", "--data", str(tmp_path), "--epochs", "40", "--batch-size", "16",
+        "--lr", "0.005", "--out", str(out), "--no-progress",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["test_acc"] >= 0.9, metrics
+    predicted = run_elman(
+        "predict", "--model", str(out), "--json", str(tmp_path / "Waves_TEST.tsv")
+    )
+    labels = [record["label"] for record in json.loads(predicted.stdout)]
+    accuracy = np.mean([label == ("1", "2")[t] for label, t in zip(labels, test_labels)])
+    assert accuracy == pytest.approx(metrics["test_acc"])
+    write_ucr(tmp_path / "odd.tsv", test_values[:2], [0, 1], label_names=("1", "7"))
+    refused = run_elman("predict", "--model", str(out), str(tmp_path / "odd.tsv"))
+    assert (
+        refused.returncode == 1 and "label '7' is not one of the model's classes" in refused.stderr
+    )
+
+
+def test_forecast_beats_the_last_value(tmp_path):
+    """One-step-ahead sine forecasts: the standardised model beats repeating the last value."""
+    t = np.arange(60)
+    rng = np.random.default_rng(0)
+    values = 100 + 10 * np.sin(
+        t[None, :] * rng.uniform(0.3, 0.6, (120, 1)) + rng.uniform(0, 6, (120, 1))
+    )
+    values[::5, 50:] = np.nan  # shorter series
+    values[3, 10] = np.nan  # a gap
+    np.save(tmp_path / "x.npy", values)
+    out = tmp_path / "model"
+    result = run_elman(
+        "train", "series", "--data", str(tmp_path / "x.npy"), "--task", "forecast",
+        "--epochs", "60", "--batch-size", "16", "--lr", "0.005", "--out", str(out),
+        "--no-progress",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    report = json.loads((out / "metrics.json").read_text())["report"]
+    assert report["model_mae"] < 0.5 * report["last_value_mae"], report
+    assert "repeating the last value" in result.stdout
+    assert load_series(SeriesConfig(data=str(tmp_path / "x.npy"), task="forecast")).mean[0] > 90
+    predicted = run_elman("predict", "--model", str(out), str(tmp_path / "x.npy"))
+    assert predicted.returncode == 0, predicted.stderr
+    forecasts = [float(line.split("next value ")[1]) for line in predicted.stdout.splitlines()]
+    assert len(forecasts) == 120 and all(85 < value < 115 for value in forecasts)

@@ -1,0 +1,140 @@
+"""The user's own texts: CSV/TSV/JSONL/class folders, on real IMDB reviews."""
+
+import csv
+import json
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import run_elman
+from elman.data.imdb import IMDBConfig, load_imdb
+from elman.data.textfiles import TextConfig, load_texts
+from elman.errors import UserError
+
+
+@pytest.fixture(scope="session")
+def real_reviews(real_archive):
+    """The real labelled reviews with their star ratings, read once."""
+    reviews = {"train": [], "test": []}
+    with tarfile.open(real_archive) as archive:
+        for member in archive:
+            parts = member.name.split("/")
+            if member.isfile() and len(parts) == 4 and parts[2] in ("pos", "neg"):
+                rating = int(parts[3].split("_")[1].split(".")[0])
+                text = archive.extractfile(member).read().decode()
+                reviews[parts[1]].append((text, rating))
+    return reviews
+
+
+def stars(rating: int) -> str:
+    """Three classes from the 1-10 ratings: "bad" (1-2), "mixed" (3-4, 7-8), "great" (9-10)."""
+    return "bad" if rating <= 2 else "great" if rating >= 9 else "mixed"
+
+
+def write_csv(path: Path, rows, delimiter=",", header=("text", "label")) -> Path:
+    with open(path, "w", newline="") as file:
+        writer = csv.writer(file, delimiter=delimiter)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+def test_aclimdb_folder_gives_the_imdb_arrays(real_archive, real_cache):
+    """The aclImdb archive read as class folders equals ``elman train imdb``'s data exactly."""
+    text = load_texts(TextConfig(data=str(real_archive), classes=["neg", "pos"]))
+    imdb = load_imdb(IMDBConfig(data=str(real_archive), cache_dir=str(real_cache)))
+    assert text.vocabulary == imdb.vocabulary
+    for split in ("train", "val", "test"):
+        ours, theirs = getattr(text, split), getattr(imdb, split)
+        assert np.array_equal(ours.x, theirs.x) and np.array_equal(ours.y, theirs.y)
+        assert np.array_equal(ours.lengths, theirs.lengths)
+
+
+def test_folder_classes_must_agree_between_train_and_test(real_archive):
+    # aclImdb/train has an unsup/ folder that test/ lacks: the user must choose.
+    with pytest.raises(UserError, match="choose the classes with --classes"):
+        load_texts(TextConfig(data=str(real_archive)))
+
+
+def test_csv_tsv_and_jsonl_read_the_same_samples(tmp_path, real_reviews):
+    rows = [(text, stars(rating)) for text, rating in real_reviews["train"][::500]]
+    configs = []
+    configs.append(TextConfig(data=str(write_csv(tmp_path / "r.csv", rows)), max_len=50))
+    tsv_rows = [(text.replace("\t", " "), label) for text, label in rows]
+    configs.append(TextConfig(data=str(write_csv(tmp_path / "r.tsv", tsv_rows, "\t")), max_len=50))
+    with open(tmp_path / "r.jsonl", "w") as file:
+        for text, label in tsv_rows:
+            file.write(json.dumps({"review": text, "stars": label}) + "\n")
+    configs.append(
+        TextConfig(
+            data=str(tmp_path / "r.jsonl"), text_column="review", label_column="stars", max_len=50
+        )
+    )
+    loaded = [load_texts(config, log=lambda _: None) for config in configs]
+    assert loaded[0].classes == ["bad", "great", "mixed"]
+    assert len(loaded[0].train) + len(loaded[0].val) + len(loaded[0].test) == len(rows)
+    for other in loaded[1:]:
+        assert other.classes == loaded[0].classes
+        assert np.array_equal(other.test.y, loaded[0].test.y)
+        assert other.test.y.dtype == np.int64  # three classes: indices for cross-entropy
+
+
+@pytest.mark.slow
+def test_multiclass_text_trains_on_real_reviews(tmp_path, real_reviews):
+    """Three rating classes from real reviews: softmax head, cross-entropy, per-class report."""
+    rows = [(text, stars(rating)) for text, rating in real_reviews["train"][::5]]
+    test_rows = [(text, stars(rating)) for text, rating in real_reviews["test"][::25]]
+    data = write_csv(tmp_path / "train.csv", rows)
+    test = write_csv(tmp_path / "test.csv", test_rows)
+    out = tmp_path / "model"
+    result = run_elman(
+        "train", "text", "--data", str(data), "--test", str(test), "--max-len", "200",
+        "--vocab-size", "5000", "--epochs", "3", "--out", str(out), "--no-progress",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    report = metrics["report"]
+    matrix = np.array(report["confusion_matrix"])
+    assert matrix.shape == (3, 3) and matrix.sum() == len(test_rows)
+    majority = max(np.bincount([["bad", "great", "mixed"].index(r[1]) for r in test_rows]))
+    assert metrics["test_acc"] > majority / len(test_rows) + 0.05  # beats the majority class
+    assert "precision  recall" in result.stdout and "confusion matrix" in result.stdout
+    predicted = run_elman("predict", "--model", str(out), "--json", "An awful, boring mess.")
+    assert json.loads(predicted.stdout)[0]["label"] in ("bad", "great", "mixed")
+    # Evaluating on a file with a label the model never saw is refused, naming the line.
+    bad = write_csv(tmp_path / "bad.csv", [*test_rows[:3], ("A fine film.", "superb")])
+    refused = run_elman("evaluate", "--model", str(out), "--data", str(bad))
+    assert refused.returncode == 1
+    assert "line 5: label 'superb' is not one of the model's classes" in refused.stderr
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("text,label\nfine film,pos\nbad film,neg,extra\n", "line 3 has 3 fields"),
+        ("review,label\nfine film,pos\n", "has no column 'text'"),
+        ("text,label\nfine film,pos\nbad film,\n", "line 3 has no label"),
+        ("text,label\nfine film,pos\nbad film,pos\n", "only the label 'pos'"),
+    ],
+)
+def test_malformed_csv_gets_one_line(tmp_path, content, message):
+    path = tmp_path / "data.csv"
+    path.write_text(content)
+    result = run_elman("train", "text", "--data", str(path), "--out", str(tmp_path / "m"))
+    assert result.returncode == 1
+    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_bad_json_line_and_empty_class_folder(tmp_path):
+    path = tmp_path / "data.jsonl"
+    path.write_text('{"text": "good", "label": 1}\n{"text": "bad", "label": 0\n')
+    with pytest.raises(UserError, match="line 2 is not valid JSON"):
+        load_texts(TextConfig(data=str(path)))
+    for name, texts in (("pos", ["good film"]), ("neg", [])):
+        (tmp_path / "folder" / name).mkdir(parents=True)
+        for i, text in enumerate(texts):
+            (tmp_path / "folder" / name / f"{i}.txt").write_text(text)
+    with pytest.raises(UserError, match="folder/neg is missing or holds no .txt files"):
+        load_texts(TextConfig(data=str(tmp_path / "folder"), classes=["neg", "pos"]))
