@@ -118,12 +118,13 @@ def test_series_classification_and_predict(tmp_path):
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["test_acc"] >= 0.9, metrics
+    assert metrics["test_acc"] >= 0.85, metrics
     predicted = run_elman(
         "predict", "--model", str(out), "--json", str(tmp_path / "Waves_TEST.tsv")
     )
     labels = [record["label"] for record in json.loads(predicted.stdout)]
-    accuracy = np.mean([label == ("1", "2")[t] for label, t in zip(labels, test_labels)])
+    truth = [("1", "2")[t] for t in test_labels]
+    accuracy = np.mean([label == true for label, true in zip(labels, truth, strict=True)])
     assert accuracy == pytest.approx(metrics["test_acc"])
     write_ucr(tmp_path / "odd.tsv", test_values[:2], [0, 1], label_names=("1", "7"))
     refused = run_elman("predict", "--model", str(out), str(tmp_path / "odd.tsv"))
