@@ -437,7 +437,7 @@ def build_parser() -> argparse.ArgumentParser:
         "7). Features are log-mel or MFCC frames (librosa), one RNN step per frame.",
     )
     _add_model_arguments(speech, words=False)
-    _add_training_arguments(speech, "speech", "40, with early stopping")
+    _add_training_arguments(speech, "speech", "100, with early stopping after 10")
     speech.add_argument("--data", help="folder or .tar.gz of .wav files")
     _add_split_arguments(speech, "--test-pattern, else a seeded split")
     speech.add_argument(
@@ -445,10 +445,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="files whose name matches this regular expression are the test set "
         "(FSDD: '_[0-4]\\.wav$')",
     )
-    speech.add_argument("--features", choices=("mfcc", "logmel"), help="(mfcc)")
+    speech.add_argument("--features", choices=("mfcc", "logmel"), help="(logmel)")
     speech.add_argument("--n-mfcc", type=_positive_int, help="MFCCs per frame (13)")
     speech.add_argument("--n-mels", type=_positive_int, help="mel bands (40)")
-    speech.add_argument("--hop-ms", type=_positive_float, help="one frame every (10) ms")
+    speech.add_argument("--hop-ms", type=_positive_float, help="one frame every (20) ms")
     speech.add_argument("--frame-ms", type=_positive_float, help="analysis window (25) ms")
 
     evaluate = commands.add_parser("evaluate", help="evaluate a saved model on the test reviews")
