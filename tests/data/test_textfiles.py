@@ -84,7 +84,7 @@ def test_csv_tsv_and_jsonl_read_the_same_samples(tmp_path, real_reviews):
 @pytest.mark.slow
 def test_multiclass_text_trains_on_real_reviews(tmp_path, real_reviews):
     """Three rating classes from real reviews: softmax head, cross-entropy, per-class report."""
-    rows = [(text, stars(rating)) for text, rating in real_reviews["train"][::5]]
+    rows = [(text, stars(rating)) for text, rating in real_reviews["train"][::2]]
     test_rows = [(text, stars(rating)) for text, rating in real_reviews["test"][::25]]
     data = write_csv(tmp_path / "train.csv", rows)
     test = write_csv(tmp_path / "test.csv", test_rows)
@@ -100,6 +100,7 @@ def test_multiclass_text_trains_on_real_reviews(tmp_path, real_reviews):
     assert matrix.shape == (3, 3) and matrix.sum() == len(test_rows)
     majority = max(np.bincount([["bad", "great", "mixed"].index(r[1]) for r in test_rows]))
     assert metrics["test_acc"] > majority / len(test_rows) + 0.05  # beats the majority class
+    assert report["macro_f1"] > 0.4  # and not by predicting it: that would score 0.2
     assert "precision  recall" in result.stdout and "confusion matrix" in result.stdout
     predicted = run_elman("predict", "--model", str(out), "--json", "An awful, boring mess.")
     assert json.loads(predicted.stdout)[0]["label"] in ("bad", "great", "mixed")
