@@ -73,8 +73,9 @@ def format_classification(report: dict) -> str:
         )
     lines.append(f"accuracy {report['accuracy']:.4f} - macro F1 {report['macro_f1']:.4f}")
     lines.append("confusion matrix (rows: true class, columns: predicted)")
-    cell = max(5, *(len(str(v)) for row in report["confusion_matrix"] for v in row)) + 1
-    lines.append(" " * width + "".join(f"{name[: cell - 1]:>{cell}}" for name in names))
+    counts = [len(str(v)) for row in report["confusion_matrix"] for v in row]
+    cell = max(5, *counts, *(len(name) for name in names)) + 1
+    lines.append(" " * width + "".join(f"{name:>{cell}}" for name in names))
     for name, row in zip(names, report["confusion_matrix"], strict=True):
         lines.append(f"{name:<{width}}" + "".join(f"{v:>{cell}}" for v in row))
     return "\n".join(lines)
