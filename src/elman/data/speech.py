@@ -15,15 +15,13 @@ from __future__ import annotations
 
 import io
 import re
-import tarfile
-import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import numpy as np
 
 from elman.data.series import NumericData, Raw, numeric_splits, pad_with_nan
-from elman.data.split import split_rows
+from elman.data.split import files_in, split_rows
 from elman.errors import UserError
 
 
@@ -54,21 +52,7 @@ def wav_files(path: Path) -> dict[PurePosixPath, bytes]:
     """Every .wav file of a folder or a .tar.gz, by its path inside it."""
     if not path.exists():
         raise UserError(f"speech data not found at {path}: give a folder or .tar.gz of WAV files")
-    if path.is_dir():
-        return {
-            PurePosixPath(p.relative_to(path).as_posix()): p.read_bytes()
-            for p in path.rglob("*")
-            if p.suffix.lower() == ".wav"
-        }
-    files = {}
-    try:
-        with tarfile.open(path, "r:*") as archive:
-            for member in archive:
-                if member.isfile() and member.name.lower().endswith(".wav"):
-                    files[PurePosixPath(member.name)] = archive.extractfile(member).read()
-    except (tarfile.TarError, EOFError, zlib.error, OSError) as error:
-        raise UserError(f"cannot read {path} ({error}): it is truncated or corrupted") from None
-    return files
+    return files_in(path, ".wav")
 
 
 def label_of(name: PurePosixPath, by_folder: bool) -> str:

@@ -1,4 +1,5 @@
-"""What every data source hands to training: arrays per split, class names, seeded hold-outs.
+"""What every data source shares: files out of a folder or archive, arrays per split, class
+names, seeded hold-outs.
 
 A source (``imdb``, ``textfiles``, ``series``, ``speech``) reads its files into ``Split``s:
 ``x`` is token ids (N, T) int64 for text, or values (N, T, F) float32 for numbers, with NaN
@@ -9,12 +10,35 @@ indices for more, or (N, T, F) float32 next-step targets for forecasting.
 from __future__ import annotations
 
 import re
+import tarfile
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 
 from elman.errors import UserError
+
+
+def files_in(path: Path, suffix: str) -> dict[PurePosixPath, bytes]:
+    """Every file whose name ends with ``suffix`` (any case) in a folder or a .tar(.gz), by its
+    path inside it. Read straight out of an archive: nothing is extracted."""
+    if path.is_dir():
+        return {
+            PurePosixPath(p.relative_to(path).as_posix()): p.read_bytes()
+            for p in path.rglob("*")
+            if p.name.lower().endswith(suffix) and p.is_file()
+        }
+    files = {}
+    try:
+        with tarfile.open(path, "r:*") as archive:
+            for member in archive:
+                if member.isfile() and member.name.lower().endswith(suffix):
+                    files[PurePosixPath(member.name)] = archive.extractfile(member).read()
+    except (tarfile.TarError, EOFError, zlib.error, OSError) as error:
+        raise UserError(f"cannot read {path} ({error}): it is truncated or corrupted") from None
+    return files
 
 
 @dataclass

@@ -14,12 +14,10 @@ from __future__ import annotations
 import csv
 import io
 import json
-import tarfile
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from elman.data.split import Split, class_names, encode_labels, natural_key, split_rows
+from elman.data.split import Split, class_names, encode_labels, files_in, natural_key, split_rows
 from elman.data.text import Vocabulary, pad_sequences, rank_words, read_text, tokenize
 from elman.errors import UserError
 
@@ -131,24 +129,6 @@ def _read_json_lines(path: Path, config: TextConfig, invalid: list[str]) -> Labe
     return found
 
 
-def _text_files(path: Path) -> dict[PurePosixPath, bytes]:
-    """Every .txt file of a folder or a .tar.gz, by its path inside it."""
-    if path.is_dir():
-        return {
-            PurePosixPath(p.relative_to(path).as_posix()): p.read_bytes()
-            for p in path.rglob("*.txt")
-        }
-    files = {}
-    try:
-        with tarfile.open(path, "r:*") as archive:
-            for member in archive:
-                if member.isfile() and member.name.endswith(".txt"):
-                    files[PurePosixPath(member.name)] = archive.extractfile(member).read()
-    except (tarfile.TarError, EOFError, zlib.error, OSError) as error:
-        raise UserError(f"cannot read {path} ({error}): it is truncated or corrupted") from None
-    return files
-
-
 def _class_folders(
     files: dict[PurePosixPath, bytes], root: PurePosixPath
 ) -> dict[str, list[PurePosixPath]]:
@@ -163,7 +143,7 @@ def _class_folders(
 def read_folder(path: Path, config: TextConfig, invalid: list[str]) -> dict[str, Labelled]:
     """A folder (or .tar.gz) of class folders -> {"train": ..., "test": ...} ("test" only if the
     folder has train/ and test/). Files are ordered by class, then by name, numbers by value."""
-    files = _text_files(path)
+    files = files_in(path, ".txt")
     folders = {parent for name in files for parent in name.parents}
     if path.is_dir():  # (an archive lists only folders that hold files)
         folders |= {
