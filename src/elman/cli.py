@@ -269,7 +269,8 @@ def _predict_series(trained, args: argparse.Namespace) -> None:
     from elman.data.series import cut, read_series
     from elman.data.split import encode_labels
 
-    data = trained.config.data
+    # (a .npy of values is read without the training run's --labels file)
+    data = replace(trained.config.data, labels=None)
     for path in _given_paths(args, "", "series files in the training format"):
         raw = cut(read_series(path, data), data.max_len)
         if data.task == "forecast":

@@ -1,6 +1,9 @@
 """Numeric series: UCR text files, CSV, NumPy; missing values, unequal lengths, forecasting."""
 
 import json
+import signal
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -75,8 +78,8 @@ def test_npz_and_npy_with_features(tmp_path):
     a = read_series(tmp_path / "d.npz", SeriesConfig())
     b = read_series(tmp_path / "x.npy", SeriesConfig(labels=str(tmp_path / "y.npy")))
     assert a.values.shape == (10, 7, 3) and a.labels == b.labels == [str(v) for v in labels]
-    with pytest.raises(UserError, match="has no labels"):
-        read_series(tmp_path / "x.npy", SeriesConfig())
+    with pytest.raises(UserError, match="x.npy has no labels: classification needs them"):
+        load_series(SeriesConfig(data=str(tmp_path / "x.npy")))
 
 
 def test_missing_steps_are_skipped_like_a_mask():
@@ -158,3 +161,29 @@ def test_forecast_beats_the_last_value(tmp_path):
     assert predicted.returncode == 0, predicted.stderr
     forecasts = [float(line.split("next value ")[1]) for line in predicted.stdout.splitlines()]
     assert len(forecasts) == 120 and all(85 < value < 115 for value in forecasts)
+
+
+def test_interrupted_series_run_resumes_to_the_same_bits(tmp_path):
+    """Ctrl-C and --resume work for series as for IMDB: the weights of a run never stopped."""
+    values, labels = shapes(600, 30, 3)
+    write_ucr(tmp_path / "W_TRAIN.tsv", values, labels)
+    write_ucr(tmp_path / "W_TEST.tsv", *shapes(50, 30, 4))
+    train = [sys.executable, "-u", "-m", "elman.cli", "train", "series", "--no-progress"]
+    settings = ["--data", str(tmp_path / "W_TRAIN.tsv"), "--epochs", "3", "--batch-size", "4"]
+    whole, stopped = tmp_path / "whole", tmp_path / "stopped"
+    subprocess.run([*train, *settings, "--out", str(whole)], check=True, capture_output=True)
+    process = subprocess.Popen(
+        [*train, *settings, "--out", str(stopped)], stdout=subprocess.PIPE, text=True
+    )
+    for line in process.stdout:
+        if line.startswith("Epoch 1/3"):
+            process.send_signal(signal.SIGINT)
+            break
+    process.stdout.read()
+    assert process.wait(timeout=120) == 130
+    assert not (stopped / "weights.safetensors").exists()
+    resumed = run_elman("train", "series", "--resume", str(stopped), "--no-progress")
+    assert resumed.returncode == 0 and "Resuming from" in resumed.stdout
+    assert (stopped / "weights.safetensors").read_bytes() == (
+        whole / "weights.safetensors"
+    ).read_bytes()

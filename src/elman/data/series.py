@@ -165,8 +165,6 @@ def _read_arrays(path: Path, config: SeriesConfig) -> Raw:
         values = loaded[keys["x"]]
         labels = loaded[keys["y"]] if "y" in keys else None
     values = _as_steps(values, path)
-    if labels is None and config.task == "classify":
-        raise UserError(f"{path} has no labels: add an array 'y' to the .npz, or give --labels")
     if labels is not None and len(labels) != len(values):
         raise UserError(f"{path}: {len(values)} series but {len(labels)} labels")
     where = [f"{path} series {i + 1}" for i in range(len(values))]
@@ -264,7 +262,11 @@ def numeric_splits(
             splits.append(Split(x, y, present_steps(x)))
         return NumericData(*splits, [], mean, std)
     if train.labels is None or test.labels is None:
-        raise UserError("classification needs labels: give a label column, or use --task forecast")
+        raise UserError(
+            f"{(train if train.labels is None else test).where[0].rsplit(' ', 2)[0]} has no "
+            "labels: classification needs them (a label column; 'y' in a .npz; --labels for a "
+            ".npy), or use --task forecast"
+        )
     names = names or class_names(train.labels)
     if len(names) < 2:
         raise UserError(
