@@ -416,7 +416,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_split_arguments(series, "the X_TEST file beside X_TRAIN, else a seeded split")
     series.add_argument("--labels", help="labels (.npy) for a .npy of values")
     series.add_argument(
-        "--label-column", help="text files: the label's header name or index from 0 (0)"
+        "--label-column",
+        help="text files: the label's header name or index from 0 (default: a column named "
+        "label/class/target/y, else the first)",
     )
     series.add_argument(
         "--no-labels", action="store_true", default=None, help="the files hold values only"

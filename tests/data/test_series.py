@@ -59,6 +59,12 @@ def test_csv_with_header_and_ragged_rows(tmp_path):
     raw = read_series(tmp_path / "s.csv", SeriesConfig(label_column="kind"))
     assert raw.labels == ["up", "down", "up"]
     assert np.isnan(raw.values[1, 2, 0]) and raw.values[1, 1, 0] == 2
+    # A column named "class" is the label without being told; no header: the first column.
+    (tmp_path / "h.csv").write_text("t1,class,t2\n1,up,2\n3,down,4\n")
+    assert read_series(tmp_path / "h.csv", SeriesConfig()).labels == ["up", "down"]
+    (tmp_path / "n.csv").write_text("up,1,2\ndown,3,4\n")
+    raw = read_series(tmp_path / "n.csv", SeriesConfig())
+    assert raw.labels == ["up", "down"] and raw.values[1, 1, 0] == 4
 
 
 def test_non_numeric_value_is_one_line(tmp_path):

@@ -32,7 +32,9 @@ class SeriesConfig:
     data: str = ""  # a UCR _TRAIN file (its _TEST beside it is the test set), CSV, .npz or .npy
     test: str | None = None  # test file; else the _TEST file, else a seeded split
     labels: str | None = None  # .npy of labels, for a .npy of values
-    label_column: str = "0"  # text files: the label's column, a header name or an index from 0
+    # Text files: the label's column, a header name or an index from 0. "" = a header column
+    # named label/class/target/y if there is one, else the first column (the UCR layout).
+    label_column: str = ""
     no_labels: bool = False  # the file holds only values (forecasting)
     task: str = "classify"  # or "forecast": predict each next value
     max_len: int | None = None  # keep at most the last max_len steps of each series
@@ -94,7 +96,8 @@ def _read_text_table(path: Path, config: SeriesConfig) -> Raw:
     delimiter = "\t" if "\t" in first else "," if "," in first else None
     split = (lambda line: line.split(delimiter)) if delimiter else str.split
     header = split(first)
-    has_header = any(_is_text(token) for token in header[1:])
+    # A header row is mostly names; a data row is mostly numbers (a text label at most).
+    has_header = sum(_is_text(token) for token in header) > len(header) / 2
     column = (
         None if config.no_labels else _label_index(config.label_column, header, has_header, path)
     )
@@ -126,7 +129,13 @@ def _is_text(token: str) -> bool:
         return token.strip() not in MISSING
 
 
+LABEL_NAMES = ("label", "class", "target", "y")
+
+
 def _label_index(column: str, header: list[str], has_header: bool, path: Path) -> int:
+    if not column:
+        names = [name.strip().lower() for name in header] if has_header else []
+        return next((names.index(n) for n in LABEL_NAMES if n in names), 0)
     if has_header and column in header:
         return header.index(column)
     if column.isdigit():
