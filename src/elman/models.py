@@ -383,12 +383,16 @@ class SequenceModel(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         values, lengths = skip_missing((x - self.mean) / self.std)
+        # Read only as far as the batch's longest series: the rest is padding for every row.
+        steps = x.shape[1]
+        values = values[:, : max(int(lengths.max()), 1)]
         if self.config.task == "forecast":
             if isinstance(self.rnn, GatedRNN):
                 states = self.rnn.states(values, lengths=lengths)
             else:
                 states = self.rnn(values, lengths=lengths)
-            return self.dense(states)
+            predictions = self.dense(states)  # zeros after the longest: there is no target
+            return F.pad(predictions, (0, 0, 0, steps - predictions.shape[1]))
         logits = self.dense(self.rnn(values, lengths=lengths))
         return logits.squeeze(-1) if self.config.classes == 2 else logits
 
