@@ -165,7 +165,7 @@ class TrainedClassifier:
             if all(i == OOV for i in ids[1:]):
                 raise UserError(
                     f"review {number} has no word in the model's vocabulary ({len(tokens)} "
-                    "words, all unknown): give English movie-review text"
+                    "words, all unknown): give text like the model's training texts"
                 )
             if notes is not None and len(ids) > data.max_len:
                 kept = "last" if data.truncating == "pre" else "first"
