@@ -167,9 +167,11 @@ def _warn(message: str) -> None:
     print(f"elman: {message}", file=sys.stderr)
 
 
-def _read_reviews(args: argparse.Namespace) -> list[tuple[str, str]]:
-    """(where it came from, text) for every review given as text, file, folder or stdin."""
+def _read_reviews(args: argparse.Namespace, table_config) -> list[tuple[str, str]]:
+    """(where it came from, text) for every review given as text, file, folder or stdin.
+    A CSV/TSV/JSONL ``--file`` gives the text column named in ``table_config`` of each row."""
     from elman.data.text import read_text
+    from elman.data.textfiles import JSON_LINES, TABLES, read_labelled
 
     reviews: list[tuple[str, str]] = []
 
@@ -191,7 +193,14 @@ def _read_reviews(args: argparse.Namespace) -> list[tuple[str, str]]:
     for path in args.file:
         if not path.is_file():
             raise UserError(f"--file {path} is not a file: give a text file, one review a line")
-        add_lines(str(path), path.read_bytes())
+        if path.suffix.lower() in TABLES + JSON_LINES:  # the text column (or key) of each row
+            invalid: list[str] = []
+            samples = read_labelled(path, table_config, invalid, with_labels=False)["train"]
+            if invalid:
+                _warn(f"warning: {path} is not valid UTF-8; undecodable bytes were replaced")
+            reviews.extend(zip(samples.where, samples.texts, strict=True))
+        else:
+            add_lines(str(path), path.read_bytes())
     for folder in args.folder:
         files = sorted(folder.glob("*.txt")) if folder.is_dir() else []
         if not files:
@@ -233,7 +242,10 @@ def _print_predictions(sources: list[str], predictions, previews: list[str], as_
 
 
 def _predict_texts(classifier, args: argparse.Namespace) -> None:
-    reviews = _read_reviews(args)
+    from elman.data.textfiles import TextConfig
+
+    data = classifier.config.data
+    reviews = _read_reviews(args, data if isinstance(data, TextConfig) else TextConfig())
     notes: list[str] = []
     predictions = classifier.predict([text for _, text in reviews], notes=notes)
     for note in notes:
@@ -482,7 +494,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         action="append",
         default=[],
-        help="text file, one review a line (repeatable)",
+        help="text file, one review a line; a .csv/.tsv/.jsonl gives its text column (repeatable)",
     )
     predict.add_argument(
         "--folder",

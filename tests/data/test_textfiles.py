@@ -139,3 +139,19 @@ def test_bad_json_line_and_empty_class_folder(tmp_path):
             (tmp_path / "folder" / name / f"{i}.txt").write_text(text)
     with pytest.raises(UserError, match="folder/neg is missing or holds no .txt files"):
         load_texts(TextConfig(data=str(tmp_path / "folder"), classes=["neg", "pos"]))
+
+
+def test_predict_reads_the_text_column_of_a_csv(tmp_path):
+    from conftest import save_small_model
+
+    save_small_model(tmp_path / "model")
+    texts = ["the film was great", "boring story, bad acting"]
+    write_csv(tmp_path / "new.csv", [(1, text) for text in texts], header=("id", "text"))
+    from_file = run_elman("predict", "--model", str(tmp_path / "model"), "--json", "--file",
+                          str(tmp_path / "new.csv"))  # fmt: skip
+    as_arguments = run_elman("predict", "--model", str(tmp_path / "model"), "--json", *texts)
+    records = json.loads(from_file.stdout)
+    assert [r["source"] for r in records] == [f"{tmp_path / 'new.csv'} line {n}" for n in (2, 3)]
+    assert [r["probability"] for r in records] == [
+        r["probability"] for r in json.loads(as_arguments.stdout)
+    ]

@@ -70,8 +70,9 @@ def _decode(data: bytes, where: str, invalid: list[str]) -> str:
     return text
 
 
-def _read_table(path: Path, config: TextConfig, invalid: list[str]) -> Labelled:
-    """A CSV (comma) or TSV (tab) file with a header row naming the text and label columns."""
+def _read_table(path: Path, config: TextConfig, invalid: list[str], with_labels: bool) -> Labelled:
+    """A CSV (comma) or TSV (tab) file with a header row naming the text and label columns
+    (without ``with_labels``, the label column is read only if there is one)."""
     delimiter = "\t" if path.suffix.lower() in (".tsv", ".tab") else ","
     rows = csv.reader(
         io.StringIO(_decode(path.read_bytes(), str(path), invalid), newline=""), delimiter=delimiter
@@ -84,12 +85,15 @@ def _read_table(path: Path, config: TextConfig, invalid: list[str]) -> Labelled:
         (config.text_column, "--text-column"),
         (config.label_column, "--label-column"),
     ):
-        if name not in header:
+        if name in header:
+            columns.append(header.index(name))
+        elif option == "--label-column" and not with_labels:
+            columns.append(None)
+        else:
             raise UserError(
                 f"{path} has no column {name!r} (its columns: {', '.join(header)}); "
                 f"name the right one with {option}"
             )
-        columns.append(header.index(name))
     found = Labelled()
     for row in rows:
         line = rows.line_num
@@ -100,12 +104,16 @@ def _read_table(path: Path, config: TextConfig, invalid: list[str]) -> Labelled:
                 f"{path} line {line} has {len(row)} fields but the header has {len(header)}; "
                 "quote texts that contain the delimiter"
             )
-        found.add(row[columns[0]], row[columns[1]].strip(), f"{path} line {line}")
+        label = "" if columns[1] is None else row[columns[1]].strip()
+        found.add(row[columns[0]], label, f"{path} line {line}")
     return found
 
 
-def _read_json_lines(path: Path, config: TextConfig, invalid: list[str]) -> Labelled:
-    """One JSON object per line with the text and label keys."""
+def _read_json_lines(
+    path: Path, config: TextConfig, invalid: list[str], with_labels: bool
+) -> Labelled:
+    """One JSON object per line with the text and label keys (the label optional without
+    ``with_labels``)."""
     found = Labelled()
     lines = _decode(path.read_bytes(), str(path), invalid).splitlines()
     for line_number, line in enumerate(lines, start=1):
@@ -119,13 +127,14 @@ def _read_json_lines(path: Path, config: TextConfig, invalid: list[str]) -> Labe
             (config.text_column, "--text-column"),
             (config.label_column, "--label-column"),
         ):
-            if not isinstance(record, dict) or key not in record:
+            optional = option == "--label-column" and not with_labels
+            if not isinstance(record, dict) or (key not in record and not optional):
                 raise UserError(
                     f"{path} line {line_number} has no key {key!r}; name the right one with "
                     f"{option}"
                 )
-        label = record[config.label_column]
-        found.add(str(record[config.text_column]), str(label).strip(), f"{path} line {line_number}")
+        label = str(record.get(config.label_column, "")).strip()
+        found.add(str(record[config.text_column]), label, f"{path} line {line_number}")
     return found
 
 
@@ -192,17 +201,23 @@ def read_folder(path: Path, config: TextConfig, invalid: list[str]) -> dict[str,
     return result
 
 
-def read_labelled(path: Path, config: TextConfig, invalid: list[str]) -> dict[str, Labelled]:
-    """Any supported source -> {"train": Labelled} (plus "test" for a train/test folder)."""
+TABLES, JSON_LINES = (".csv", ".tsv", ".tab"), (".jsonl", ".ndjson", ".json")
+
+
+def read_labelled(
+    path: Path, config: TextConfig, invalid: list[str], with_labels: bool = True
+) -> dict[str, Labelled]:
+    """Any supported source -> {"train": Labelled} (plus "test" for a train/test folder).
+    Without ``with_labels`` (to predict), files need no label column."""
     if not path.exists():
         raise UserError(f"text data not found at {path}: give a CSV/TSV/JSONL file or a folder")
     suffix = path.suffix.lower()
     if path.is_dir() or path.name.endswith((".tar.gz", ".tgz", ".tar")):
         return read_folder(path, config, invalid)
-    if suffix in (".csv", ".tsv", ".tab"):
-        return {"train": _read_table(path, config, invalid)}
-    if suffix in (".jsonl", ".ndjson", ".json"):
-        return {"train": _read_json_lines(path, config, invalid)}
+    if suffix in TABLES:
+        return {"train": _read_table(path, config, invalid, with_labels)}
+    if suffix in JSON_LINES:
+        return {"train": _read_json_lines(path, config, invalid, with_labels)}
     raise UserError(
         f"{path}: unknown text format {suffix or '(no extension)'}; give .csv, .tsv, .jsonl, "
         "or a folder with one subfolder of .txt files per class"
