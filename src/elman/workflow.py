@@ -186,6 +186,7 @@ def train_model(
     prepared = prepare_data(config, log)  # before anything is written: bad data fails first
     config = prepared.config
     config.model.validate()
+    config.train.validate(len(prepared.train))  # before anything is written or printed
     if out_dir is not None and not resume:
         save_config(Path(out_dir), config)
     log(
