@@ -244,26 +244,20 @@ def labelled_split(
     """Every labelled sample of ``path`` (a file or folder in the format the model was trained
     on; a folder's test/ part if it has one), encoded as the model reads it. A label the model
     does not know is refused with its line or file."""
-    from elman.data.series import cut, forecast_pairs, present_steps, read_series
+    from elman.data.series import cut, forecast_split, read_series
+    from elman.data.series import labelled_split as series_split
     from elman.data.speech import recordings_to_raw, wav_files
-    from elman.data.split import encode_labels
-    from elman.data.text import pad_sequences, tokenize
-    from elman.data.textfiles import read_labelled
+    from elman.data.textfiles import encode_labelled, read_labelled
 
     config, classes = trained.config, trained.config.classes
     data = config.data
     if config.source == "text":
-        invalid: list[str] = []
-        parts = read_labelled(path, data, invalid)
-        samples = parts.get("test", parts["train"])
-        tokens = [trained.vocabulary.encode(tokenize(text)) for text in samples.texts]
-        ids, lengths = pad_sequences(tokens, data.max_len, data.padding, data.truncating)
-        return Split(ids, encode_labels(samples.labels, classes, samples.where), lengths)
+        parts = read_labelled(path, data, invalid=[])
+        return encode_labelled(parts.get("test", parts["train"]), trained.vocabulary, classes, data)
     if config.source == "series":
         raw = cut(read_series(path, data), data.max_len)
         if data.task == "forecast":
-            x, y = forecast_pairs(raw.values, trained.model.mean.numpy(), trained.model.std.numpy())
-            return Split(x, y, present_steps(x))
+            return forecast_split(raw, trained.model.mean.numpy(), trained.model.std.numpy())
     else:
         notes: set[str] = set()
         raw, _ = recordings_to_raw(wav_files(path), str(path), data, data.sample_rate, notes)
@@ -271,9 +265,7 @@ def labelled_split(
             log(f"note: {note}")
     if raw.labels is None:
         raise UserError(f"{path} has no labels to evaluate against")
-    return Split(
-        raw.values, encode_labels(raw.labels, classes, raw.where), present_steps(raw.values)
-    )
+    return series_split(raw, classes)
 
 
 def evaluate_saved(

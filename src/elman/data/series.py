@@ -249,6 +249,17 @@ def forecast_pairs(
     return moved[:, :-1], (moved[:, 1:] - mean) / std
 
 
+def forecast_split(raw: Raw, mean: np.ndarray, std: np.ndarray) -> Split:
+    """Inputs and standardised next-step targets (see ``forecast_pairs``) as a Split."""
+    x, y = forecast_pairs(raw.values, mean, std)
+    return Split(x, y, present_steps(x))
+
+
+def labelled_split(raw: Raw, names: list[str]) -> Split:
+    """Values and label indices of ``names`` (an unknown label is refused, naming its line)."""
+    return Split(raw.values, encode_labels(raw.labels, names, raw.where), present_steps(raw.values))
+
+
 def numeric_splits(
     train: Raw, test: Raw, task: str, val_size: float, seed: int, names: list[str] | None = None
 ) -> NumericData:
@@ -265,11 +276,9 @@ def numeric_splits(
     train, val = train.take(kept), train.take(held)
     mean, std = statistics(train.values)
     if task == "forecast":
-        splits = []
-        for raw in (train, val, test):
-            x, y = forecast_pairs(raw.values, mean, std)
-            splits.append(Split(x, y, present_steps(x)))
-        return NumericData(*splits, [], mean, std)
+        return NumericData(
+            *(forecast_split(raw, mean, std) for raw in (train, val, test)), [], mean, std
+        )
     if train.labels is None or test.labels is None:
         raise UserError(
             f"{(train if train.labels is None else test).where[0].rsplit(' ', 2)[0]} has no "
@@ -281,10 +290,7 @@ def numeric_splits(
         raise UserError(
             f"the training data has only the label {names[0]!r}: a classifier needs two"
         )
-    splits = [
-        Split(raw.values, encode_labels(raw.labels, names, raw.where), present_steps(raw.values))
-        for raw in (train, val, test)
-    ]
+    splits = [labelled_split(raw, names) for raw in (train, val, test)]
     return NumericData(*splits, list(names), mean, std)
 
 

@@ -236,6 +236,25 @@ class TextData:
     classes: list[str]
 
 
+def encode_labelled(
+    labelled: Labelled,
+    vocabulary: Vocabulary,
+    names: list[str],
+    config: TextConfig,
+    token_lists: list[list[str]] | None = None,
+) -> Split:
+    """Texts -> ids padded/cut as ``config`` says; labels -> indices of ``names`` (an unknown
+    label is refused, naming its line or file). ``token_lists``: the texts already tokenized."""
+    token_lists = token_lists or [tokenize(text) for text in labelled.texts]
+    ids, lengths = pad_sequences(
+        [vocabulary.encode(tokens) for tokens in token_lists],
+        config.max_len,
+        config.padding,
+        config.truncating,
+    )
+    return Split(ids, encode_labels(labelled.labels, names, labelled.where), lengths)
+
+
 def _only_labelled(labelled: Labelled, source: str) -> Labelled:
     empty = [i for i, label in enumerate(labelled.labels) if not label]
     if empty:
@@ -275,14 +294,7 @@ def load_texts(config: TextConfig, log=print) -> TextData:
     vocabulary = Vocabulary.from_ranked(rank_words(tokens), config.vocab_size)
 
     def arrays(labelled: Labelled, token_lists: list[list[str]] | None = None) -> Split:
-        token_lists = token_lists or [tokenize(text) for text in labelled.texts]
-        ids, lengths = pad_sequences(
-            [vocabulary.encode(t) for t in token_lists],
-            config.max_len,
-            config.padding,
-            config.truncating,
-        )
-        return Split(ids, encode_labels(labelled.labels, names, labelled.where), lengths)
+        return encode_labelled(labelled, vocabulary, names, config, token_lists)
 
     full_train = arrays(train, tokens)
     if config.val:
