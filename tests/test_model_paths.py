@@ -6,12 +6,13 @@ import torch
 
 from elman.models import ModelConfig, ReviewClassifier
 
+PLAIN = ("reference", True)
 PATHS = {
-    # name: (rnn backend, share_padding, fuse_embedding)
-    "reference, shared padding": ("reference", True, False),
-    "fused layer": ("fused", False, False),
-    "fused layer, shared padding": ("fused", True, False),
-    "fused embedding+rnn on ids": ("auto", True, True),
+    # name: (rnn backend, layer_by_layer)
+    "reference, shared padding": ("reference", False),
+    "fused layer": ("fused", True),
+    "fused embedding+rnn on ids": ("fused", False),
+    "auto on ids": ("auto", False),
 }
 
 
@@ -24,9 +25,10 @@ def _ids(vocab_size=50, steps=30, pads=(0, 5, 29, 30, 12, 3), seed=0):
 
 
 def _outputs_and_gradients(model, ids, path):
-    model.rnn.backend, model.share_padding, model.fuse_embedding = path
+    backend, layer_by_layer = path
+    model.rnn.backend = backend
     model.zero_grad()
-    logits = model(ids)
+    logits = model(ids, layer_by_layer=layer_by_layer)
     (logits * torch.arange(1, len(ids) + 1, dtype=logits.dtype)).sum().backward()
     return [logits.detach().clone()] + [p.grad.clone() for p in model.parameters()]
 
@@ -39,7 +41,7 @@ def test_every_path_equals_the_plain_reference(path, architecture, activation):
     config = ModelConfig(architecture, vocab_size=50, max_len=30, activation=activation)
     model = ReviewClassifier(config).double()
     ids = _ids()
-    expected = _outputs_and_gradients(model, ids, ("reference", False, False))
+    expected = _outputs_and_gradients(model, ids, PLAIN)
     for got, want in zip(_outputs_and_gradients(model, ids, PATHS[path]), expected, strict=True):
         torch.testing.assert_close(got, want)
 
@@ -48,7 +50,7 @@ def test_fused_ids_path_in_float32_and_with_repeated_words():
     torch.manual_seed(1)
     model = ReviewClassifier(ModelConfig(vocab_size=8, max_len=40))
     ids = _ids(vocab_size=8, steps=40, pads=(0, 39, 10, 2, 40, 17, 0, 5))  # words repeat a lot
-    expected = _outputs_and_gradients(model, ids, ("reference", False, False))
+    expected = _outputs_and_gradients(model, ids, PLAIN)
     actual = _outputs_and_gradients(model, ids, PATHS["fused embedding+rnn on ids"])
     for got, want in zip(actual, expected, strict=True):
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
@@ -60,12 +62,12 @@ def test_inference_from_ids_equals_reference_and_follows_weight_changes():
     ids = _ids(vocab_size=60, steps=25, pads=(0, 3, 24, 25, 10, 1, 7))
 
     def reference_logits():
-        model.rnn.backend, model.share_padding = "reference", False
+        model.rnn.backend = "reference"
         try:
             with torch.no_grad():
-                return model(ids)
+                return model(ids, layer_by_layer=True)
         finally:
-            model.rnn.backend, model.share_padding = "auto", True
+            model.rnn.backend = "auto"
 
     with torch.no_grad():
         fast = model(ids)

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from elman import SimpleRNN
-from elman.rnn import lengths_to_mask
+from elman.kernels.reference import lengths_to_mask
 
 
 def numpy_elman(x, A, b, h0, activation="tanh"):

@@ -21,7 +21,6 @@ the reference model), (B, C) for C > 2 (softmax). The sigmoid/softmax is applied
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -62,11 +61,8 @@ class ModelConfig:
 
 
 class GatedRNN(nn.Module):
-    """``torch.nn.LSTM`` or ``nn.GRU`` behind SimpleRNN's interface (last state, ``states``).
+    """``torch.nn.LSTM`` or ``nn.GRU`` returning the last state (B, H) (``states``: all of them).
     Only for comparisons: same width, same data, same training as the simple RNN."""
-
-    return_sequences = False
-    backend = "torch"
 
     def __init__(self, kind: str, input_size: int, hidden_size: int) -> None:
         super().__init__()
@@ -155,131 +151,18 @@ class ReviewClassifier(nn.Module):
         logits = self.dense(self.flatten(features))
         return logits.squeeze(-1) if self.config.classes == 2 else logits
 
-    def forward(self, ids: Tensor) -> Tensor:
+    def forward(self, ids: Tensor, *, layer_by_layer: bool = False) -> Tensor:
+        """ids (B, T) -> logits. ``layer_by_layer`` runs the embedding and the RNN one after the
+        other over every step (the plain path; the summary uses it to see each layer)."""
         if self.rnn is None:
             return self._head(self.embedding(ids))
-        if self._uses_fused_ids(ids):
-            if not torch.is_grad_enabled() and not self.rnn.return_sequences:
-                return self._head(self._last_state_from_ids(ids))
-            states = self._states_from_ids(ids)
-            features = states if self.rnn.return_sequences else states[:, -1]
-        else:
-            features = self._states_layer_by_layer(ids)
-        return self._head(features)
-
-    # Reviews are padded at the front (Keras' default) and, as in the reference model, the RNN
-    # reads the padding too. But every review's padding is the same input read from the same zero
-    # state, so the states over it are ONE trajectory shared by all reviews: compute it once, on a
-    # single row, start each review from that trajectory at its own padding length, and skip its
-    # padded steps. Same function, same gradients (autograd flows through the shared row), and
-    # about half the work: the median review fills 176 of 500 steps.
-    share_padding: bool = True
-    # On CPU, read token ids with the fused embedding + RNN kernel (elman.kernels.embedded)
-    # instead of calling the embedding and the RNN layer one after the other.
-    fuse_embedding: bool = True
-
-    def _uses_fused_ids(self, ids: Tensor) -> bool:
-        return (
-            isinstance(self.rnn, SimpleRNN)
-            and self.fuse_embedding
-            and self.share_padding
-            and self.rnn.backend in ("auto", "fused")
-            and ids.device.type == "cpu"
-        )
-
-    def _start_after_padding(
-        self, ids: Tensor, padding_states: Callable[[int], Tensor]
-    ) -> tuple[Tensor, Tensor, Tensor]:
-        """Where each review's words begin (B,), the state there (B, H), and the shared states
-        after 1..longest padding steps (longest, H), computed once by ``padding_states``."""
-        is_word = ids != PAD
-        padding = torch.where(is_word.any(1), is_word.int().argmax(1), ids.shape[1])
-        longest = int(padding.max())
-        zero = self.embedding.weight.new_zeros(1, self.rnn.hidden_size)
-        shared = padding_states(longest) if longest > 0 else zero[:0]
-        h0 = torch.cat([zero, shared])[padding]
-        return padding, h0, shared
-
-    def _with_padding_states(self, states: Tensor, padding: Tensor, shared: Tensor) -> Tensor:
-        """All states (B, T, H): the shared trajectory over each review's padding, then its own."""
-        steps = states.shape[1]
-        over_padding = torch.cat([shared, shared.new_zeros(steps - len(shared), shared.shape[1])])
-        is_word = torch.arange(steps, device=states.device)[None, :] >= padding[:, None]
-        return torch.where(is_word[..., None], states, over_padding)
-
-    def _states_layer_by_layer(self, ids: Tensor) -> Tensor:
-        """Embedding, then the SimpleRNN layer (any backend): (B, H) or (B, T, H)."""
-        x = self.embedding(ids)  # (B, T, E)
-        if not self.share_padding or x.is_cuda or not isinstance(self.rnn, SimpleRNN):
-            # (cuDNN reads all steps faster than it skips; the gated RNNs read them all)
-            return self.rnn(x)
-        pad_embedding = self.embedding.weight[PAD]
-        padding, h0, shared = self._start_after_padding(
-            ids, lambda n: self.rnn.states(pad_embedding.expand(1, n, -1))[0]
-        )
-        is_word = torch.arange(ids.shape[1], device=ids.device)[None, :] >= padding[:, None]
-        output = self.rnn(x, h0, mask=is_word)
-        if self.rnn.return_sequences:
-            output = self._with_padding_states(output, padding, shared)
-        return output
+        if layer_by_layer or isinstance(self.rnn, GatedRNN):
+            return self._head(self.rnn(self.embedding(ids)))
+        return self._head(self.rnn.from_ids(ids, self.embedding.weight, padding_id=PAD))
 
     def all_states(self, ids: Tensor) -> Tensor:
         """Every RNN state (B, T, H) over the padded ids, whatever the model returns."""
-        x = self.embedding(ids)
-        return self.rnn.states(x)
-
-    def _input_table(self) -> Tensor:
-        """``E · W_xᵀ + b`` (V, H): every word's input projection, with autograd."""
-        H = self.rnn.hidden_size
-        return F.linear(self.embedding.weight, self.rnn.A[:, H:], self.rnn.b)
-
-    def _states_from_ids(self, ids: Tensor) -> Tensor:
-        """All states (B, T, H) through the fused embedding + RNN kernel (training path)."""
-        from elman.kernels.embedded import embedded_rnn
-
-        table, W_h, activation = (
-            self._input_table(),
-            self.rnn.A[:, : self.rnn.hidden_size],
-            self.rnn.activation,
-        )
-
-        def padding_states(n: int) -> Tensor:
-            only_padding = torch.full((1, n), PAD, dtype=ids.dtype)
-            start, h0 = torch.zeros(1, dtype=ids.dtype), table.new_zeros(1, table.shape[1])
-            return embedded_rnn(only_padding, start, table, W_h, h0, activation)[0]
-
-        padding, h0, shared = self._start_after_padding(ids, padding_states)
-        states = embedded_rnn(ids, padding, table, W_h, h0, activation)
-        if self.rnn.return_sequences:
-            states = self._with_padding_states(states, padding, shared)
-        return states
-
-    def _vocabulary_projection(self) -> Tensor:
-        """``_input_table()`` for inference, recomputed only when a weight changed (an in-place
-        update or a load bumps the tensors' version counters)."""
-        weights = [self.embedding.weight, self.rnn.A] + (
-            [self.rnn.b] if self.rnn.b is not None else []
-        )
-        key = tuple((w.data_ptr(), w._version) for w in weights)
-        cached = self.__dict__.get("_projection_cache")
-        if cached is None or cached[0] != key:
-            self.__dict__["_projection_cache"] = cached = (key, self._input_table())
-        return cached[1]
-
-    def _last_state_from_ids(self, ids: Tensor) -> Tensor:
-        """Final states (B, H) for inference: no autograd, no stored states."""
-        from elman.kernels.embedded import last_state_from_ids
-        from elman.kernels.fused import recurrence
-
-        table, W_h = self._vocabulary_projection(), self.rnn.A[:, : self.rnn.hidden_size]
-        zero = table.new_zeros(1, table.shape[1])
-        padding, h0, _ = self._start_after_padding(
-            ids,
-            lambda n: recurrence(table[PAD].expand(1, n, -1), W_h, zero, None, self.rnn.activation)[
-                0
-            ],
-        )
-        return last_state_from_ids(ids, table, W_h, h0, padding, self.rnn.activation)
+        return self.rnn.states(self.embedding(ids))
 
     @torch.no_grad()
     def predict_proba(self, ids: Tensor) -> Tensor:
@@ -414,19 +297,16 @@ def summary(model: ReviewClassifier | SequenceModel, batch_size: int = 1, steps:
         example = torch.zeros(batch_size, steps, model.config.input_size)
     else:
         example = torch.zeros(batch_size, model.config.max_len, dtype=torch.long)
-    fused = getattr(model, "fuse_embedding", False)
-    model.fuse_embedding = False  # so every layer runs on its own
-    try:
-        stats = torchinfo_summary(
-            model,
-            input_data=[example],
-            col_names=("output_size", "num_params"),
-            row_settings=("var_names",),
-            depth=1,
-            verbose=0,
-        )
-    finally:
-        model.fuse_embedding = fused
+    options = {} if isinstance(model, SequenceModel) else {"layer_by_layer": True}
+    stats = torchinfo_summary(
+        model,
+        input_data=[example],
+        col_names=("output_size", "num_params"),
+        row_settings=("var_names",),
+        depth=1,
+        verbose=0,
+        **options,  # passed to forward: every layer runs on its own
+    )
     # Keep the Keras part of torchinfo's report (layers, totals); drop its memory estimates.
     lines = str(stats).splitlines()
     end = next(i for i, line in enumerate(lines) if line.startswith("Non-trainable params"))

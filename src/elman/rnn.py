@@ -4,85 +4,20 @@ The whole layer is one matrix ``A`` of shape ``(hidden_size, hidden_size + input
 optional bias ``b`` of shape ``(hidden_size,)``. The first ``hidden_size`` columns of ``A`` act on
 the previous state (the recurrent part), the rest on the input.
 
-This module holds the *reference* implementation: ``rnn_cell`` is the textbook formula and
-``reference_rnn`` a plain loop over time with autograd. Fast kernels live in ``elman.kernels`` and
-are tested against this one.
+This module is the layer a user composes: its parameters, their initialisation, its call
+contract. How a step is computed lives in ``elman.kernels``: the textbook formula and loop
+(``elman.kernels.reference``) and the fast paths, chosen by one dispatch.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
 
-ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {"tanh": torch.tanh, "relu": torch.relu}
-
-
-def rnn_cell(h_prev: Tensor, x_t: Tensor, A: Tensor, b: Tensor | None, activation: str) -> Tensor:
-    """One step of the Simple RNN: ``act(A · [h_prev; x_t] + b)``.
-
-    h_prev: (B, H), x_t: (B, F), A: (H, H + F), b: (H,) or None. Returns (B, H).
-    """
-    pre = torch.cat([h_prev, x_t], dim=-1) @ A.T
-    if b is not None:
-        pre = pre + b
-    return ACTIVATIONS[activation](pre)
-
-
-def reference_rnn(
-    x: Tensor, A: Tensor, b: Tensor | None, h0: Tensor, mask: Tensor | None, activation: str
-) -> Tensor:
-    """Run ``rnn_cell`` over time, one step after the other.
-
-    x: (B, T, F), h0: (B, H), mask: (B, T) bool or None. Where ``mask[:, t]`` is False the state
-    is carried over unchanged, so padded positions have no effect. Returns all states (B, T, H).
-    """
-    h = h0
-    states = []
-    for t in range(x.shape[1]):
-        h_new = rnn_cell(h, x[:, t], A, b, activation)
-        h = h_new if mask is None else torch.where(mask[:, t, None], h_new, h)
-        states.append(h)
-    return torch.stack(states, dim=1)
-
-
-def lengths_to_mask(lengths: Tensor, steps: int, padding: str = "post") -> Tensor:
-    """(B,) valid lengths -> (B, T) bool mask. ``padding="post"``: the valid steps come first
-    (PyTorch's convention); ``"pre"``: they come last (Keras' default for padded reviews)."""
-    positions = torch.arange(steps, device=lengths.device)
-    if padding == "post":
-        return positions[None, :] < lengths[:, None]
-    if padding == "pre":
-        return positions[None, :] >= (steps - lengths)[:, None]
-    raise ValueError(f"padding must be 'pre' or 'post', got {padding!r}")
-
-
-BACKENDS = ("auto", "reference", "fused", "torch")
-
-
-def run_backend(
-    backend: str,
-    x: Tensor,
-    A: Tensor,
-    b: Tensor | None,
-    h0: Tensor,
-    mask: Tensor | None,
-    activation: str,
-) -> Tensor:
-    """All states (B, T, H) from the chosen implementation (see ``SimpleRNN``'s ``backend``)."""
-    if backend == "auto":
-        backend = "torch" if x.is_cuda else "fused" if x.device.type == "cpu" else "reference"
-    if backend == "reference":
-        return reference_rnn(x, A, b, h0, mask, activation)
-    if backend == "fused":
-        from elman.kernels.fused import fused_rnn
-
-        return fused_rnn(x, A, b, h0, mask, activation)
-    from elman.kernels.torch_rnn import torch_rnn
-
-    return torch_rnn(x, A, b, h0, mask, activation)
+from elman.kernels import BACKENDS, run_backend, run_ids
+from elman.kernels.reference import ACTIVATIONS, lengths_to_mask
 
 
 class SimpleRNN(nn.Module):
@@ -131,6 +66,7 @@ class SimpleRNN(nn.Module):
         self.return_state = return_state
         self.A = nn.Parameter(torch.empty(hidden_size, hidden_size + input_size))
         self.b = nn.Parameter(torch.empty(hidden_size)) if bias else None
+        self._ids_cache: dict = {}  # the fused token-id path's inference table (see from_ids)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -183,6 +119,25 @@ class SimpleRNN(nn.Module):
             mask = mask.to(device=x.device, dtype=torch.bool)
         h0 = self._initial_state(x, h0)
         return run_backend(self.backend, x, self.A, self.b, h0, mask, self.activation)
+
+    def from_ids(self, ids: Tensor, embedding: Tensor, padding_id: int = 0) -> Tensor:
+        """The layer over embedded token ids: ``self(F.embedding(ids, embedding))``, computed
+        faster. ids: (B, T) int64, embedding: (V, input_size). Returns (B, H), or (B, T, H)
+        with ``return_sequences``; zero initial state, padding (``padding_id``) read as input.
+
+        On CPU the padding every review shares is read once, and the ``fused``/``auto`` backend
+        also fuses the embedding lookup into the compiled loop (``elman.kernels.ids``)."""
+        return run_ids(
+            self.backend,
+            ids,
+            embedding,
+            self.A,
+            self.b,
+            self.activation,
+            padding_id,
+            last_only=not self.return_sequences,
+            cache=self._ids_cache,
+        )
 
     def _initial_state(self, x: Tensor, h0: Tensor | None) -> Tensor:
         return x.new_zeros(x.shape[0], self.hidden_size) if h0 is None else h0

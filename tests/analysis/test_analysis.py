@@ -11,8 +11,8 @@ from elman.analysis.cells import hidden, step_function
 from elman.analysis.gradients import gradient_flow
 from elman.analysis.memory import MemoryConfig, analyze_memory
 from elman.bundle import load
+from elman.kernels.reference import reference_rnn
 from elman.models import ModelConfig, ReviewClassifier
-from elman.rnn import reference_rnn
 
 
 @pytest.fixture

@@ -12,8 +12,8 @@ import torch
 from conftest import run_elman
 from elman.data.series import SeriesConfig, load_series, read_series
 from elman.errors import UserError
+from elman.kernels.reference import reference_rnn
 from elman.models import SequenceConfig, SequenceModel
-from elman.rnn import reference_rnn
 
 
 def shapes(n: int, steps: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -4,8 +4,9 @@ Skipped where there is no GPU (CI has none); run on a lent GPU machine."""
 import pytest
 import torch
 
+from elman.kernels import run_backend
+from elman.kernels.reference import lengths_to_mask
 from elman.models import ModelConfig, ReviewClassifier
-from elman.rnn import lengths_to_mask, run_backend
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -47,13 +48,11 @@ def test_model_on_cuda_equals_cpu_reference():
     ids = torch.randint(1, 100, (8, 40))
     ids[2, :30] = 0
     model.rnn.backend = "reference"
-    model.share_padding = False
-    expected = model(ids)
+    expected = model(ids, layer_by_layer=True)
     expected.sum().backward()
     expected_grads = [p.grad.clone() for p in model.parameters()]
     model.zero_grad()
     model.rnn.backend = "auto"
-    model.share_padding = True
     model.cuda()
     logits = model(ids.cuda())
     logits.sum().backward()

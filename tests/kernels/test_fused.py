@@ -6,7 +6,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from elman import SimpleRNN
-from elman.rnn import lengths_to_mask, run_backend
+from elman.kernels import run_backend
+from elman.kernels.reference import lengths_to_mask
 
 FAST_BACKENDS = ["fused", "torch"]
 

@@ -11,8 +11,9 @@ from collections.abc import Callable
 
 from torch import Tensor, nn
 
+from elman.kernels.reference import rnn_cell
 from elman.models import GatedRNN, ReviewClassifier
-from elman.rnn import SimpleRNN, rnn_cell
+from elman.rnn import SimpleRNN
 
 State = Tensor | tuple[Tensor, Tensor]
 

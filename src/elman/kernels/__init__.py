@@ -1,1 +1,94 @@
-"""Fast paths for the Simple RNN. Each computes exactly what ``elman.rnn.reference_rnn`` does."""
+"""Every implementation of the Simple RNN, and the ONE place that chooses between them.
+
+    reference.py   the formula (``rnn_cell``) and the plain loop (``reference_rnn``): the oracle
+    loops.py       numba building blocks shared by the compiled kernels
+    fused.py       the layer on CPU: one matmul for the inputs, a compiled loop for the recurrence
+    ids.py         embedding + layer over token ids on CPU, padding read once
+    cuda.py        PyTorch's cuDNN RNN with ``A`` mapped onto its weights
+
+``run_backend`` (input vectors) and ``run_ids`` (token ids) take a backend name (``BACKENDS``)
+and pick the implementation; each computes what ``reference_rnn`` computes. The compiled kernels
+are imported only when used, so importing the layer stays light.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from elman.kernels.reference import reference_rnn
+
+BACKENDS = ("auto", "reference", "fused", "torch")
+
+
+def resolve(backend: str, device: torch.device) -> str:
+    """``auto`` -> the fastest correct path for the device: fused on CPU, cuDNN on CUDA."""
+    if backend != "auto":
+        return backend
+    return "torch" if device.type == "cuda" else "fused" if device.type == "cpu" else "reference"
+
+
+def run_backend(
+    backend: str,
+    x: Tensor,
+    A: Tensor,
+    b: Tensor | None,
+    h0: Tensor,
+    mask: Tensor | None,
+    activation: str,
+) -> Tensor:
+    """All states (B, T, H) of the layer over x (B, T, F) from h0 (B, H); ``mask`` (B, T) bool
+    or None marks the steps read (see ``reference_rnn``)."""
+    backend = resolve(backend, x.device)
+    if backend == "reference":
+        return reference_rnn(x, A, b, h0, mask, activation)
+    if backend == "fused":
+        from elman.kernels.fused import fused_rnn
+
+        return fused_rnn(x, A, b, h0, mask, activation)
+    from elman.kernels.cuda import torch_rnn
+
+    return torch_rnn(x, A, b, h0, mask, activation)
+
+
+def run_ids(
+    backend: str,
+    ids: Tensor,
+    embedding: Tensor,
+    A: Tensor,
+    b: Tensor | None,
+    activation: str,
+    padding_id: int,
+    last_only: bool,
+    cache: dict | None = None,
+) -> Tensor:
+    """The layer over ``embedding[ids]`` from a zero state, padding (``padding_id``) included:
+    the last state (B, H) if ``last_only``, else all states (B, T, H).
+
+    On CPU every backend reads the padding once (``elman.kernels.ids``); ``fused`` also fuses
+    the embedding into the compiled loop. On CUDA, cuDNN reads all steps (faster than skipping).
+    ``cache`` is the caller's dict for the inference table of the fused path."""
+    backend = resolve(backend, ids.device)
+    if backend == "fused" and ids.device.type == "cpu":
+        from elman.kernels.ids import fused_over_ids
+
+        return fused_over_ids(ids, embedding, A, b, activation, padding_id, last_only, cache)
+    x = F.embedding(ids, embedding)  # (B, T, F)
+    zero = embedding.new_zeros(1, A.shape[0])
+    if ids.device.type != "cpu":
+        states = run_backend(backend, x, A, b, zero.expand(len(ids), -1), None, activation)
+        return states[:, -1] if last_only else states
+    from elman.kernels.ids import start_after_padding, with_padding_states
+
+    padding, h0, shared = start_after_padding(
+        ids,
+        padding_id,
+        zero,
+        lambda n: run_backend(
+            backend, embedding[padding_id].expand(1, n, -1), A, b, zero, None, activation
+        )[0],
+    )
+    is_word = torch.arange(ids.shape[1], device=ids.device)[None, :] >= padding[:, None]
+    states = run_backend(backend, x, A, b, h0, is_word, activation)
+    return states[:, -1] if last_only else with_padding_states(states, padding, shared)

@@ -21,92 +21,15 @@ import torch
 from numba import njit, prange
 from torch import Tensor
 
-TANH, RELU = 0, 1
-_ACTIVATION_CODES = {"tanh": TANH, "relu": RELU}
-
-# tanh for float32 as a rational function (the minimax fit Eigen uses): libm's scalar tanh was
-# 80% of the forward pass; this one vectorises and stays within 3e-7 relative error of the
-# exact value (float32 rounding is 6e-8). float64 keeps the exact np.tanh.
-_F32 = np.float32
-_ALPHA = [
-    _F32(c)
-    for c in (
-        4.89352455891786e-03,
-        6.37261928875436e-04,
-        1.48572235717979e-05,
-        5.12229709037114e-08,
-        -8.60467152213735e-11,
-        2.00018790482477e-13,
-        -2.76076847742355e-16,
-    )
-]
-_A1, _A3, _A5, _A7, _A9, _A11, _A13 = _ALPHA
-_B0, _B2, _B4, _B6 = (
-    _F32(c)
-    for c in (
-        4.89352518554385e-03,
-        2.26843463243900e-03,
-        1.18534705686654e-04,
-        1.19825839466702e-06,
-    )
+from elman.kernels.loops import (
+    ACTIVATION_CODES,
+    FASTMATH,
+    TANH,
+    copy_row,
+    dot_rows,
+    partition,
+    step,
 )
-_CLAMP = _F32(7.99881172180175781)  # tanh rounds to ±1 in float32 beyond this
-
-
-@njit(inline="always")
-def _tanh_float32(x):
-    # Written so that NaN falls through both comparisons: a NaN input gives NaN, as np.tanh.
-    c = _CLAMP if x > _CLAMP else x
-    c = -_CLAMP if c < -_CLAMP else c
-    c2 = c * c
-    p = ((((((c2 * _A13 + _A11) * c2 + _A9) * c2 + _A7) * c2 + _A5) * c2 + _A3) * c2 + _A1) * c
-    q = ((c2 * _B6 + _B4) * c2 + _B2) * c2 + _B0
-    return p / q
-
-
-@njit(inline="always")
-def _activate(pre, out, activation, exact_tanh):
-    """out[i] = act(pre[i]) over a row; branches are loop-invariant, so each loop vectorises."""
-    if activation == RELU:
-        for i in range(pre.shape[0]):
-            out[i] = pre[i] if pre[i] > 0 else 0.0
-    elif exact_tanh:
-        for i in range(pre.shape[0]):
-            out[i] = np.tanh(pre[i])
-    else:
-        for i in range(pre.shape[0]):
-            out[i] = _tanh_float32(pre[i])
-
-
-# The kernels may reassociate sums (so LLVM vectorises each dot product) and fuse multiply-adds;
-# nothing else of fastmath (NaN and infinity still propagate, so a diverging loss is seen). The
-# order is fixed when the kernel is compiled: every run gives the same bits.
-FASTMATH = {"reassoc", "contract"}
-
-
-@njit(inline="always")
-def _copy(source, target):
-    """target[:] = source, as a plain loop (numba's slice assignment costs more for 32 floats)."""
-    for i in range(source.shape[0]):
-        target[i] = source[i]
-
-
-@njit(inline="always")
-def _dot_rows(M, v, out):
-    """out[i] += M[i, :] · v, for a small square M (each row a contiguous dot product)."""
-    n = v.shape[0]
-    for i in range(n):
-        s = out[i]
-        for j in range(n):
-            s += M[i, j] * v[j]
-        out[i] = s
-
-
-@njit(inline="always")
-def _step(pre, W_h, h, activation, exact_tanh):
-    """h <- act(pre + W_h · h), with ``pre`` holding the input projection on entry."""
-    _dot_rows(W_h, h, pre)
-    _activate(pre, h, activation, exact_tanh)
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
@@ -116,12 +39,12 @@ def _forward_rows(P, W_h, h0, mask, use_mask, activation, exact_tanh, states, ro
     h = np.empty(H, dtype=P.dtype)
     pre = np.empty(H, dtype=P.dtype)
     for b in rows:
-        _copy(h0[b], h)
+        copy_row(h0[b], h)
         for t in range(T):
             if not (use_mask and not mask[b, t]):
-                _copy(P[b, t], pre)
-                _step(pre, W_h, h, activation, exact_tanh)
-            _copy(h, states[b, t])
+                copy_row(P[b, t], pre)
+                step(pre, W_h, h, activation, exact_tanh)
+            copy_row(h, states[b, t])
 
 
 @njit(cache=True, parallel=True, nogil=True)
@@ -157,7 +80,7 @@ def _backward_rows(G, states, W_hT, mask, use_mask, activation, delta, carry, ro
                 else:
                     delta[b, t, i] = dh[i] if h > 0 else 0.0
             carry[b] = 0.0
-            _dot_rows(W_hT, delta[b, t], carry[b])  # carry = W_hᵀ · delta
+            dot_rows(W_hT, delta[b, t], carry[b])  # carry = W_hᵀ · delta
 
 
 @njit(cache=True, parallel=True, nogil=True)
@@ -171,33 +94,14 @@ def _backward(G, states, W_hT, mask, use_mask, activation, order, bounds):
     return delta, carry
 
 
-def _partition(work: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Rows for each thread, balanced by ``work`` (B,), the steps each row computes.
-
-    Longest rows first, each to the least-loaded thread (reviews differ in length tenfold, so
-    equal row counts leave one core idle). Returns ``order`` (B,) and ``bounds``
-    (threads + 1,): thread k takes rows ``order[bounds[k]:bounds[k + 1]]``. Depends only on
-    ``work`` and the thread count, so results are reproducible."""
-    threads = max(1, min(len(work), torch.get_num_threads()))
-    load = [0] * threads
-    assigned: list[list[int]] = [[] for _ in range(threads)]
-    for row in np.argsort(-np.asarray(work), kind="stable"):
-        k = load.index(min(load))
-        assigned[k].append(int(row))
-        load[k] += int(work[row])
-    order = np.array([row for rows in assigned for row in sorted(rows)], dtype=np.int64)
-    bounds = np.cumsum([0] + [len(rows) for rows in assigned]).astype(np.int64)
-    return order, bounds
-
-
 def _mask_and_rows(mask: Tensor | None, batch: int, steps: int) -> tuple:
     """The kernels' mask arguments (array, whether to use it) and rows per thread (order,
     bounds), balanced by how many steps each row computes."""
     if mask is None:
         work = np.full(batch, steps)
-        return np.ones((batch, steps), dtype=np.bool_), False, *_partition(work)
+        return np.ones((batch, steps), dtype=np.bool_), False, *partition(work)
     mask_np = mask.contiguous().numpy()
-    return mask_np, True, *_partition(mask_np.sum(1))
+    return mask_np, True, *partition(mask_np.sum(1))
 
 
 def recurrence(P: Tensor, W_h: Tensor, h0: Tensor, mask: Tensor | None, activation: str) -> Tensor:
@@ -210,7 +114,7 @@ def recurrence(P: Tensor, W_h: Tensor, h0: Tensor, mask: Tensor | None, activati
         h0.detach().to(P.dtype).contiguous().numpy(),
         mask_np,
         use_mask,
-        _ACTIVATION_CODES[activation],
+        ACTIVATION_CODES[activation],
         P.dtype != torch.float32,  # exact tanh beyond float32
         order,
         bounds,
@@ -247,7 +151,7 @@ class FusedRNNFunction(torch.autograd.Function):
             W_h.detach().T.contiguous().numpy(),
             mask_np,
             use_mask,
-            _ACTIVATION_CODES[ctx.activation],
+            ACTIVATION_CODES[ctx.activation],
             order,
             bounds,
         )

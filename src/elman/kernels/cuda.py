@@ -27,13 +27,13 @@ def _leading_lengths(mask: Tensor) -> Tensor | None:
 def torch_rnn(
     x: Tensor, A: Tensor, b: Tensor | None, h0: Tensor, mask: Tensor | None, activation: str
 ) -> Tensor:
-    """Same contract as ``elman.rnn.reference_rnn``: all states (B, T, H)."""
+    """Same contract as ``elman.kernels.reference.reference_rnn``: all states (B, T, H)."""
     H = A.shape[0]
     lengths = None
     if mask is not None:
         lengths = _leading_lengths(mask)
         if lengths is None:
-            from elman.rnn import reference_rnn
+            from elman.kernels.reference import reference_rnn
 
             return reference_rnn(x, A, b, h0, mask, activation)
     # nn.RNN's own entry points (what nn.RNN.forward calls), without building a module.

@@ -5,8 +5,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from elman.kernels.embedded import embedded_rnn
-from elman.rnn import reference_rnn
+from elman.kernels.ids import embedded_rnn
+from elman.kernels.reference import reference_rnn
 
 
 def _reference(ids, start, table, W_h, h0, activation):
