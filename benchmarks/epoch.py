@@ -84,7 +84,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    data = load_imdb(IMDBConfig(data=args.data))
+    data = load_imdb(IMDBConfig(data=args.data), vocab_size=10_000, max_len=500, seed=0)
     candidates = {
         "elman fused": lambda: elman_model("auto"),
         "elman fused --bucket": lambda: elman_model("auto"),

@@ -65,14 +65,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
     data, _ = load_speech(
-        SpeechConfig(data=args.data, test_pattern=r"_[0-4]\.wav$"), log=lambda _: None
+        SpeechConfig(data=args.data, test_pattern=r"_[0-4]\.wav$"), seed=0, log=lambda _: None
     )
     mean, std = torch.from_numpy(data.mean), torch.from_numpy(data.std)
     classes = len(data.classes)
 
     def sequence_model(architecture: str) -> SequenceModel:
-        config = SequenceConfig(architecture, len(mean), args.hidden_size, classes=classes)
-        model = SequenceModel(config)
+        config = SequenceConfig(architecture, len(mean), args.hidden_size)
+        model = SequenceModel(config, classes=classes)
         model.mean.copy_(mean)
         model.std.copy_(std)
         return model

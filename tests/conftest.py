@@ -78,13 +78,13 @@ REVIEW_WORDS = ["the", "film", "was", "great", "bad", "acting", "story", "boring
 def save_small_model(folder: Path, max_len: int = 16, hidden_size: int = 6):
     """An untrained 13-id model saved as ``elman train`` saves one (for checks that need no
     accuracy): vocabulary = the reserved ids + REVIEW_WORDS. Returns (model, vocabulary)."""
-    from elman.bundle import RunConfig, save_bundle
+    from elman.bundle import save_bundle
+    from elman.config import RunConfig
     from elman.data.text import Vocabulary
     from elman.models import ModelConfig, ReviewClassifier
 
     torch.manual_seed(0)
     config = RunConfig(ModelConfig(vocab_size=13, max_len=max_len, hidden_size=hidden_size))
-    config.data.vocab_size, config.data.max_len = 13, max_len
     model = ReviewClassifier(config.model)
     vocabulary = Vocabulary.from_ranked(REVIEW_WORDS, 13)
     save_bundle(folder, model, vocabulary, config, [{"epoch": 1}], {"test_acc": 0.5})
@@ -97,7 +97,10 @@ def small_real(real_archive, real_cache):
     from elman.data.imdb import IMDBConfig, Split, load_imdb
 
     data = load_imdb(
-        IMDBConfig(data=str(real_archive), cache_dir=str(real_cache), max_len=40, vocab_size=2000)
+        IMDBConfig(data=str(real_archive), cache_dir=str(real_cache)),
+        vocab_size=2000,
+        max_len=40,
+        seed=0,
     )
 
     def first(split: Split, n: int) -> Split:

@@ -22,14 +22,8 @@ def test_reads_archive_and_folder_alike(tmp_path, small_archive):
 
 
 def test_vocabulary_from_training_reviews_only_and_padding(tmp_path, small_archive):
-    config = IMDBConfig(
-        data=str(small_archive),
-        vocab_size=8,
-        max_len=4,
-        val_size=2,
-        cache_dir=str(tmp_path / "cache"),
-    )
-    data = load_imdb(config)
+    config = IMDBConfig(data=str(small_archive), val_size=2, cache_dir=str(tmp_path / "cache"))
+    data = load_imdb(config, vocab_size=8, max_len=4, seed=0)
     # "great" (4x) and "train" (6x: every training review ends with "(train)") lead the ranking.
     assert data.vocabulary.words[:5] == ("<pad>", "<start>", "<oov>", "train", "great")
     assert "test" not in data.vocabulary.words
@@ -44,12 +38,11 @@ def test_vocabulary_from_training_reviews_only_and_padding(tmp_path, small_archi
 
 
 def test_split_is_seeded(tmp_path, small_archive):
-    config = IMDBConfig(
-        data=str(small_archive), max_len=6, val_size=2, cache_dir=str(tmp_path / "cache")
-    )
-    first, again = load_imdb(config), load_imdb(config)
+    config = IMDBConfig(data=str(small_archive), val_size=2, cache_dir=str(tmp_path / "cache"))
+    sizes = {"vocab_size": 10_000, "max_len": 6}
+    first, again = load_imdb(config, **sizes, seed=0), load_imdb(config, **sizes, seed=0)
     np.testing.assert_array_equal(first.val.x, again.val.x)
-    other = load_imdb(IMDBConfig(**{**config.__dict__, "seed": 1}))
+    other = load_imdb(config, **sizes, seed=1)
     assert not np.array_equal(first.train.x, other.train.x)
 
 
@@ -148,7 +141,12 @@ def test_download_unreachable_gives_clear_error(tmp_path):
 
 
 def test_real_archive_counts(real_archive, real_cache):
-    data = load_imdb(IMDBConfig(data=str(real_archive), cache_dir=str(real_cache)))
+    data = load_imdb(
+        IMDBConfig(data=str(real_archive), cache_dir=str(real_cache)),
+        vocab_size=10_000,
+        max_len=500,
+        seed=0,
+    )
     assert (len(data.train), len(data.val), len(data.test)) == (20_000, 5_000, 25_000)
     assert data.test.y.sum() == 12_500
     assert data.train.x.shape == (20_000, 500) and data.train.x.max() == 9_999

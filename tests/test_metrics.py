@@ -4,7 +4,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from elman.bundle import RunConfig, load, save_bundle
+from elman.bundle import load, save_bundle
+from elman.config import RunConfig
 from elman.data.series import SeriesConfig
 from elman.metrics import confusion_matrix, per_class_scores
 from elman.models import SequenceConfig, SequenceModel
@@ -41,12 +42,12 @@ def test_task_losses():
 def test_saved_sequence_model_predicts_as_in_memory(tmp_path):
     torch.manual_seed(0)
     config = RunConfig(
-        SequenceConfig(input_size=3, hidden_size=6, classes=4),
+        SequenceConfig(input_size=3, hidden_size=6),
         SeriesConfig(),
         source="series",
         classes=["w", "x", "y", "z"],
     )
-    model = SequenceModel(config.model)
+    model = SequenceModel(config.model, classes=4)
     model.mean.copy_(torch.tensor([1.0, 2.0, 3.0]))  # the standardisation travels with it
     model.std.copy_(torch.tensor([2.0, 0.5, 1.0]))
     save_bundle(tmp_path, model, None, config, [], {})

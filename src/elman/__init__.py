@@ -1,8 +1,21 @@
-"""elman: simple recurrent (Elman) networks on PyTorch."""
+"""elman: simple recurrent (Elman) networks on PyTorch.
 
-__version__ = "0.1.0"
+``import elman`` loads the layer only; ``elman.load`` (a saved model) brings in the rest when
+first used, so the data, training, plotting and audio stacks stay out of a user's import."""
 
-from elman.bundle import load  # noqa: E402  (the bundle records __version__)
-from elman.rnn import SimpleRNN  # noqa: E402
+from __future__ import annotations
+
+from typing import Any
+
+from elman.rnn import SimpleRNN
+from elman.version import __version__
 
 __all__ = ["SimpleRNN", "__version__", "load"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "load":
+        from elman.bundle import load
+
+        return load
+    raise AttributeError(f"module 'elman' has no attribute {name!r}")

@@ -1,8 +1,8 @@
-"""A trained model as one folder, and what a user does with it: load it and predict.
+"""A trained model as one folder: save it, load it, and predict with it.
 
     runs/imdb/
         config.json          source, class names, architecture, sizes, data and training
-                             settings, elman version
+                             settings, elman version (elman.config)
         weights.safetensors  the parameters (no pickle); for numbers, also the training split's
                              mean and std the model standardises its inputs with
         vocabulary.txt       text models: one word per line; line i is id i
@@ -10,98 +10,44 @@
         metrics.json         test loss and accuracy, best validation epoch, timings
         checkpoint.pt        the training state, for --resume
 
-Every file is written atomically (see ``elman.files``).
+Every file is written atomically (see ``elman.files``). Reading new inputs (texts, WAV files)
+into arrays is the data source's job (``elman.data``); this module only saves, loads, predicts.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from elman.data.imdb import IMDBConfig
-from elman.data.series import SeriesConfig
-from elman.data.speech import SpeechConfig
-from elman.data.text import OOV, Vocabulary, pad_sequences, tokenize
-from elman.data.textfiles import TextConfig
+from elman.config import (
+    CONFIG,
+    HISTORY,
+    METRICS,
+    VOCABULARY,
+    WEIGHTS,
+    RunConfig,
+    holds_model,
+    load_config,
+    save_config,
+)
+from elman.data.text import Vocabulary, encode_texts
 from elman.errors import UserError
 from elman.files import atomic_write, json_bytes
 from elman.models import (
-    ModelConfig,
     ReviewClassifier,
-    SequenceConfig,
     SequenceModel,
+    build_model,
     class_probabilities,
+    skip_missing,
 )
-from elman.train import TrainConfig, predict_outputs
+from elman.train import predict_outputs
 
-CONFIG, WEIGHTS, VOCABULARY, HISTORY, METRICS, CHECKPOINT = (
-    "config.json",
-    "weights.safetensors",
-    "vocabulary.txt",
-    "history.json",
-    "metrics.json",
-    "checkpoint.pt",
-)
-LABELS = ("negative", "positive")
-# What each source reads and the network for it: words -> ReviewClassifier, numbers -> SequenceModel
-SOURCES = {
-    "imdb": (ModelConfig, IMDBConfig),
-    "text": (ModelConfig, TextConfig),
-    "series": (SequenceConfig, SeriesConfig),
-    "speech": (SequenceConfig, SpeechConfig),
-}
-
-
-@dataclass
-class RunConfig:
-    """Everything that defines a run: the network, the data it reads, how it is trained, and
-    the names of the classes it tells apart (in the order of its outputs)."""
-
-    model: ModelConfig | SequenceConfig = field(default_factory=ModelConfig)
-    data: IMDBConfig | TextConfig | SeriesConfig | SpeechConfig = field(default_factory=IMDBConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    source: str = "imdb"
-    classes: list[str] = field(default_factory=lambda: list(LABELS))
-
-    @property
-    def reads_text(self) -> bool:
-        return self.source in ("imdb", "text")
-
-
-def holds_model(folder: Path) -> bool:
-    return any((Path(folder) / name).exists() for name in (CONFIG, WEIGHTS, CHECKPOINT))
-
-
-def save_config(folder: Path, config: RunConfig) -> None:
-    from elman import __version__
-
-    Path(folder).mkdir(parents=True, exist_ok=True)
-    saved = {"elman_version": __version__, **asdict(config)}
-    atomic_write(Path(folder) / CONFIG, json_bytes(saved))
-
-
-def load_config(folder: Path) -> RunConfig:
-    path = Path(folder) / CONFIG
-    if not path.is_file():
-        raise UserError(f"{folder} is not a saved elman model: {CONFIG} is missing")
-    try:
-        saved = json.loads(path.read_text())
-        source = saved.get("source", "imdb")
-        model_config, data_config = SOURCES[source]
-        return RunConfig(
-            model=model_config(**saved["model"]),
-            data=data_config(**saved["data"]),
-            train=TrainConfig(**saved["train"]),
-            source=source,
-            classes=list(saved.get("classes", LABELS)),
-        )
-    except (ValueError, KeyError, TypeError) as error:
-        raise UserError(f"{path} is not a valid elman configuration ({error})") from None
+__all__ = ["Prediction", "TrainedClassifier", "TrainedSequenceModel", "holds_model", "load"]
 
 
 def save_bundle(
@@ -141,104 +87,78 @@ def to_predictions(probabilities: np.ndarray, classes: list[str]) -> list[Predic
 
 
 @dataclass
-class TrainedClassifier:
-    """A review classifier with everything needed to read raw text: ``predict(["great film"])``."""
+class Trained:
+    """A trained network with its configuration: predictions from encoded inputs ``x`` (token
+    ids (N, T) for text, values (N, T, F) with NaN gaps for numbers)."""
 
-    model: ReviewClassifier
-    vocabulary: Vocabulary
+    model: ReviewClassifier | SequenceModel
     config: RunConfig
     metrics: dict[str, float] = field(default_factory=dict)
 
-    def encode(self, texts: Sequence[str], notes: list[str] | None = None) -> np.ndarray:
-        """Texts -> ids (N, max_len), exactly as the training reviews were encoded.
+    def probabilities(self, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
+        """Two classes: the probability of the second, (N,). More: (N, C)."""
+        if len(x) == 0:
+            return np.zeros(0, dtype=np.float32)
+        logits = predict_outputs(self.model, x, batch_size)
+        return class_probabilities(logits, len(self.config.classes)).numpy()
 
-        A review with no words, or with no word the model knows, is refused with a UserError:
-        the model would answer from padding alone. Reviews longer than the model reads are cut
-        as in training; ``notes`` (if given) collects a line for each."""
-        data = self.config.data
-        sequences = []
-        for number, text in enumerate(texts, start=1):
-            tokens = tokenize(text)
-            if not tokens:
-                raise UserError(f"review {number} has no words: give it some text")
-            ids = self.vocabulary.encode(tokens)
-            if all(i == OOV for i in ids[1:]):
-                raise UserError(
-                    f"review {number} has no word in the model's vocabulary ({len(tokens)} "
-                    "words, all unknown): give text like the model's training texts"
-                )
-            if notes is not None and len(ids) > data.max_len:
-                kept = "last" if data.truncating == "pre" else "first"
-                notes.append(
-                    f"review {number} has {len(tokens):,} words; the model reads its {kept} "
-                    f"{data.max_len - (1 if data.truncating == 'post' else 0)}"
-                )
-            sequences.append(ids)
-        ids, _ = pad_sequences(sequences, data.max_len, data.padding, data.truncating)
-        return ids
+    def predictions(self, x: np.ndarray, batch_size: int = 1000) -> list[Prediction]:
+        return to_predictions(self.probabilities(x, batch_size), self.config.classes)
+
+
+@dataclass
+class TrainedClassifier(Trained):
+    """A text classifier with everything needed to read raw text: ``predict(["great film"])``."""
+
+    vocabulary: Vocabulary = field(default_factory=lambda: Vocabulary(()))
+
+    def encode(self, texts: Sequence[str], notes: list[str] | None = None) -> np.ndarray:
+        """Texts -> ids (N, max_len), exactly as the training texts were encoded (see
+        ``elman.data.text.encode_texts``: texts the model cannot read are refused)."""
+        data, max_len = self.config.data, self.config.model.max_len
+        return encode_texts(texts, self.vocabulary, max_len, data.padding, data.truncating, notes)
 
     def predict_proba(
         self, texts: Sequence[str], batch_size: int = 1000, notes: list[str] | None = None
     ) -> np.ndarray:
         """Two classes: the probability of the second ("positive"), (N,). More: (N, C)."""
-        ids = self.encode(texts, notes)
-        if len(ids) == 0:
-            return np.zeros(0, dtype=np.float32)
-        logits = predict_outputs(self.model, ids, batch_size)
-        return class_probabilities(logits, len(self.config.classes)).numpy()
+        return self.probabilities(self.encode(texts, notes), batch_size)
 
     def predict(
         self, texts: Sequence[str], batch_size: int = 1000, notes: list[str] | None = None
     ) -> list[Prediction]:
-        """A label per review and its probability (see ``Prediction``)."""
+        """A label per text and its probability (see ``Prediction``)."""
         return to_predictions(self.predict_proba(texts, batch_size, notes), self.config.classes)
 
 
 @dataclass
-class TrainedSequenceModel:
+class TrainedSequenceModel(Trained):
     """A model over numbers (series, speech) ready to use: ``predict(values)``,
     ``predict_files(["one.wav"])`` for speech, ``forecast(values)`` for forecasters."""
 
-    model: SequenceModel
-    config: RunConfig
-    metrics: dict[str, float] = field(default_factory=dict)
-
     def predict_proba(self, values: np.ndarray, batch_size: int = 1000) -> np.ndarray:
         """values (N, T, F) with NaN for missing steps -> (N,) or (N, C) probabilities."""
-        logits = predict_outputs(self.model, np.asarray(values, dtype=np.float32), batch_size)
-        return class_probabilities(logits, len(self.config.classes)).numpy()
+        return self.probabilities(np.asarray(values, dtype=np.float32), batch_size)
 
     def predict(self, values: np.ndarray, batch_size: int = 1000) -> list[Prediction]:
         return to_predictions(self.predict_proba(values, batch_size), self.config.classes)
 
     def forecast(self, values: np.ndarray, batch_size: int = 1000) -> np.ndarray:
         """The value each series takes next, (N, F), in the data's units."""
-        from elman.models import skip_missing
-
         values = torch.from_numpy(np.asarray(values, dtype=np.float32))
         outputs = predict_outputs(self.model, values.numpy(), batch_size)
         _, lengths = skip_missing(values)
         last = outputs[torch.arange(len(values)), lengths - 1]
         return self.model.to_values(last).numpy()
 
-    def features_of_files(self, paths: Sequence[Path], notes: set[str]) -> np.ndarray:
-        """Speech: WAV files -> features (N, frames, n) as in training (mono, same rate)."""
-        from elman.data.series import pad_with_nan
-        from elman.data.speech import features, read_wav
-
-        data = self.config.data
-        rows = []
-        for path in paths:
-            if not Path(path).is_file():
-                raise UserError(f"{path} is not a file: give WAV files to predict")
-            samples, rate = read_wav(Path(path).read_bytes(), str(path), data.sample_rate, notes)
-            rows.append(features(samples, rate, data))
-        return pad_with_nan(rows)
-
     def predict_files(
         self, paths: Sequence[Path], notes: set[str] | None = None
     ) -> list[Prediction]:
-        return self.predict(self.features_of_files(paths, set() if notes is None else notes))
+        """Speech: a prediction per WAV file, read as the training recordings were."""
+        from elman.data.speech import features_of_files
+
+        notes = set() if notes is None else notes
+        return self.predict(features_of_files(list(paths), self.config.data, notes))
 
 
 def load(folder: str | Path) -> TrainedClassifier | TrainedSequenceModel:
@@ -252,7 +172,7 @@ def load(folder: str | Path) -> TrainedClassifier | TrainedSequenceModel:
     for name in (WEIGHTS, VOCABULARY) if config.reads_text else (WEIGHTS,):
         if not (folder / name).is_file():
             raise UserError(f"{folder} is not a complete elman model: {name} is missing")
-    model = ReviewClassifier(config.model) if config.reads_text else SequenceModel(config.model)
+    model = build_model(config)
     try:
         model.load_state_dict(load_file(folder / WEIGHTS))
     except (RuntimeError, SafetensorError) as error:
@@ -271,4 +191,4 @@ def load(folder: str | Path) -> TrainedClassifier | TrainedSequenceModel:
             f"{folder / VOCABULARY} has {len(words)} words but the model has "
             f"{config.model.vocab_size} ids; the folder mixes files of different models"
         )
-    return TrainedClassifier(model, Vocabulary(words), config, metrics)
+    return TrainedClassifier(model, config, metrics, Vocabulary(words))

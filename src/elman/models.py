@@ -21,43 +21,14 @@ the reference model), (B, C) for C > 2 (softmax). The sigmoid/softmax is applied
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from elman.config import GATED, ModelConfig, RunConfig, SequenceConfig
 from elman.data.text import PAD
-from elman.errors import UserError, require_positive
-from elman.rnn import ACTIVATIONS, BACKENDS, SimpleRNN
-
-ARCHITECTURES = ("rnn", "rnn-all-states", "shallow", "lstm", "gru")
-GATED = ("lstm", "gru")  # PyTorch's gated RNNs, for comparison with the simple one
-
-
-@dataclass
-class ModelConfig:
-    architecture: str = "rnn"
-    vocab_size: int = 10_000
-    embedding_dim: int = 32
-    hidden_size: int = 32
-    max_len: int = 500
-    activation: str = "tanh"
-    backend: str = "auto"  # SimpleRNN's implementation; all compute the same function
-    classes: int = 2  # 2: one sigmoid unit (the reference model); more: a softmax over them
-
-    def validate(self) -> None:
-        if self.classes < 2:
-            raise UserError(f"a classifier needs at least 2 classes, got {self.classes}")
-        if self.architecture not in ARCHITECTURES:
-            raise UserError(
-                f"unknown model {self.architecture!r}: choose one of {', '.join(ARCHITECTURES)}"
-            )
-        if self.activation not in ACTIVATIONS:
-            raise UserError(f"activation must be one of {sorted(ACTIVATIONS)}")
-        if self.backend not in BACKENDS:
-            raise UserError(f"backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
-        require_positive(self, "vocab_size", "embedding_dim", "hidden_size", "max_len")
+from elman.errors import UserError
+from elman.rnn import SimpleRNN
 
 
 class GatedRNN(nn.Module):
@@ -113,12 +84,13 @@ def keras_dense_init(layer: nn.Linear) -> None:
 
 
 class ReviewClassifier(nn.Module):
-    """ids (B, T) int64 -> logits (B,). See the module docstring for the architectures."""
+    """ids (B, T) int64 -> logits (B,) for two ``classes``, (B, C) for more. See the module
+    docstring for the architectures."""
 
-    def __init__(self, config: ModelConfig) -> None:
+    def __init__(self, config: ModelConfig, classes: int = 2) -> None:
         super().__init__()
         config.validate()
-        self.config = config
+        self.config, self.classes = config, check_classes(classes)
         E, H, T = config.embedding_dim, config.hidden_size, config.max_len
         self.embedding = nn.Embedding(config.vocab_size, E)
         nn.init.uniform_(self.embedding.weight, -0.05, 0.05)  # Keras' embedding initializer
@@ -139,17 +111,17 @@ class ReviewClassifier(nn.Module):
             )
             features = T * H if all_states else H
         self.flatten = nn.Flatten()
-        self.dense = nn.Linear(features, output_units(config.classes))
+        self.dense = nn.Linear(features, output_units(classes))
         keras_dense_init(self.dense)
 
     @property
     def task(self) -> str:
-        return "binary" if self.config.classes == 2 else "multiclass"
+        return "binary" if self.classes == 2 else "multiclass"
 
     def _head(self, features: Tensor) -> Tensor:
         """Dense layer -> logits (B,) for two classes, (B, C) for more."""
         logits = self.dense(self.flatten(features))
-        return logits.squeeze(-1) if self.config.classes == 2 else logits
+        return logits.squeeze(-1) if self.classes == 2 else logits
 
     def forward(self, ids: Tensor, *, layer_by_layer: bool = False) -> Tensor:
         """ids (B, T) -> logits. ``layer_by_layer`` runs the embedding and the RNN one after the
@@ -167,7 +139,13 @@ class ReviewClassifier(nn.Module):
     @torch.no_grad()
     def predict_proba(self, ids: Tensor) -> Tensor:
         """Two classes: the probability of the second ("positive"), (B,). More: (B, C)."""
-        return class_probabilities(self(ids), self.config.classes)
+        return class_probabilities(self(ids), self.classes)
+
+
+def check_classes(classes: int) -> int:
+    if classes < 2:
+        raise UserError(f"a classifier needs at least 2 classes, got {classes}")
+    return classes
 
 
 def output_units(classes: int) -> int:
@@ -177,39 +155,6 @@ def output_units(classes: int) -> int:
 
 def class_probabilities(logits: Tensor, classes: int) -> Tensor:
     return torch.sigmoid(logits) if classes == 2 else torch.softmax(logits, -1)
-
-
-SEQUENCE_ARCHITECTURES = ("rnn", "lstm", "gru")
-SEQUENCE_TASKS = ("classify", "forecast")
-
-
-@dataclass
-class SequenceConfig:
-    """A network over numeric steps (time series values, speech feature frames)."""
-
-    architecture: str = "rnn"
-    input_size: int = 1  # values per step (F)
-    hidden_size: int = 32
-    task: str = "classify"  # or "forecast": predict the next step's values
-    classes: int = 2  # for "classify"
-    activation: str = "tanh"
-    backend: str = "auto"
-
-    def validate(self) -> None:
-        if self.architecture not in SEQUENCE_ARCHITECTURES:
-            raise UserError(
-                f"unknown model {self.architecture!r} for numeric sequences: choose one of "
-                f"{', '.join(SEQUENCE_ARCHITECTURES)}"
-            )
-        if self.task not in SEQUENCE_TASKS:
-            raise UserError(f"task must be one of {', '.join(SEQUENCE_TASKS)}, got {self.task!r}")
-        if self.task == "classify" and self.classes < 2:
-            raise UserError(f"a classifier needs at least 2 classes, got {self.classes}")
-        if self.activation not in ACTIVATIONS:
-            raise UserError(f"activation must be one of {sorted(ACTIVATIONS)}")
-        if self.backend not in BACKENDS:
-            raise UserError(f"backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
-        require_positive(self, "input_size", "hidden_size")
 
 
 def skip_missing(x: Tensor) -> tuple[Tensor, Tensor]:
@@ -237,14 +182,14 @@ class SequenceModel(nn.Module):
     in standardised units; ``to_values`` turns them back.
     """
 
-    def __init__(self, config: SequenceConfig) -> None:
+    def __init__(self, config: SequenceConfig, classes: int = 2) -> None:
         super().__init__()
         config.validate()
-        self.config = config
+        forecast = config.task == "forecast"
+        self.config, self.classes = config, classes if forecast else check_classes(classes)
         F_, H = config.input_size, config.hidden_size
         self.register_buffer("mean", torch.zeros(F_))
         self.register_buffer("std", torch.ones(F_))
-        forecast = config.task == "forecast"
         if config.architecture in GATED:
             self.rnn = GatedRNN(config.architecture, F_, H)
         else:
@@ -255,14 +200,14 @@ class SequenceModel(nn.Module):
                 return_sequences=forecast,
                 backend=config.backend,
             )
-        self.dense = nn.Linear(H, F_ if forecast else output_units(config.classes))
+        self.dense = nn.Linear(H, F_ if forecast else output_units(classes))
         keras_dense_init(self.dense)
 
     @property
     def task(self) -> str:
         if self.config.task == "forecast":
             return "forecast"
-        return "binary" if self.config.classes == 2 else "multiclass"
+        return "binary" if self.classes == 2 else "multiclass"
 
     def forward(self, x: Tensor) -> Tensor:
         values, lengths = skip_missing((x - self.mean) / self.std)
@@ -277,7 +222,7 @@ class SequenceModel(nn.Module):
             predictions = self.dense(states)  # zeros after the longest: there is no target
             return F.pad(predictions, (0, 0, 0, steps - predictions.shape[1]))
         logits = self.dense(self.rnn(values, lengths=lengths))
-        return logits.squeeze(-1) if self.config.classes == 2 else logits
+        return logits.squeeze(-1) if self.classes == 2 else logits
 
     def to_values(self, standardised: Tensor) -> Tensor:
         """Forecasts in standardised units -> the data's own units."""
@@ -285,7 +230,13 @@ class SequenceModel(nn.Module):
 
     @torch.no_grad()
     def predict_proba(self, x: Tensor) -> Tensor:
-        return class_probabilities(self(x), self.config.classes)
+        return class_probabilities(self(x), self.classes)
+
+
+def build_model(config: RunConfig) -> ReviewClassifier | SequenceModel:
+    """The network ``config.model`` describes, with an output for each of ``config.classes``."""
+    network = ReviewClassifier if isinstance(config.model, ModelConfig) else SequenceModel
+    return network(config.model, max(len(config.classes), 2))
 
 
 def summary(model: ReviewClassifier | SequenceModel, batch_size: int = 1, steps: int = 100) -> str:

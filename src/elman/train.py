@@ -23,35 +23,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from elman.config import TrainConfig
 from elman.data.split import Split
-from elman.errors import UserError, require_positive
+from elman.errors import UserError
 from elman.files import atomic_write
-
-
-@dataclass
-class TrainConfig:
-    epochs: int = 3
-    batch_size: int = 32
-    lr: float = 1e-3
-    rho: float = 0.9
-    epsilon: float = 1e-7
-    patience: int | None = 2  # epochs without a better val_loss before stopping; None = off
-    seed: int = 0
-    threads: int | None = None  # torch threads; None leaves torch's choice (all cores)
-    eval_batch_size: int = 1000
-    bucket: bool = False  # batches of reviews of similar length (see batch_order)
-    clip_norm: float | None = None  # clip the gradients' global norm to this before each step
-
-    def validate(self, train_size: int) -> None:
-        require_positive(self, "epochs", "batch_size", "eval_batch_size", "lr")
-        if self.clip_norm is not None:
-            require_positive(self, "clip_norm")
-        if self.batch_size > train_size:
-            raise UserError(
-                f"batch-size {self.batch_size} is larger than the {train_size} training samples"
-            )
-        if self.patience is not None and self.patience < 0:
-            raise UserError(f"patience must be >= 0, got {self.patience}")
 
 
 class RMSprop(torch.optim.Optimizer):

@@ -1,37 +1,36 @@
-"""The jobs behind the command line, as library calls: train on IMDB, on the user's own text,
-series or speech (or resume any of them), and evaluate a saved model."""
+"""The jobs behind the command line, as library calls: train on any source (or resume), evaluate
+a saved model, predict with one. Each source's specifics are behind ``elman.data.SOURCES``.
+
+    config -> source.read -> Splits -> build_model -> fit -> evaluate -> save_bundle
+"""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from elman.bundle import (
+from elman.bundle import Prediction, TrainedClassifier, TrainedSequenceModel, load, save_bundle
+from elman.config import (
     CHECKPOINT,
     HISTORY,
     METRICS,
     VOCABULARY,
     WEIGHTS,
     RunConfig,
-    TrainedClassifier,
-    TrainedSequenceModel,
     holds_model,
-    load,
     load_config,
-    save_bundle,
+    preset,
     save_config,
+    updated,
 )
-from elman.data.imdb import IMDBConfig, load_imdb
-from elman.data.series import SeriesConfig, load_series
-from elman.data.speech import SpeechConfig, load_speech
+from elman.data import SOURCES
+from elman.data.source import Given, Inputs, Splits
 from elman.data.split import Split
-from elman.data.text import Vocabulary
-from elman.data.textfiles import TextConfig, load_texts
 from elman.errors import UserError
 from elman.metrics import (
     classification_report,
@@ -39,43 +38,15 @@ from elman.metrics import (
     format_classification,
     format_forecast,
 )
-from elman.models import ModelConfig, ReviewClassifier, SequenceConfig, SequenceModel, summary
-from elman.train import TrainConfig, evaluate, fit
+from elman.models import ReviewClassifier, SequenceModel, build_model, summary
+from elman.train import evaluate, fit
+
+Log = Callable[[str], None]
 
 
 def imdb_preset(architecture: str = "rnn") -> RunConfig:
-    """The reference settings for each architecture (the shallow baseline reads 20 words with
-    8-dimensional embeddings for 10 epochs, as in the book it comes from)."""
-    if architecture == "shallow":
-        return RunConfig(
-            ModelConfig("shallow", embedding_dim=8, max_len=20),
-            IMDBConfig(max_len=20),
-            TrainConfig(epochs=10),
-        )
-    return RunConfig(ModelConfig(architecture))
-
-
-def preset(source: str, architecture: str = "rnn") -> RunConfig:
-    """Default settings for each source. Text: as IMDB. Series and speech have few samples, so
-    more epochs with early stopping. Speech: 128 units; the simple RNN's best on FSDD (README)."""
-    if source == "imdb":
-        return imdb_preset(architecture)
-    if source == "text":
-        config = imdb_preset(architecture)
-        return replace(config, data=TextConfig(max_len=config.data.max_len), source="text")
-    if source == "series":
-        return RunConfig(
-            SequenceConfig(architecture),
-            SeriesConfig(),
-            TrainConfig(epochs=200, patience=20),
-            source="series",
-        )
-    return RunConfig(
-        SequenceConfig(architecture, hidden_size=128),
-        SpeechConfig(),
-        TrainConfig(epochs=100, patience=10),
-        source="speech",
-    )
+    """The reference settings for each architecture on IMDB (see ``elman.config.preset``)."""
+    return preset("imdb", architecture)
 
 
 def prepare_output(out_dir: Path, overwrite: bool) -> None:
@@ -92,58 +63,27 @@ def prepare_output(out_dir: Path, overwrite: bool) -> None:
             (out_dir / name).unlink(missing_ok=True)
 
 
-@dataclass
-class Prepared:
-    """A source's splits, and the run's settings completed from what the data says (sizes,
-    class names, input width, sample rate)."""
-
-    config: RunConfig
-    train: Split
-    val: Split
-    test: Split
-    vocabulary: Vocabulary | None = None
-    mean: np.ndarray | None = None
-    std: np.ndarray | None = None
-
-
-def prepare_data(config: RunConfig, log: Callable[[str], None] = print) -> Prepared:
-    """Read the run's data and fit the model's settings to it (one source of truth for both)."""
-    model, data = config.model, config.data
-    if config.source == "imdb":
-        imdb = load_imdb(data)
-        model = replace(model, vocab_size=data.vocab_size, max_len=data.max_len)
-        return Prepared(
-            replace(config, model=model), imdb.train, imdb.val, imdb.test, imdb.vocabulary
-        )
-    if config.source == "text":
-        text = load_texts(data, log)
-        model = replace(
-            model, vocab_size=data.vocab_size, max_len=data.max_len, classes=len(text.classes)
-        )
-        config = replace(config, model=model, classes=text.classes)
-        return Prepared(config, text.train, text.val, text.test, text.vocabulary)
-    if config.source == "series":
-        numbers = load_series(data)
-        model = replace(model, task=data.task)
-    else:
-        numbers, sample_rate = load_speech(data, log)
-        data = replace(data, sample_rate=sample_rate)
-    model = replace(
-        model, input_size=numbers.train.x.shape[2], classes=max(len(numbers.classes), 2)
+def prepare_data(config: RunConfig, log: Log = print) -> tuple[RunConfig, Splits]:
+    """Read the run's data, and complete the run's settings from what the data says (class
+    names, input width, sample rate): one source of truth for both."""
+    splits = SOURCES[config.source].read(config, log)
+    config = replace(
+        config,
+        model=replace(config.model, **splits.model),
+        data=replace(config.data, **splits.data),
+        classes=list(splits.classes),
     )
-    config = replace(config, model=model, data=data, classes=numbers.classes)
-    return Prepared(
-        config, numbers.train, numbers.val, numbers.test, mean=numbers.mean, std=numbers.std
-    )
+    return config, splits
 
 
-def build_model(prepared: Prepared) -> ReviewClassifier | SequenceModel:
-    config = prepared.config
-    if config.reads_text:
-        return ReviewClassifier(config.model)
-    model = SequenceModel(config.model)
-    model.mean.copy_(torch.from_numpy(prepared.mean))
-    model.std.copy_(torch.from_numpy(prepared.std))
+def new_model(config: RunConfig, splits: Splits) -> ReviewClassifier | SequenceModel:
+    """The untrained network, seeded; a numeric one standardises with the training split's
+    statistics."""
+    torch.manual_seed(config.train.seed)
+    model = build_model(config)
+    if splits.mean is not None:
+        model.mean.copy_(torch.from_numpy(splits.mean))
+        model.std.copy_(torch.from_numpy(splits.std))
     return model
 
 
@@ -160,10 +100,27 @@ def test_report(
     return report, format_classification(report)
 
 
+def _metrics(model, test: dict, history: list[dict], report: dict, started: float) -> dict:
+    metric = "mae" if model.task == "forecast" else "acc"
+    best = min(history, key=lambda record: record["val_loss"])
+    return {
+        "test_loss": test["loss"],
+        f"test_{metric}": test[metric],
+        "best_epoch": best["epoch"],
+        "best_val_loss": best["val_loss"],
+        f"best_val_{metric}": (min if metric == "mae" else max)(
+            record[f"val_{metric}"] for record in history
+        ),
+        "seconds_per_epoch": float(np.mean([record["seconds"] for record in history])),
+        "total_seconds": time.perf_counter() - started,
+        "report": report,
+    }
+
+
 def train_model(
     config: RunConfig,
     out_dir: Path | None = None,
-    log: Callable[[str], None] = print,
+    log: Log = print,
     progress: bool = True,
     overwrite: bool = False,
     resume: bool = False,
@@ -183,44 +140,30 @@ def train_model(
     if config.train.threads:
         torch.set_num_threads(config.train.threads)
     started = time.perf_counter()
-    prepared = prepare_data(config, log)  # before anything is written: bad data fails first
-    config = prepared.config
+    config, splits = prepare_data(config, log)  # before anything is written: bad data fails first
     config.model.validate()
-    config.train.validate(len(prepared.train))  # before anything is written or printed
+    config.train.validate(len(splits.train))  # before anything is written or printed
     if out_dir is not None and not resume:
         save_config(Path(out_dir), config)
     log(
-        f"{config.source}: {len(prepared.train)} train, {len(prepared.val)} validation, "
-        f"{len(prepared.test)} test samples ({time.perf_counter() - started:.1f}s to load)"
+        f"{config.source}: {len(splits.train)} train, {len(splits.val)} validation, "
+        f"{len(splits.test)} test samples ({time.perf_counter() - started:.1f}s to load)"
     )
-    torch.manual_seed(config.train.seed)
-    model = build_model(prepared)
+    model = new_model(config, splits)
     log(summary(model))
     checkpoint = Path(out_dir) / CHECKPOINT if out_dir is not None else None
-    history = fit(model, prepared.train, prepared.val, config.train, log, progress, checkpoint)
-    test = evaluate(model, prepared.test, config.train.eval_batch_size)
+    history = fit(model, splits.train, splits.val, config.train, log, progress, checkpoint)
+    test = evaluate(model, splits.test, config.train.eval_batch_size)
+    report, printed = test_report(model, splits.test, config)
+    metrics = _metrics(model, test, history, report, started)
     metric = "mae" if model.task == "forecast" else "acc"
-    best = min(history, key=lambda record: record["val_loss"])
-    report, printed = test_report(model, prepared.test, config)
-    metrics = {
-        "test_loss": test["loss"],
-        f"test_{metric}": test[metric],
-        "best_epoch": best["epoch"],
-        "best_val_loss": best["val_loss"],
-        f"best_val_{metric}": (min if metric == "mae" else max)(
-            record[f"val_{metric}"] for record in history
-        ),
-        "seconds_per_epoch": float(np.mean([record["seconds"] for record in history])),
-        "total_seconds": time.perf_counter() - started,
-        "report": report,
-    }
     log(f"Test: loss {test['loss']:.4f} - {metric} {test[metric]:.4f}")
     log(printed)
     if out_dir is not None:
-        save_bundle(Path(out_dir), model, prepared.vocabulary, config, history, metrics)
+        save_bundle(Path(out_dir), model, splits.vocabulary, config, history, metrics)
         log(f"Saved to {out_dir}")
-    if config.reads_text:
-        return TrainedClassifier(model, prepared.vocabulary, config, metrics)
+    if splits.vocabulary is not None:
+        return TrainedClassifier(model, config, metrics, splits.vocabulary)
     return TrainedSequenceModel(model, config, metrics)
 
 
@@ -228,70 +171,32 @@ def train_model(
 train_imdb = train_model
 
 
-def _check_vocabulary(vocabulary: Vocabulary, classifier: TrainedClassifier, folder: Path) -> None:
-    if vocabulary != classifier.vocabulary:
-        raise UserError(
-            f"the vocabulary saved in {folder} does not match the reviews in this archive; "
-            "use the archive the model was trained on"
-        )
-
-
-def labelled_split(
-    trained: TrainedClassifier | TrainedSequenceModel,
-    path: Path,
-    log: Callable[[str], None] = print,
-) -> Split:
-    """Every labelled sample of ``path`` (a file or folder in the format the model was trained
-    on; a folder's test/ part if it has one), encoded as the model reads it. A label the model
-    does not know is refused with its line or file."""
-    from elman.data.series import cut, forecast_split, read_series
-    from elman.data.series import labelled_split as series_split
-    from elman.data.speech import recordings_to_raw, wav_files
-    from elman.data.textfiles import encode_labelled, read_labelled
-
-    config, classes = trained.config, trained.config.classes
-    data = config.data
-    if config.source == "text":
-        parts = read_labelled(path, data, invalid=[])
-        return encode_labelled(parts.get("test", parts["train"]), trained.vocabulary, classes, data)
-    if config.source == "series":
-        raw = cut(read_series(path, data), data.max_len)
-        if data.task == "forecast":
-            return forecast_split(raw, trained.model.mean.numpy(), trained.model.std.numpy())
-    else:
-        notes: set[str] = set()
-        raw, _ = recordings_to_raw(wav_files(path), str(path), data, data.sample_rate, notes)
-        for note in sorted(notes):
-            log(f"note: {note}")
-    if raw.labels is None:
-        raise UserError(f"{path} has no labels to evaluate against")
-    return series_split(raw, classes)
-
-
 def evaluate_saved(
     folder: Path,
     data_path: str | None = None,
     cache_dir: str | None = None,
-    log: Callable[[str], None] = print,
+    log: Log = print,
 ) -> dict:
     """Loss, accuracy (or MAE) and the detailed report of the model saved in ``folder``: on
     ``data_path`` (labelled, in the training format), or else on the test split it was tested on
     (IMDB: the 25,000 test reviews)."""
     trained = load(folder)
+    if cache_dir:  # (for sources that cache, IMDB)
+        trained.config = updated(trained.config, {"cache_dir": cache_dir})
     config = trained.config
-    if config.source == "imdb":
-        data_config = replace(
-            config.data,
-            data=data_path or config.data.data,
-            cache_dir=cache_dir or config.data.cache_dir,
-        )
-        imdb = load_imdb(data_config)
-        _check_vocabulary(imdb.vocabulary, trained, folder)
-        test = imdb.test
-    elif data_path:
-        test = labelled_split(trained, Path(data_path), log)
-    else:
-        test = prepare_data(config, log).test
+    test = SOURCES[config.source].evaluation(trained, Path(data_path) if data_path else None, log)
     metrics = evaluate(trained.model, test, config.train.eval_batch_size)
     report, printed = test_report(trained.model, test, config)
     return {**metrics, "samples": len(test), "report": report, "printed": printed}
+
+
+def predict_saved(
+    folder: Path, given: Given, log: Log = print
+) -> tuple[Inputs, list[Prediction] | np.ndarray]:
+    """What the model saved in ``folder`` says of the inputs ``given`` (texts, files, folders,
+    read by its source): a Prediction per sample, or for a forecaster the next values (N, F)."""
+    trained = load(folder)
+    inputs = SOURCES[trained.config.source].inputs(trained, given, log)
+    if trained.model.task == "forecast":
+        return inputs, trained.forecast(inputs.x)
+    return inputs, trained.predictions(inputs.x)

@@ -43,8 +43,18 @@ def write_csv(path: Path, rows, delimiter=",", header=("text", "label")) -> Path
 
 def test_aclimdb_folder_gives_the_imdb_arrays(real_archive, real_cache):
     """The aclImdb archive read as class folders equals ``elman train imdb``'s data exactly."""
-    text = load_texts(TextConfig(data=str(real_archive), classes=["neg", "pos"]))
-    imdb = load_imdb(IMDBConfig(data=str(real_archive), cache_dir=str(real_cache)))
+    text = load_texts(
+        TextConfig(data=str(real_archive), classes=["neg", "pos"]),
+        vocab_size=10_000,
+        max_len=500,
+        seed=0,
+    )
+    imdb = load_imdb(
+        IMDBConfig(data=str(real_archive), cache_dir=str(real_cache)),
+        vocab_size=10_000,
+        max_len=500,
+        seed=0,
+    )
     assert text.vocabulary == imdb.vocabulary
     for split in ("train", "val", "test"):
         ours, theirs = getattr(text, split), getattr(imdb, split)
@@ -55,24 +65,23 @@ def test_aclimdb_folder_gives_the_imdb_arrays(real_archive, real_cache):
 def test_folder_classes_must_agree_between_train_and_test(real_archive):
     # aclImdb/train has an unsup/ folder that test/ lacks: the user must choose.
     with pytest.raises(UserError, match="choose the classes with --classes"):
-        load_texts(TextConfig(data=str(real_archive)))
+        load_texts(TextConfig(data=str(real_archive)), vocab_size=10_000, max_len=500, seed=0)
 
 
 def test_csv_tsv_and_jsonl_read_the_same_samples(tmp_path, real_reviews):
     rows = [(text, stars(rating)) for text, rating in real_reviews["train"][::500]]
     configs = []
-    configs.append(TextConfig(data=str(write_csv(tmp_path / "r.csv", rows)), max_len=50))
+    configs.append(TextConfig(data=str(write_csv(tmp_path / "r.csv", rows))))
     tsv_rows = [(text.replace("\t", " "), label) for text, label in rows]
-    configs.append(TextConfig(data=str(write_csv(tmp_path / "r.tsv", tsv_rows, "\t")), max_len=50))
+    configs.append(TextConfig(data=str(write_csv(tmp_path / "r.tsv", tsv_rows, "\t"))))
     with open(tmp_path / "r.jsonl", "w") as file:
         for text, label in tsv_rows:
             file.write(json.dumps({"review": text, "stars": label}) + "\n")
     configs.append(
-        TextConfig(
-            data=str(tmp_path / "r.jsonl"), text_column="review", label_column="stars", max_len=50
-        )
+        TextConfig(data=str(tmp_path / "r.jsonl"), text_column="review", label_column="stars")
     )
-    loaded = [load_texts(config, log=lambda _: None) for config in configs]
+    sizes = {"vocab_size": 10_000, "max_len": 50, "seed": 0}
+    loaded = [load_texts(config, **sizes, log=lambda _: None) for config in configs]
     assert loaded[0].classes == ["bad", "great", "mixed"]
     assert len(loaded[0].train) + len(loaded[0].val) + len(loaded[0].test) == len(rows)
     for other in loaded[1:]:
@@ -132,13 +141,18 @@ def test_bad_json_line_and_empty_class_folder(tmp_path):
     path = tmp_path / "data.jsonl"
     path.write_text('{"text": "good", "label": 1}\n{"text": "bad", "label": 0\n')
     with pytest.raises(UserError, match="line 2 is not valid JSON"):
-        load_texts(TextConfig(data=str(path)))
+        load_texts(TextConfig(data=str(path)), vocab_size=10_000, max_len=500, seed=0)
     for name, texts in (("pos", ["good film"]), ("neg", [])):
         (tmp_path / "folder" / name).mkdir(parents=True)
         for i, text in enumerate(texts):
             (tmp_path / "folder" / name / f"{i}.txt").write_text(text)
     with pytest.raises(UserError, match="folder/neg is missing or holds no .txt files"):
-        load_texts(TextConfig(data=str(tmp_path / "folder"), classes=["neg", "pos"]))
+        load_texts(
+            TextConfig(data=str(tmp_path / "folder"), classes=["neg", "pos"]),
+            vocab_size=10_000,
+            max_len=500,
+            seed=0,
+        )
 
 
 def test_predict_reads_the_text_column_of_a_csv(tmp_path):

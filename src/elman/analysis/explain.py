@@ -35,10 +35,10 @@ def read_word_by_word(classifier: TrainedClassifier, text: str) -> Reading:
     model = classifier.model
     if model.rnn is None or model.rnn.return_sequences:
         raise UserError("explain needs a model that reads the last RNN state (--model rnn)")
-    if model.config.classes != 2:
+    if model.classes != 2:
         raise UserError(
             f"explain follows one probability (two classes); this model has "
-            f"{model.config.classes}: use elman predict"
+            f"{model.classes}: use elman predict"
         )
     ids = torch.from_numpy(classifier.encode([text]))  # (1, T), as in training
     with torch.no_grad():

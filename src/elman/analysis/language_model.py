@@ -25,22 +25,23 @@ from elman.data.text import OOV, RESERVED, Vocabulary, rank_words, tokenize
 from elman.errors import UserError
 from elman.files import atomic_write, json_bytes
 from elman.rnn import SimpleRNN
+from elman.settings import setting
 from elman.train import RMSprop
 
 
 @dataclass
 class LMConfig:
-    data: str | None = None
-    reviews: int = 12_000  # unlabelled reviews to train on (of 50,000; the budget of a CPU)
-    val_reviews: int = 1_000
-    vocab_size: int = 10_000
-    embedding_dim: int = 32
-    hidden_size: int = 32
-    window: int = 50  # words per training sequence
-    batch_size: int = 64
-    epochs: int = 1
-    lr: float = 3e-3
-    seed: int = 0
+    data: str | None = setting(None, "aclImdb archive (none: $ELMAN_DATA, else download)")
+    reviews: int = setting(12_000, "unlabelled reviews to train on (of 50,000)")
+    val_reviews: int = setting(1_000, "held-out unlabelled reviews for perplexity")
+    vocab_size: int = setting(10_000, "ids, the 3 reserved ones included")
+    embedding_dim: int = setting(32, "embedding size per word")
+    hidden_size: int = setting(32, "RNN state size")
+    window: int = setting(50, "words per training sequence")
+    batch_size: int = setting(64, "sequences per step")
+    epochs: int = setting(1, "passes over the training windows")
+    lr: float = setting(3e-3, "RMSprop learning rate (gradient norm clipped at 5)")
+    seed: int = setting(0, "seed of the split, initialisation and shuffling")
 
 
 class WordLanguageModel(nn.Module):

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from elman.models import keras_forget_bias
 from elman.rnn import SimpleRNN
+from elman.settings import setting
 from elman.train import RMSprop
 
 LAYERS = ("rnn", "lstm", "gru")
@@ -26,16 +27,16 @@ LAYERS = ("rnn", "lstm", "gru")
 
 @dataclass
 class MemoryConfig:
-    lags: tuple[int, ...] = (5, 10, 20, 50, 100, 200)
-    layers: tuple[str, ...] = LAYERS
-    symbols: int = 8
-    hidden_size: int = 32
-    embedding_dim: int = 16
-    steps: int = 3000
-    batch_size: int = 64
-    lr: float = 3e-3
-    test_size: int = 2000
-    seed: int = 0
+    lags: tuple[int, ...] = setting((5, 10, 20, 50, 100), "distractors between symbol and recall")
+    layers: tuple[str, ...] = setting(LAYERS, "recurrent layers to compare")
+    symbols: int = setting(8, "distinct symbols to recall (chance: 1/symbols)")
+    hidden_size: int = setting(32, "state size of every layer")
+    embedding_dim: int = setting(16, "embedding size of the symbols")
+    steps: int = setting(3000, "training steps per layer and lag")
+    batch_size: int = setting(64, "sequences per step")
+    lr: float = setting(3e-3, "RMSprop learning rate (gradient norm clipped at 1)")
+    test_size: int = setting(2000, "fresh sequences each is tested on")
+    seed: int = setting(0, "seed of data and initialisation")
 
 
 def recall_batch(batch: int, lag: int, symbols: int, generator: torch.Generator):

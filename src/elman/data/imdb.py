@@ -8,6 +8,7 @@ Path of the data, top to bottom:
    Cached on disk, keyed by the archive's hash, so a second run starts within seconds.
 4. ``load_imdb``: cut the vocabulary to ``vocab_size``, pad/cut to ``max_len``, split 20,000 /
    5,000 with a seeded shuffle; the 25,000 test reviews stay as they are.
+5. ``SOURCE``: the source interface (``elman.data.source``) over the above.
 """
 
 from __future__ import annotations
@@ -19,15 +20,23 @@ import re
 import tarfile
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from elman.data.source import Log, Source, Splits
 from elman.data.split import Split, split_rows
 from elman.data.text import OOV, Vocabulary, pad_sequences, rank_words, tokenize
-from elman.errors import UserError, require_positive
+from elman.data.textfiles import text_inputs
+from elman.errors import UserError
 from elman.files import atomic_write
+from elman.settings import setting
+
+if TYPE_CHECKING:
+    from elman.config import RunConfig
+    from elman.data.source import Trained
 
 URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
 MD5 = "7c2ac02c03563afcf9b574c7e56c153a"
@@ -258,16 +267,20 @@ def _load_cache(path: Path) -> EncodedCorpus:
 
 @dataclass
 class IMDBConfig:
-    """How to turn the reviews into arrays. ``data=None`` means ``$ELMAN_DATA`` or download."""
+    """Where the archive is and how to turn its reviews into arrays (the vocabulary size and the
+    length are the model's, ``ModelConfig.vocab_size``/``max_len``)."""
 
-    data: str | None = None
-    vocab_size: int = 10_000
-    max_len: int = 500
-    padding: str = "pre"
-    truncating: str = "pre"
-    val_size: int = 5_000
-    seed: int = 0
-    cache_dir: str | None = None
+    data: str | None = setting(
+        None, "aclImdb .tar.gz or folder (none: $ELMAN_DATA, else download the official archive)"
+    )
+    padding: str = setting("pre", "where short reviews get their padding", choices=("pre", "post"))
+    truncating: str = setting(
+        "pre", "where long reviews are cut (pre: keep the end)", choices=("pre", "post")
+    )
+    val_size: int = setting(5_000, "training reviews held out for validation")
+    cache_dir: str | None = setting(
+        None, "where downloads and encoded arrays are cached (none: $ELMAN_CACHE or ~/.cache)"
+    )
 
 
 @dataclass
@@ -278,17 +291,20 @@ class IMDBData:
     vocabulary: Vocabulary
 
 
-def load_imdb(config: IMDBConfig) -> IMDBData:
-    """The IMDB arrays as ``config`` asks: 20,000 train / 5,000 val / 25,000 test by default."""
-    require_positive(config, "max_len")
-    if config.vocab_size <= 3:
-        raise UserError(f"vocab-size must exceed the 3 reserved ids, got {config.vocab_size}")
+def load_imdb(config: IMDBConfig, *, vocab_size: int, max_len: int, seed: int) -> IMDBData:
+    """The IMDB arrays: ``vocab_size`` ids, reviews padded/cut to ``max_len``, the 25,000
+    training reviews split by a ``seed``-ed shuffle (20,000 / 5,000 by default), the 25,000 test
+    reviews as they are."""
+    if max_len <= 0:
+        raise UserError(f"max-len must be positive, got {max_len}")
+    if vocab_size <= 3:
+        raise UserError(f"vocab-size must exceed the 3 reserved ids, got {vocab_size}")
     source = resolve_source(config.data, Path(config.cache_dir) if config.cache_dir else None)
     corpus = encode_corpus(source, Path(config.cache_dir) if config.cache_dir else None)
 
     def split_arrays(split: str) -> Split:
-        sequences = corpus.sequences(split, config.vocab_size)
-        x, lengths = pad_sequences(sequences, config.max_len, config.padding, config.truncating)
+        sequences = corpus.sequences(split, vocab_size)
+        x, lengths = pad_sequences(sequences, max_len, config.padding, config.truncating)
         return Split(x, corpus.labels[split].astype(np.float32), lengths)
 
     full_train, test = split_arrays("train"), split_arrays("test")
@@ -297,6 +313,45 @@ def load_imdb(config: IMDBConfig) -> IMDBData:
             f"val-size must be between 1 and {len(full_train) - 1} (the archive has "
             f"{len(full_train)} training reviews), got {config.val_size}"
         )
-    train_rows, val_rows = split_rows(len(full_train), config.val_size, config.seed, "val-size")
-    vocabulary = Vocabulary.from_ranked(corpus.ranked_words, config.vocab_size)
+    train_rows, val_rows = split_rows(len(full_train), config.val_size, seed, "val-size")
+    vocabulary = Vocabulary.from_ranked(corpus.ranked_words, vocab_size)
     return IMDBData(full_train.take(train_rows), full_train.take(val_rows), test, vocabulary)
+
+
+# 5. The source: what elman train/evaluate/predict call ------------------------------------------
+
+
+def read(run: RunConfig, log: Log = print) -> Splits:
+    imdb = load_imdb(
+        run.data, vocab_size=run.model.vocab_size, max_len=run.model.max_len, seed=run.train.seed
+    )
+    return Splits(imdb.train, imdb.val, imdb.test, list(LABELS), imdb.vocabulary)
+
+
+def evaluation(trained: Trained, path: Path | None, log: Log = print) -> Split:
+    """The test reviews of the archive at ``path`` (default: the one the model was trained on),
+    encoded with the model's vocabulary, which must be the archive's."""
+    run = trained.config
+    data = replace(run.data, data=str(path) if path else run.data.data)
+    imdb = load_imdb(
+        data, vocab_size=run.model.vocab_size, max_len=run.model.max_len, seed=run.train.seed
+    )
+    if imdb.vocabulary != trained.vocabulary:
+        raise UserError(
+            "the vocabulary saved with the model does not match the reviews in this archive; "
+            "use the archive the model was trained on"
+        )
+    return imdb.test
+
+
+LABELS = ("negative", "positive")
+SOURCE = Source(
+    name="imdb",
+    config=IMDBConfig,
+    network="text",
+    read=read,
+    evaluation=evaluation,
+    inputs=text_inputs,
+    help="IMDB sentiment (Large Movie Review Dataset)",
+    description="Train on 20,000 IMDB reviews, validate on 5,000, test on 25,000.",
+)

@@ -15,32 +15,47 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from elman.data.source import Given, Inputs, Log, Source, Splits, given_paths
 from elman.data.split import Split, class_names, encode_labels, split_rows
 from elman.data.text import read_text
 from elman.errors import UserError
+from elman.settings import setting
+
+if TYPE_CHECKING:
+    from elman.config import RunConfig
+    from elman.data.source import Trained
 
 MISSING = {"", "nan", "NaN", "NAN", "?", "NA", "null"}
 
 
 @dataclass
 class SeriesConfig:
-    data: str = ""  # a UCR _TRAIN file (its _TEST beside it is the test set), CSV, .npz or .npy
-    test: str | None = None  # test file; else the _TEST file, else a seeded split
-    labels: str | None = None  # .npy of labels, for a .npy of values
-    # Text files: the label's column, a header name or an index from 0. "" = a header column
-    # named label/class/target/y if there is one, else the first column (the UCR layout).
-    label_column: str = ""
-    no_labels: bool = False  # the file holds only values (forecasting)
-    task: str = "classify"  # or "forecast": predict each next value
-    max_len: int | None = None  # keep at most the last max_len steps of each series
-    val_size: float = 0.2
-    test_size: float = 0.2
-    seed: int = 0
+    data: str = setting(
+        "", "a UCR X_TRAIN file (X_TEST beside it is the test set) or its folder, CSV, .npz or .npy"
+    )
+    test: str | None = setting(
+        None, "test data in the same format (none: X_TEST beside X_TRAIN, else a seeded split)"
+    )
+    labels: str | None = setting(None, "labels (.npy) for a .npy of values")
+    label_column: str = setting(
+        "",
+        "text files: the label's header name or index from 0 (default: a column named "
+        "label/class/target/y, else the first)",
+    )
+    no_labels: bool = setting(False, "the files hold values only (forecasting)")
+    max_len: int | None = setting(None, "keep the last N steps of each series (none: all)")
+    val_size: float = setting(
+        0.2, "training samples held out for validation: a fraction < 1 or a count"
+    )
+    test_size: float = setting(
+        0.2, "without test data, samples held out for testing: a fraction < 1 or a count"
+    )
 
 
 @dataclass
@@ -305,7 +320,9 @@ def cut(raw: Raw, max_len: int | None) -> Raw:
     return Raw(pad_with_nan(rows), raw.labels, raw.where)
 
 
-def load_series(config: SeriesConfig) -> NumericData:
+def load_series(config: SeriesConfig, *, task: str, seed: int) -> NumericData:
+    """Train/validation/test splits for ``task`` ("classify" or "forecast"), held-out splits
+    ``seed``-ed."""
     if not config.data:
         raise UserError("no series data: give --data PATH (a UCR/CSV text file or .npz/.npy)")
     path = _resolve(config.data)
@@ -319,6 +336,78 @@ def load_series(config: SeriesConfig) -> NumericData:
                 f"{train.values.shape[2]}"
             )
     else:
-        kept, held = split_rows(len(train.values), config.test_size, config.seed, "test-size")
+        kept, held = split_rows(len(train.values), config.test_size, seed, "test-size")
         train, test = train.take(np.sort(kept)), train.take(np.sort(held))
-    return numeric_splits(train, test, config.task, config.val_size, config.seed)
+    return numeric_splits(train, test, task, config.val_size, seed)
+
+
+# The source: what elman train/evaluate/predict call --------------------------------------------
+
+
+def splits_of(numbers: NumericData, **data: object) -> Splits:
+    """A numeric source's Splits: the model's input width and statistics come from the data."""
+    return Splits(
+        numbers.train,
+        numbers.val,
+        numbers.test,
+        numbers.classes,
+        mean=numbers.mean,
+        std=numbers.std,
+        model={"input_size": numbers.train.x.shape[2]},
+        data=data,
+    )
+
+
+def read(run: RunConfig, log: Log = print) -> Splits:
+    return splits_of(load_series(run.data, task=run.model.task, seed=run.train.seed))
+
+
+def evaluation(trained: Trained, path: Path | None, log: Log = print) -> Split:
+    """Every series of ``path`` (in the training format) with its label or next-step targets,
+    or the run's own test split."""
+    run = trained.config
+    if path is None:
+        return read(run, log).test
+    raw = cut(read_series(path, run.data), run.data.max_len)
+    if run.model.task == "forecast":
+        return forecast_split(raw, trained.model.mean.numpy(), trained.model.std.numpy())
+    if raw.labels is None:
+        raise UserError(f"{path} has no labels to evaluate against")
+    return labelled_split(raw, run.classes)
+
+
+def inputs(trained: Trained, given: Given, log: Log = print) -> Inputs:
+    """Each file in the training format: one sample per series. Labels, where a file has them,
+    are checked against the model's classes and shown beside the prediction."""
+    run = trained.config
+    data = replace(run.data, labels=None)  # a .npy of values is read without the training labels
+    raws = [
+        cut(read_series(path, data), data.max_len)
+        for path in given_paths(given, "", "series files in the training format")
+    ]
+    where, shown = [], []
+    for raw in raws:
+        if raw.labels is not None and run.model.task != "forecast":
+            encode_labels(raw.labels, run.classes, raw.where)  # an unknown label: an error
+        where += raw.where
+        shown += [
+            place + (f" (labelled {raw.labels[i]})" if raw.labels is not None else "")
+            for i, place in enumerate(raw.where)
+        ]
+    return Inputs(pad_with_nan([row for raw in raws for row in raw.values]), where, shown)
+
+
+SOURCE = Source(
+    name="series",
+    config=SeriesConfig,
+    network="sequence",
+    read=read,
+    evaluation=evaluation,
+    inputs=inputs,
+    preset={"train": {"epochs": 200, "patience": 20}},
+    help="numeric sequences: UCR/UEA text files, CSV, .npy/.npz",
+    description="Classify (or forecast) series. Text files hold one series a line, label first "
+    "(UCR); X_TRAIN files find their X_TEST beside them. NaN, ? or empty fields are missing "
+    "values; rows may differ in length. Values are standardised with the training split's "
+    "statistics, kept in the saved model.",
+)

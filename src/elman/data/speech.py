@@ -17,28 +17,53 @@ import io
 import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from elman.data.series import NumericData, Raw, numeric_splits, pad_with_nan
-from elman.data.split import files_in, split_rows
+from elman.data.series import (
+    NumericData,
+    Raw,
+    labelled_split,
+    numeric_splits,
+    pad_with_nan,
+    splits_of,
+)
+from elman.data.source import Given, Inputs, Log, Source, Splits, given_paths
+from elman.data.split import Split, files_in, split_rows
 from elman.errors import UserError
+from elman.settings import setting
+
+if TYPE_CHECKING:
+    from elman.config import RunConfig
+    from elman.data.source import Trained
 
 
 @dataclass
 class SpeechConfig:
-    data: str = ""  # folder or .tar.gz of .wav files
-    test: str | None = None  # a folder of test recordings
-    test_pattern: str | None = None  # files whose name matches this regex are the test set
-    features: str = "logmel"  # or "mfcc" (log-mel did better on FSDD, see the README)
-    n_mfcc: int = 13
-    n_mels: int = 40
-    sample_rate: int | None = None  # None: the rate of the training recordings
-    frame_ms: float = 25.0  # analysis window
-    hop_ms: float = 20.0  # one frame (one RNN step) every hop_ms; fewer steps to remember
-    val_size: float = 0.2
-    test_size: float = 0.2
-    seed: int = 0
+    data: str = setting("", "folder or .tar.gz of .wav files")
+    test: str | None = setting(None, "a folder of test recordings")
+    test_pattern: str | None = setting(
+        None,
+        "files whose name matches this regular expression are the test set "
+        "(FSDD: '_[0-4]\\.wav$'; none: a seeded split)",
+    )
+    features: str = setting(
+        "logmel", "log-mel energies or MFCCs per frame", choices=("logmel", "mfcc")
+    )
+    n_mfcc: int = setting(13, "MFCCs per frame")
+    n_mels: int = setting(40, "mel bands")
+    sample_rate: int | None = setting(
+        None, "the rate recordings are read at (none: the training recordings' own)", cli=False
+    )
+    frame_ms: float = setting(25.0, "analysis window, ms")
+    hop_ms: float = setting(20.0, "one frame (one RNN step) every hop-ms ms")
+    val_size: float = setting(
+        0.2, "training samples held out for validation: a fraction < 1 or a count"
+    )
+    test_size: float = setting(
+        0.2, "without test data, samples held out for testing: a fraction < 1 or a count"
+    )
 
     @property
     def input_size(self) -> int:
@@ -143,7 +168,7 @@ def check(config: SpeechConfig) -> None:
 # 4. Arrays for training ------------------------------------------------------------------------
 
 
-def load_speech(config: SpeechConfig, log=print) -> tuple[NumericData, int]:
+def load_speech(config: SpeechConfig, *, seed: int, log: Log = print) -> tuple[NumericData, int]:
     """Train/validation/test features and labels, and the sample rate the model reads."""
     check(config)
     if not config.data:
@@ -164,7 +189,7 @@ def load_speech(config: SpeechConfig, log=print) -> tuple[NumericData, int]:
             )
     else:
         names = sorted(files, key=str)
-        kept, held = split_rows(len(names), config.test_size, config.seed, "test-size")
+        kept, held = split_rows(len(names), config.test_size, seed, "test-size")
         test_files = {names[i]: files[names[i]] for i in held}
         files = {names[i]: files[names[i]] for i in kept}
     notes: set[str] = set()
@@ -172,4 +197,64 @@ def load_speech(config: SpeechConfig, log=print) -> tuple[NumericData, int]:
     test, _ = recordings_to_raw(test_files, config.test or config.data, config, sample_rate, notes)
     for note in sorted(notes):
         log(f"note: {note}")
-    return numeric_splits(train, test, "classify", config.val_size, config.seed), sample_rate
+    return numeric_splits(train, test, "classify", config.val_size, seed), sample_rate
+
+
+# 5. The source: what elman train/evaluate/predict call ------------------------------------------
+
+
+def read(run: RunConfig, log: Log = print) -> Splits:
+    numbers, sample_rate = load_speech(run.data, seed=run.train.seed, log=log)
+    return splits_of(numbers, sample_rate=sample_rate)
+
+
+def features_of_files(paths: list[Path], config: SpeechConfig, notes: set[str]) -> np.ndarray:
+    """WAV files -> features (N, frames, n) as in training (mono, at the model's rate)."""
+    rows = []
+    for path in paths:
+        if not Path(path).is_file():
+            raise UserError(f"{path} is not a file: give WAV files to predict")
+        samples, rate = read_wav(Path(path).read_bytes(), str(path), config.sample_rate, notes)
+        rows.append(features(samples, rate, config))
+    return pad_with_nan(rows)
+
+
+def _logged(notes: set[str], log: Log) -> None:
+    for note in sorted(notes):
+        log(f"note: {note}")
+
+
+def evaluation(trained: Trained, path: Path | None, log: Log = print) -> Split:
+    """Every recording of ``path`` (labelled as in training), or the run's own test split."""
+    run = trained.config
+    if path is None:
+        return read(run, log).test
+    notes: set[str] = set()
+    raw, _ = recordings_to_raw(wav_files(path), str(path), run.data, run.data.sample_rate, notes)
+    _logged(notes, log)
+    return labelled_split(raw, run.classes)
+
+
+def inputs(trained: Trained, given: Given, log: Log = print) -> Inputs:
+    """WAV files given as arguments, with --file or in --folder, as the model hears them."""
+    paths = given_paths(given, ".wav", "WAV files (or --folder DIR)")
+    notes: set[str] = set()
+    x = features_of_files(paths, trained.config.data, notes)
+    _logged(notes, log)
+    return Inputs(x, [str(p) for p in paths], [str(p) for p in paths])
+
+
+SOURCE = Source(
+    name="speech",
+    config=SpeechConfig,
+    network="sequence",
+    read=read,
+    evaluation=evaluation,
+    inputs=inputs,
+    preset={"model": {"hidden_size": 128}, "train": {"epochs": 100, "patience": 10}},
+    fixed={"task": "classify"},
+    help="spoken words: WAV files labelled by file-name prefix or folder",
+    description="Classify recordings from a folder (or .tar.gz) of WAV files, labelled by their "
+    "subfolder or, all in one folder, by the file name's prefix (7_jackson_32.wav: 7). Features "
+    "are log-mel or MFCC frames (librosa), one RNN step per frame.",
+)

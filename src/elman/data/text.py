@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from elman.errors import UserError
+
 PAD, START, OOV = 0, 1, 2
 RESERVED = ("<pad>", "<start>", "<oov>")
 
@@ -100,3 +102,38 @@ def pad_sequences(
         else:
             ids[row, :n] = kept
     return ids, lengths
+
+
+def encode_texts(
+    texts: Sequence[str],
+    vocabulary: Vocabulary,
+    max_len: int,
+    padding: str = "pre",
+    truncating: str = "pre",
+    notes: list[str] | None = None,
+) -> np.ndarray:
+    """New texts -> ids (N, max_len), exactly as the training texts were encoded.
+
+    A text with no words, or with no word the vocabulary knows, is refused with a UserError:
+    a model would answer from padding alone. Texts longer than ``max_len`` are cut as in
+    training; ``notes`` (if given) collects a line for each."""
+    sequences = []
+    for number, text in enumerate(texts, start=1):
+        tokens = tokenize(text)
+        if not tokens:
+            raise UserError(f"review {number} has no words: give it some text")
+        ids = vocabulary.encode(tokens)
+        if all(i == OOV for i in ids[1:]):
+            raise UserError(
+                f"review {number} has no word in the model's vocabulary ({len(tokens)} "
+                "words, all unknown): give text like the model's training texts"
+            )
+        if notes is not None and len(ids) > max_len:
+            kept = "last" if truncating == "pre" else "first"
+            notes.append(
+                f"review {number} has {len(tokens):,} words; the model reads its {kept} "
+                f"{max_len - (1 if truncating == 'post' else 0)}"
+            )
+        sequences.append(ids)
+    ids, _ = pad_sequences(sequences, max_len, padding, truncating)
+    return ids

@@ -14,31 +14,54 @@ from __future__ import annotations
 import csv
 import io
 import json
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 
+from elman.data.source import Given, Inputs, Log, Source, Splits
 from elman.data.split import Split, class_names, encode_labels, files_in, natural_key, split_rows
-from elman.data.text import Vocabulary, pad_sequences, rank_words, read_text, tokenize
+from elman.data.text import (
+    Vocabulary,
+    encode_texts,
+    pad_sequences,
+    rank_words,
+    read_text,
+    tokenize,
+)
 from elman.errors import UserError
+from elman.settings import setting
+
+if TYPE_CHECKING:
+    from elman.config import RunConfig
+    from elman.data.source import Trained
 
 
 @dataclass
 class TextConfig:
-    """Where the texts are and how to turn them into arrays (defaults as for IMDB)."""
+    """Where the texts are and how to turn them into arrays (as for IMDB; the vocabulary size
+    and the length are the model's, ``ModelConfig.vocab_size``/``max_len``)."""
 
-    data: str = ""  # CSV/TSV/JSONL file, or folder (or .tar.gz) of class folders
-    test: str | None = None  # test file/folder; else the folder's test/, else a seeded split
-    val: str | None = None  # validation file/folder; else a seeded split of the training data
-    text_column: str = "text"  # CSV/TSV header name, or JSON key
-    label_column: str = "label"
-    classes: list[str] | None = None  # class folders to read, in label order (default: all)
-    vocab_size: int = 10_000
-    max_len: int = 500
-    padding: str = "pre"
-    truncating: str = "pre"
-    val_size: float = 0.2  # a fraction (< 1) or a count of the training samples
-    test_size: float = 0.2  # of all samples, when no test data is given
-    seed: int = 0
+    data: str = setting("", "CSV/TSV/JSONL file, or folder (or .tar.gz) of class folders")
+    test: str | None = setting(
+        None, "test data in the same format (none: the folder's test/, else a seeded split)"
+    )
+    val: str | None = setting(None, "validation data (none: a seeded split of the training data)")
+    text_column: str = setting("text", "CSV/TSV column or JSON key of the text")
+    label_column: str = setting("label", "CSV/TSV column or JSON key of the label")
+    classes: list[str] | None = setting(
+        None, "folder layout: the class folders to read, in label order (none: all)"
+    )
+    padding: str = setting("pre", "where short texts get their padding", choices=("pre", "post"))
+    truncating: str = setting(
+        "pre", "where long texts are cut (pre: keep the end)", choices=("pre", "post")
+    )
+    val_size: float = setting(
+        0.2, "training samples held out for validation: a fraction < 1 or a count"
+    )
+    test_size: float = setting(
+        0.2, "without test data, samples held out for testing: a fraction < 1 or a count"
+    )
 
 
 @dataclass
@@ -241,14 +264,15 @@ def encode_labelled(
     vocabulary: Vocabulary,
     names: list[str],
     config: TextConfig,
+    max_len: int,
     token_lists: list[list[str]] | None = None,
 ) -> Split:
-    """Texts -> ids padded/cut as ``config`` says; labels -> indices of ``names`` (an unknown
-    label is refused, naming its line or file). ``token_lists``: the texts already tokenized."""
+    """Texts -> ids padded/cut to ``max_len`` as ``config`` says; labels -> indices of ``names``
+    (an unknown label is refused, naming its line or file). ``token_lists``: already tokenized."""
     token_lists = token_lists or [tokenize(text) for text in labelled.texts]
     ids, lengths = pad_sequences(
         [vocabulary.encode(tokens) for tokens in token_lists],
-        config.max_len,
+        max_len,
         config.padding,
         config.truncating,
     )
@@ -264,10 +288,13 @@ def _only_labelled(labelled: Labelled, source: str) -> Labelled:
     return labelled
 
 
-def load_texts(config: TextConfig, log=print) -> TextData:
-    """Train / validation / test arrays of ids, the vocabulary and the class names."""
-    if config.vocab_size <= 3:
-        raise UserError(f"vocab-size must exceed the 3 reserved ids, got {config.vocab_size}")
+def load_texts(
+    config: TextConfig, *, vocab_size: int, max_len: int, seed: int, log: Log = print
+) -> TextData:
+    """Train / validation / test arrays of ``vocab_size`` ids cut/padded to ``max_len``, the
+    vocabulary and the class names; held-out splits are ``seed``-ed."""
+    if vocab_size <= 3:
+        raise UserError(f"vocab-size must exceed the 3 reserved ids, got {vocab_size}")
     if not config.data:
         raise UserError("no text data: give --data PATH (a CSV/TSV/JSONL file or a folder)")
     invalid: list[str] = []
@@ -283,7 +310,7 @@ def load_texts(config: TextConfig, log=print) -> TextData:
     elif "test" in parts:
         test = parts["test"]
     else:
-        kept, held = split_rows(len(train.texts), config.test_size, config.seed, "test-size")
+        kept, held = split_rows(len(train.texts), config.test_size, seed, "test-size")
         train, test = train.take(sorted(kept)), train.take(sorted(held))
     if invalid:
         log(
@@ -291,10 +318,10 @@ def load_texts(config: TextConfig, log=print) -> TextData:
             "undecodable bytes were replaced"
         )
     tokens = [tokenize(text) for text in train.texts]
-    vocabulary = Vocabulary.from_ranked(rank_words(tokens), config.vocab_size)
+    vocabulary = Vocabulary.from_ranked(rank_words(tokens), vocab_size)
 
     def arrays(labelled: Labelled, token_lists: list[list[str]] | None = None) -> Split:
-        return encode_labelled(labelled, vocabulary, names, config, token_lists)
+        return encode_labelled(labelled, vocabulary, names, config, max_len, token_lists)
 
     full_train = arrays(train, tokens)
     if config.val:
@@ -303,6 +330,110 @@ def load_texts(config: TextConfig, log=print) -> TextData:
         )
         train_split = full_train
     else:
-        kept, held = split_rows(len(full_train), config.val_size, config.seed, "val-size")
+        kept, held = split_rows(len(full_train), config.val_size, seed, "val-size")
         train_split, val_split = full_train.take(kept), full_train.take(held)
     return TextData(train_split, val_split, arrays(test), vocabulary, list(names))
+
+
+# 3. The source: what elman train/evaluate/predict call ------------------------------------------
+
+
+def read(run: RunConfig, log: Log = print) -> Splits:
+    text = load_texts(
+        run.data,
+        vocab_size=run.model.vocab_size,
+        max_len=run.model.max_len,
+        seed=run.train.seed,
+        log=log,
+    )
+    return Splits(text.train, text.val, text.test, text.classes, text.vocabulary)
+
+
+def evaluation(trained: Trained, path: Path | None, log: Log = print) -> Split:
+    """Every labelled text of ``path`` (a folder's test/ part if it has one), or the run's own
+    test split."""
+    run = trained.config
+    if path is None:
+        return read(run, log).test
+    parts = read_labelled(path, run.data, invalid=[])
+    labelled = parts.get("test", parts["train"])
+    return encode_labelled(labelled, trained.vocabulary, run.classes, run.data, run.model.max_len)
+
+
+def read_texts(given: Given, columns: TextConfig, log: Log = print) -> list[tuple[str, str]]:
+    """(where it came from, text) for every text given as an argument, a file (one a line; a
+    CSV/TSV/JSONL gives the text column named in ``columns``), a folder of .txt files or
+    standard input (``-``, one a line)."""
+    texts: list[tuple[str, str]] = []
+
+    def decode(source: str, data: bytes) -> str:
+        text, valid = read_text(data)
+        if not valid:
+            log(f"warning: {source} is not valid UTF-8; undecodable bytes were replaced")
+        return text
+
+    def add_lines(source: str, data: bytes) -> None:
+        lines = decode(source, data).splitlines()
+        texts.extend((f"{source}:{n}", line) for n, line in enumerate(lines, 1) if line.strip())
+
+    for number, text in enumerate(given.texts, start=1):
+        if text == "-":
+            add_lines("<stdin>", sys.stdin.buffer.read())
+        else:
+            texts.append((f"argument {number}", text))
+    for path in given.files:
+        if not path.is_file():
+            raise UserError(f"--file {path} is not a file: give a text file, one review a line")
+        if path.suffix.lower() in TABLES + JSON_LINES:  # the text column (or key) of each row
+            invalid: list[str] = []
+            samples = read_labelled(path, columns, invalid, with_labels=False)["train"]
+            if invalid:
+                log(f"warning: {path} is not valid UTF-8; undecodable bytes were replaced")
+            texts.extend(zip(samples.where, samples.texts, strict=True))
+        else:
+            add_lines(str(path), path.read_bytes())
+    for folder in given.folders:
+        files = sorted(folder.glob("*.txt")) if folder.is_dir() else []
+        if not files:
+            raise UserError(f"--folder {folder} holds no .txt files: give a folder of reviews")
+        texts.extend((str(path), decode(str(path), path.read_bytes())) for path in files)
+    if not texts:
+        raise UserError(
+            "no review to predict: give text, --file FILE (one review a line), --folder DIR "
+            "(.txt files) or - (standard input)"
+        )
+    return texts
+
+
+def text_inputs(trained: Trained, given: Given, log: Log = print) -> Inputs:
+    """Texts to predict (see ``read_texts``), encoded with the model's vocabulary."""
+    run = trained.config
+    columns = run.data if isinstance(run.data, TextConfig) else TextConfig()
+    texts = read_texts(given, columns, log)
+    notes: list[str] = []
+    x = encode_texts(
+        [text for _, text in texts],
+        trained.vocabulary,
+        run.model.max_len,
+        run.data.padding,
+        run.data.truncating,
+        notes,
+    )
+    for note in notes:
+        log(f"note: {note}")
+    shown = [" ".join(text.split())[:60] for _, text in texts]
+    return Inputs(x, [where for where, _ in texts], shown)
+
+
+SOURCE = Source(
+    name="text",
+    config=TextConfig,
+    network="text",
+    read=read,
+    evaluation=evaluation,
+    inputs=text_inputs,
+    help="your own labelled texts: CSV/TSV, JSON Lines, or a folder per class",
+    description="Classify texts (two classes or more) from a CSV/TSV with a header row, a JSON "
+    "Lines file, or a folder (or .tar.gz) with one subfolder of .txt files per class, "
+    "optionally inside train/ and test/ folders (the aclImdb layout).",
+)

@@ -1,0 +1,232 @@
+"""One configuration: every setting of a run, stored once, with its default and a one-line doc.
+
+    RunConfig
+      model   ModelConfig (text: ids -> embedding -> RNN -> dense) or SequenceConfig (numbers)
+      data    the source's own config (elman.data.imdb.IMDBConfig, ...)
+      train   TrainConfig
+      source  "imdb", "text", "series" or "speech" (elman.data.SOURCES)
+      classes the class names, in the order of the model's outputs
+
+A field's ``setting(default, doc)`` is everything the command line needs: ``elman train``'s
+options are generated from these dataclasses (``elman.cli``), so a flag, its default and its
+help can never disagree with the code. ``preset(source, architecture)`` gives a run's defaults;
+``save_config``/``load_config`` write and read ``config.json``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from elman.data import SOURCES
+from elman.data.imdb import LABELS
+from elman.errors import UserError, require_positive
+from elman.files import atomic_write, json_bytes
+from elman.kernels import BACKENDS
+from elman.kernels.reference import ACTIVATIONS
+from elman.settings import choose, setting
+
+# The files of a saved model folder (see elman.bundle)
+CONFIG, WEIGHTS, VOCABULARY, HISTORY, METRICS, CHECKPOINT = (
+    "config.json",
+    "weights.safetensors",
+    "vocabulary.txt",
+    "history.json",
+    "metrics.json",
+    "checkpoint.pt",
+)
+
+
+ARCHITECTURES = ("rnn", "rnn-all-states", "shallow", "lstm", "gru")
+SEQUENCE_ARCHITECTURES = ("rnn", "lstm", "gru")
+GATED = ("lstm", "gru")  # PyTorch's gated RNNs, for comparison with the simple one
+TASKS = ("classify", "forecast")
+
+
+@dataclass
+class ModelConfig:
+    """A text network: token ids -> embedding -> RNN -> dense (see ``elman.models``)."""
+
+    architecture: str = setting(
+        "rnn",
+        "rnn: the reference model (last state); rnn-all-states: every state into the dense "
+        "layer; shallow: flattened embeddings, no RNN; lstm/gru: nn.LSTM/GRU to compare",
+        flag="model",
+        choices=ARCHITECTURES,
+    )
+    vocab_size: int = setting(10_000, "ids, the 3 reserved ones included")
+    embedding_dim: int = setting(32, "embedding size per word")
+    hidden_size: int = setting(32, "RNN state size")
+    max_len: int = setting(500, "words per text (longer ones keep their end)")
+    activation: str = setting("tanh", "the RNN's nonlinearity", choices=tuple(ACTIVATIONS))
+    backend: str = setting(
+        "auto",
+        "RNN implementation (auto: fused on CPU, cuDNN on CUDA; all compute the same)",
+        choices=BACKENDS,
+    )
+
+    def validate(self) -> None:
+        choose(self.architecture, ARCHITECTURES, "model")
+        choose(self.activation, tuple(ACTIVATIONS), "activation")
+        choose(self.backend, BACKENDS, "backend")
+        require_positive(self, "vocab_size", "embedding_dim", "hidden_size", "max_len")
+        if self.vocab_size <= 3:
+            raise UserError(f"vocab-size must exceed the 3 reserved ids, got {self.vocab_size}")
+
+
+@dataclass
+class SequenceConfig:
+    """A network over numeric steps (time series values, speech feature frames)."""
+
+    architecture: str = setting(
+        "rnn",
+        "rnn: the simple RNN; lstm/gru to compare",
+        flag="model",
+        choices=SEQUENCE_ARCHITECTURES,
+    )
+    input_size: int = setting(1, "values per step (F)", cli=False)
+    hidden_size: int = setting(32, "RNN state size")
+    task: str = setting(
+        "classify",
+        "classify whole series, or forecast each next value (MSE/MAE vs the last value)",
+        choices=TASKS,
+    )
+    activation: str = setting("tanh", "the RNN's nonlinearity", choices=tuple(ACTIVATIONS))
+    backend: str = setting(
+        "auto",
+        "RNN implementation (auto: fused on CPU, cuDNN on CUDA; all compute the same)",
+        choices=BACKENDS,
+    )
+
+    def validate(self) -> None:
+        choose(self.architecture, SEQUENCE_ARCHITECTURES, "model")
+        choose(self.task, TASKS, "task")
+        choose(self.activation, tuple(ACTIVATIONS), "activation")
+        choose(self.backend, BACKENDS, "backend")
+        require_positive(self, "input_size", "hidden_size")
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = setting(3, "passes over the training data")
+    batch_size: int = setting(32, "samples per step")
+    lr: float = setting(1e-3, "RMSprop learning rate")
+    rho: float = setting(0.9, "RMSprop decay of the squared-gradient average")
+    epsilon: float = setting(1e-7, "RMSprop epsilon (inside the square root, as Keras)")
+    patience: int | None = setting(
+        2, "early stopping: epochs without a better val_loss (none or -1: off)"
+    )
+    seed: int = setting(0, "seed of initialisation, splits and shuffling")
+    threads: int | None = setting(None, "torch threads (none: all cores)")
+    eval_batch_size: int = setting(1000, "samples per batch when evaluating")
+    bucket: bool = setting(False, "batch samples of similar length (not the reference run)")
+    clip_norm: float | None = setting(None, "clip the gradient norm to this before each step")
+
+    def validate(self, train_size: int) -> None:
+        require_positive(self, "epochs", "batch_size", "eval_batch_size", "lr")
+        if self.clip_norm is not None:
+            require_positive(self, "clip_norm")
+        if self.batch_size > train_size:
+            raise UserError(
+                f"batch-size {self.batch_size} is larger than the {train_size} training samples"
+            )
+        if self.patience is not None and self.patience < 0:
+            raise UserError(f"patience must be >= 0, got {self.patience}")
+
+
+NETWORKS = {"text": ModelConfig, "sequence": SequenceConfig}  # a Source's network -> its config
+
+
+@dataclass
+class RunConfig:
+    """Everything that defines a run: the network, the data it reads, how it is trained, and
+    the names of the classes it tells apart (in the order of its outputs)."""
+
+    model: ModelConfig | SequenceConfig = field(default_factory=ModelConfig)
+    data: Any = field(default_factory=lambda: SOURCES["imdb"].config())
+    train: TrainConfig = field(default_factory=TrainConfig)
+    source: str = "imdb"
+    classes: list[str] = field(default_factory=lambda: list(LABELS))
+
+    @property
+    def reads_text(self) -> bool:
+        return SOURCES[self.source].network == "text"
+
+
+# Defaults that differ by architecture: the shallow baseline reads 20 words with
+# 8-dimensional embeddings for 10 epochs, as in the book it comes from.
+ARCHITECTURE_PRESETS = {
+    "shallow": {"model": {"embedding_dim": 8, "max_len": 20}, "train": {"epochs": 10}}
+}
+
+
+def preset(source: str = "imdb", architecture: str = "rnn") -> RunConfig:
+    """A run's defaults: the dataclasses', then the source's preset, then the architecture's."""
+    if source not in SOURCES:
+        raise UserError(f"unknown source {source!r}: choose one of {', '.join(SOURCES)}")
+    kind = SOURCES[source]
+    overrides: dict[str, dict[str, Any]] = {"model": {"architecture": architecture}, "train": {}}
+    for extra in (kind.preset, ARCHITECTURE_PRESETS.get(architecture, {}), {"model": kind.fixed}):
+        for part, values in extra.items():
+            overrides[part].update(values)
+    return RunConfig(
+        model=NETWORKS[kind.network](**overrides["model"]),
+        data=kind.config(),
+        train=TrainConfig(**overrides["train"]),
+        source=source,
+    )
+
+
+def updated(config: RunConfig, values: dict[str, Any]) -> RunConfig:
+    """``config`` with the fields named in ``values`` (in any of its parts) set to them."""
+    parts = {}
+    for part in ("model", "data", "train"):
+        current = getattr(config, part)
+        names = {f.name for f in fields(current)}
+        parts[part] = replace(current, **{k: v for k, v in values.items() if k in names})
+    return replace(config, **parts)
+
+
+def save_config(folder: Path, config: RunConfig) -> None:
+    from elman.version import __version__
+
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    saved = {"elman_version": __version__, **asdict(config)}
+    atomic_write(Path(folder) / CONFIG, json_bytes(saved))
+
+
+# Fields that config.json files of elman 0.1's first releases held twice (now stored once).
+_OLD_COPIES = {"model": ("classes",), "data": ("vocab_size", "max_len", "seed", "task")}
+
+
+def _known(cls: type, values: dict, part: str) -> Any:
+    values = {k: v for k, v in values.items() if k not in _OLD_COPIES.get(part, ())}
+    return cls(**values)
+
+
+def load_config(folder: Path) -> RunConfig:
+    path = Path(folder) / CONFIG
+    if not path.is_file():
+        raise UserError(f"{folder} is not a saved elman model: {CONFIG} is missing")
+    try:
+        saved = json.loads(path.read_text())
+        kind = SOURCES[saved.get("source", "imdb")]
+        config = RunConfig(
+            model=_known(NETWORKS[kind.network], saved["model"], "model"),
+            data=_known(kind.config, saved["data"], "data"),
+            train=TrainConfig(**saved["train"]),
+            source=kind.name,
+            classes=list(saved.get("classes", LABELS)),
+        )
+        if "task" in saved["data"] and kind.network == "sequence":  # old: the task lived there
+            config.model.task = saved["data"]["task"]
+        return config
+    except (ValueError, KeyError, TypeError) as error:
+        raise UserError(f"{path} is not a valid elman configuration ({error})") from None
+
+
+def holds_model(folder: Path) -> bool:
+    """Whether ``folder`` holds (part of) a saved model."""
+    return any((Path(folder) / name).exists() for name in (CONFIG, WEIGHTS, CHECKPOINT))
