@@ -59,10 +59,21 @@ def save_bundle(
     metrics: dict[str, float],
 ) -> None:
     """Write the whole folder (see the module docstring), each file atomically."""
+    save_config(folder, config)
+    save_files(folder, model, vocabulary, history, metrics)
+
+
+def save_files(
+    folder: Path,
+    model: torch.nn.Module,
+    vocabulary: Vocabulary | None,
+    history: list[dict[str, float]],
+    metrics: dict[str, float],
+) -> None:
+    """The folder's files beside config.json (any model: the language model saves with it)."""
     from safetensors.torch import save
 
     folder = Path(folder)
-    save_config(folder, config)
     state = {name: tensor.contiguous() for name, tensor in model.state_dict().items()}
     atomic_write(folder / WEIGHTS, save(state))
     if vocabulary is not None:

@@ -189,11 +189,13 @@ def updated(config: RunConfig, values: dict[str, Any]) -> RunConfig:
     return replace(config, **parts)
 
 
-def save_config(folder: Path, config: RunConfig) -> None:
+def save_config(folder: Path, config: Any, kind: str | None = None) -> None:
+    """``config.json``: a dataclass (a RunConfig; ``kind`` names any other, such as the
+    language model's) and the elman version, written atomically."""
     from elman.version import __version__
 
     Path(folder).mkdir(parents=True, exist_ok=True)
-    saved = {"elman_version": __version__, **asdict(config)}
+    saved = {"elman_version": __version__, **({"kind": kind} if kind else {}), **asdict(config)}
     atomic_write(Path(folder) / CONFIG, json_bytes(saved))
 
 
@@ -212,6 +214,10 @@ def load_config(folder: Path) -> RunConfig:
         raise UserError(f"{folder} is not a saved elman model: {CONFIG} is missing")
     try:
         saved = json.loads(path.read_text())
+        if "kind" in saved:
+            raise UserError(
+                f"{folder} holds a {saved['kind']}, not a classifier: use elman lm next"
+            )
         kind = SOURCES[saved.get("source", "imdb")]
         config = RunConfig(
             model=_known(NETWORKS[kind.network], saved["model"], "model"),

@@ -82,8 +82,8 @@ def loss_and_metric(
     """The training loss and the task's metric (see ``TASKS``), both means over the batch."""
     if task == "binary":
         return bce_and_accuracy(outputs, y)
-    if task == "multiclass":
-        loss = F.cross_entropy(outputs, y)
+    if task == "multiclass":  # (outputs (..., C) and y (...): one class per sample or step)
+        loss = F.cross_entropy(outputs.flatten(0, -2), y.flatten())
         return loss, (outputs.argmax(-1) == y).float().mean()
     has_target = ~torch.isnan(y)
     error = outputs[has_target] - y[has_target]
@@ -92,7 +92,7 @@ def loss_and_metric(
 
 def batch_weight(task: str, y: torch.Tensor) -> int:
     """How many predictions a batch's means are taken over (to average across batches)."""
-    return int((~torch.isnan(y)).sum()) if task == "forecast" else len(y)
+    return int((~torch.isnan(y)).sum()) if task == "forecast" else y.numel()
 
 
 def task_of(model: nn.Module) -> str:
@@ -124,6 +124,27 @@ def batch_order(
 
 def _tensors(split: Split) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.from_numpy(split.x), torch.from_numpy(split.y)
+
+
+def train_step(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    clip_norm: float | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One training step: forward, the task's loss, backward, gradient clipping, update.
+    Returns the batch's loss and metric. A loss that is not finite is returned before any
+    update, so the weights stay as they were (``fit`` stops there; so can any caller)."""
+    loss, metric = loss_and_metric(task_of(model), model(x), y)
+    if not torch.isfinite(loss):
+        return loss, metric
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if clip_norm:
+        nn.utils.clip_grad_norm_(model.parameters(), clip_norm)
+    optimizer.step()
+    return loss, metric
 
 
 @torch.no_grad()
@@ -268,6 +289,84 @@ def _next_epoch(
     )
 
 
+def _train_batches(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    train: Split,
+    state: TrainingState,
+    config: TrainConfig,
+    shuffle: torch.Generator,
+    stop: Callable[[float], None],
+    progress: bool,
+) -> float:
+    """Train the epoch ``state`` is in, from its step on, updating ``state``'s running sums;
+    ``stop()`` is called between steps (it raises when Ctrl-C asked to stop). Returns seconds."""
+    from tqdm import tqdm
+
+    x, y = _tensors(train)
+    task = task_of(model)
+    metric = metric_name(task)
+    shuffle.set_state(state.shuffle_state)
+    batches = batch_order(train.lengths, config.batch_size, config.bucket, shuffle)
+    bar = tqdm(
+        total=len(batches),
+        initial=state.step,
+        leave=False,
+        dynamic_ncols=True,
+        desc=f"Epoch {state.epoch}/{config.epochs}",
+        disable=not progress,
+    )
+    started = time.perf_counter()
+    with bar:
+        while state.step < len(batches):
+            stop(time.perf_counter() - started)
+            rows = batches[state.step]
+            loss, batch_metric = train_step(model, optimizer, x[rows], y[rows], config.clip_norm)
+            if not torch.isfinite(loss):
+                raise NonFiniteLoss(loss.item(), state.epoch, state.step + 1)
+            weight = batch_weight(task, y[rows])
+            state.loss_sum += loss.item() * weight
+            state.metric_sum += batch_metric.item() * weight
+            state.seen += weight
+            state.step += 1
+            bar.update()
+            if state.step % 10 == 0:
+                bar.set_postfix(
+                    loss=f"{state.loss_sum / state.seen:.4f}",
+                    **{metric: f"{state.metric_sum / state.seen:.4f}"},
+                )
+    return time.perf_counter() - started
+
+
+class NonFiniteLoss(Exception):
+    """A batch's loss became NaN or infinite (the weights were not updated with it)."""
+
+    def __init__(self, loss: float, epoch: int, step: int) -> None:
+        super().__init__(f"the loss became {loss} at epoch {epoch}, step {step}")
+
+
+def _epoch_record(
+    model: nn.Module, val: Split, state: TrainingState, seconds: float, config: TrainConfig
+) -> dict[str, float]:
+    """The finished epoch's record: its training means, the validation scores, its time."""
+    metric = metric_name(task_of(model))
+    val_metrics = evaluate(model, val, config.eval_batch_size)
+    return {
+        "epoch": state.epoch,
+        "loss": state.loss_sum / state.seen,
+        metric: state.metric_sum / state.seen,
+        "val_loss": val_metrics["loss"],
+        f"val_{metric}": val_metrics[metric],
+        "seconds": state.seconds + seconds,
+    }
+
+
+def _epoch_line(record: dict[str, float], epochs: int) -> str:
+    """Keras' epoch line: ``Epoch 1/3 - 2.9s - loss: ... - val_acc: ...``."""
+    scores = " - ".join(f"{k}: {v:.4f}" for k, v in record.items() if k not in ("epoch", "seconds"))
+    return f"Epoch {record['epoch']}/{epochs} - {record['seconds']:.1f}s - {scores}"
+
+
 def fit(
     model: nn.Module,
     train: Split,
@@ -283,8 +382,6 @@ def fit(
     With ``checkpoint``, the whole training state is saved there (atomically) after every epoch
     and when interrupted (Ctrl-C); if the file exists, training resumes from it exactly.
     """
-    from tqdm import tqdm
-
     config.validate(len(train))
     optimizer = RMSprop(model.parameters(), lr=config.lr, rho=config.rho, epsilon=config.epsilon)
     shuffle = torch.Generator().manual_seed(config.seed)
@@ -292,73 +389,30 @@ def fit(
     if checkpoint is not None and checkpoint.exists():
         state = load_checkpoint(checkpoint, model, optimizer)
         log(f"Resuming from {checkpoint}: epoch {state.epoch}, step {state.step}")
-    x, y = _tensors(train)
-    task = task_of(model)
-    metric = metric_name(task)
     with _deferred_interrupt() as interrupted:
+
+        def stop(seconds: float = 0.0) -> None:  # at a safe point: save, then stop on Ctrl-C
+            if interrupted():
+                state.seconds += seconds
+                _stop(checkpoint, model, optimizer, state, log)
+
         while state.epoch <= config.epochs and not state.finished:
             model.train()
-            shuffle.set_state(state.shuffle_state)
-            batches = batch_order(train.lengths, config.batch_size, config.bucket, shuffle)
-            bar = tqdm(
-                total=len(batches),
-                initial=state.step,
-                leave=False,
-                dynamic_ncols=True,
-                desc=f"Epoch {state.epoch}/{config.epochs}",
-                disable=not progress,
-            )
-            started = time.perf_counter()
-            while state.step < len(batches):
-                if interrupted():
-                    bar.close()
-                    state.seconds += time.perf_counter() - started
-                    _stop(checkpoint, model, optimizer, state, log)
-                rows = batches[state.step]
-                loss, batch_metric = loss_and_metric(task, model(x[rows]), y[rows])
-                if not torch.isfinite(loss):
-                    raise UserError(
-                        f"the loss became {loss.item()} at epoch {state.epoch}, step "
-                        f"{state.step + 1}; training stopped"
-                        + (f" ({checkpoint} keeps the last good state)" if checkpoint else "")
-                        + ": lower --lr or set --clip-norm"
-                    )
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if config.clip_norm:
-                    nn.utils.clip_grad_norm_(model.parameters(), config.clip_norm)
-                optimizer.step()
-                weight = batch_weight(task, y[rows])
-                state.loss_sum += loss.item() * weight
-                state.metric_sum += batch_metric.item() * weight
-                state.seen += weight
-                state.step += 1
-                bar.update()
-                if state.step % 10 == 0:
-                    bar.set_postfix(
-                        loss=f"{state.loss_sum / state.seen:.4f}",
-                        **{metric: f"{state.metric_sum / state.seen:.4f}"},
-                    )
-            bar.close()
-            val_metrics = evaluate(model, val, config.eval_batch_size)
-            record = {
-                "epoch": state.epoch,
-                "loss": state.loss_sum / state.seen,
-                metric: state.metric_sum / state.seen,
-                "val_loss": val_metrics["loss"],
-                f"val_{metric}": val_metrics[metric],
-                "seconds": state.seconds + time.perf_counter() - started,
-            }
-            log(
-                f"Epoch {state.epoch}/{config.epochs} - {record['seconds']:.1f}s - loss: "
-                f"{record['loss']:.4f} - {metric}: {record[metric]:.4f} - val_loss: "
-                f"{record['val_loss']:.4f} - val_{metric}: {record['val_' + metric]:.4f}"
-            )
+            try:
+                seconds = _train_batches(
+                    model, optimizer, train, state, config, shuffle, stop, progress
+                )
+            except NonFiniteLoss as error:
+                kept = f" ({checkpoint} keeps the last good state)" if checkpoint else ""
+                raise UserError(
+                    f"{error}; training stopped{kept}: lower --lr or set --clip-norm"
+                ) from None
+            record = _epoch_record(model, val, state, seconds, config)
+            log(_epoch_line(record, config.epochs))
             state = _next_epoch(state, record, model, config.patience, shuffle, log)
             if checkpoint is not None:
                 save_checkpoint(checkpoint, model, optimizer, state)
-            if interrupted():
-                _stop(checkpoint, model, optimizer, state, log)
+            stop()
     if state.best_weights is not None:
         best = min(state.history, key=lambda record: record["val_loss"])
         if best["epoch"] != state.history[-1]["epoch"]:

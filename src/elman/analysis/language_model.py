@@ -12,7 +12,7 @@ import json
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -20,13 +20,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from elman.bundle import save_files
+from elman.config import save_config
 from elman.data.imdb import read_unlabeled, resolve_source
 from elman.data.text import OOV, RESERVED, Vocabulary, rank_words, tokenize
 from elman.errors import UserError
-from elman.files import atomic_write, json_bytes
 from elman.rnn import SimpleRNN
 from elman.settings import setting
-from elman.train import RMSprop
+from elman.train import RMSprop, train_step
 
 
 @dataclass
@@ -46,6 +47,8 @@ class LMConfig:
 
 class WordLanguageModel(nn.Module):
     """ids (B, W) -> next-word logits (B, W, V): Embedding -> SimpleRNN (all states) -> Dense."""
+
+    task = "multiclass"  # a class (the next word) per step, for elman.train
 
     def __init__(self, config: LMConfig) -> None:
         super().__init__()
@@ -86,8 +89,6 @@ def train_language_model(
     config: LMConfig, out_dir: Path, log: Callable[[str], None] = print
 ) -> dict[str, float]:
     """Train on unlabelled reviews, report validation perplexity, save to ``out_dir``."""
-    from safetensors.torch import save
-
     started = time.perf_counter()
     texts = read_unlabeled(resolve_source(config.data), config.reviews + config.val_reviews)
     if len(texts) < config.reviews + config.val_reviews:
@@ -107,13 +108,8 @@ def train_language_model(
         model.train()
         epoch_started = time.perf_counter()
         for rows in torch.randperm(len(train), generator=generator).split(config.batch_size):
-            batch = train[rows]
-            logits = model(batch[:, :-1])
-            loss = F.cross_entropy(logits.flatten(0, 1), batch[:, 1:].flatten())
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-            optimizer.step()
+            batch = train[rows]  # each word predicts the next
+            train_step(model, optimizer, batch[:, :-1], batch[:, 1:], clip_norm=5.0)
         val_perplexity = perplexity(model, val)
         history.append(
             {
@@ -137,11 +133,8 @@ def train_language_model(
         f"Validation perplexity {metrics['val_perplexity']:.1f} (word frequencies alone: "
         f"{unigram:.1f})"
     )
-    out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write(out_dir / "weights.safetensors", save(model.state_dict()))
-    atomic_write(out_dir / "vocabulary.txt", ("\n".join(vocabulary.words) + "\n").encode())
-    atomic_write(out_dir / "config.json", json_bytes(asdict(config)))
-    atomic_write(out_dir / "metrics.json", json_bytes({**metrics, "history": history}))
+    save_config(out_dir, config, kind="language model")
+    save_files(out_dir, model, vocabulary, history, metrics)
     return metrics
 
 
@@ -158,7 +151,8 @@ def load_language_model(folder: Path) -> tuple[WordLanguageModel, Vocabulary]:
     folder = Path(folder)
     if not (folder / "config.json").is_file():
         raise UserError(f"{folder} is not a saved language model: config.json is missing")
-    config = LMConfig(**json.loads((folder / "config.json").read_text()))
+    saved = json.loads((folder / "config.json").read_text())
+    config = LMConfig(**{f.name: saved[f.name] for f in fields(LMConfig) if f.name in saved})
     model = WordLanguageModel(config)
     model.load_state_dict(load_file(folder / "weights.safetensors"))
     words = tuple((folder / "vocabulary.txt").read_text(encoding="utf-8").splitlines())

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from elman.models import keras_forget_bias
 from elman.rnn import SimpleRNN
 from elman.settings import setting
-from elman.train import RMSprop
+from elman.train import RMSprop, train_step
 
 LAYERS = ("rnn", "lstm", "gru")
 
@@ -47,7 +47,9 @@ def recall_batch(batch: int, lag: int, symbols: int, generator: torch.Generator)
 
 
 class RecallModel(nn.Module):
-    """Embedding -> recurrent layer (last state) -> Linear(symbols)."""
+    """Embedding -> recurrent layer (last state) -> Linear(symbols): logits (B, symbols)."""
+
+    task = "multiclass"  # (for elman.train: cross-entropy and accuracy)
 
     def __init__(self, layer: str, config: MemoryConfig) -> None:
         super().__init__()
@@ -73,13 +75,10 @@ def train_recall(layer: str, lag: int, config: MemoryConfig) -> float:
     generator = torch.Generator().manual_seed(config.seed + lag)
     model = RecallModel(layer, config)
     optimizer = RMSprop(model.parameters(), lr=config.lr)
-    for _ in range(config.steps):
+    model.train()
+    for _ in range(config.steps):  # a fresh batch every step: the task has endless data
         ids, targets = recall_batch(config.batch_size, lag, config.symbols, generator)
-        loss = nn.functional.cross_entropy(model(ids), targets)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), 1.0)  # long lags explode otherwise
-        optimizer.step()
+        train_step(model, optimizer, ids, targets, clip_norm=1.0)  # long lags explode unclipped
     ids, targets = recall_batch(config.test_size, lag, config.symbols, generator)
     with torch.no_grad():
         return float((model(ids).argmax(1) == targets).float().mean())
