@@ -4,6 +4,7 @@ folder used as a user would: evaluate and predict from the command line."""
 import json
 
 import numpy as np
+import pytest
 import torch
 
 import elman
@@ -18,6 +19,7 @@ def _checked(*args, stdin=None):
     return result
 
 
+@pytest.mark.slow
 def test_reference_model_on_real_reviews(real_archive, real_cache, tmp_path):
     config = imdb_preset("rnn")
     config.data.data = str(real_archive)

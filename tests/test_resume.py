@@ -82,6 +82,7 @@ def _stop_in_epoch_two(command: list[str], how: signal.Signals) -> tuple[int, st
     return process.wait(timeout=120), "".join(output)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGINT])
 def test_stopped_and_resumed_run_equals_uninterrupted(
     how, uninterrupted, real_archive, real_cache, tmp_path

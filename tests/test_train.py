@@ -1,7 +1,6 @@
 import pytest
 import torch
 
-from conftest import run_elman
 from elman import train
 from elman.errors import UserError
 from elman.models import ModelConfig, ReviewClassifier
@@ -65,35 +64,3 @@ def test_bad_training_settings(small_real):
         fit(model, *small_real, TrainConfig(batch_size=641), progress=False)
     with pytest.raises(UserError, match="epochs"):
         fit(model, *small_real, TrainConfig(epochs=0), progress=False)
-
-
-@pytest.mark.parametrize(
-    "args,message",
-    [
-        (["train", "imdb", "--data", "/no/such/aclImdb.tar.gz"], "not found"),
-        (["train", "imdb", "--epochs", "0"], "must be positive"),
-        (["train", "imdb", "--model", "transformer"], "invalid choice"),
-        (["evaluate", "--model", "/no/such/run"], "not a saved elman model"),
-    ],
-)
-def test_cli_errors_are_one_line(args, message, tmp_path):
-    if args[0] == "train":
-        args = [*args, "--out", str(tmp_path / "out")]
-    result = run_elman(*args)
-    assert result.returncode != 0
-    assert message in result.stderr
-    assert "Traceback" not in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1
-    assert result.stderr.startswith("elman")
-    assert not (tmp_path / "out").exists()  # nothing written for a run that could not start
-
-
-def test_cli_help():
-    for args in (
-        ["--help"],
-        ["train", "imdb", "--help"],
-        ["evaluate", "--help"],
-        ["summary", "--help"],
-    ):
-        result = run_elman(*args)
-        assert result.returncode == 0 and "usage: elman" in result.stdout

@@ -52,17 +52,34 @@ def _number(kind: type, optional: bool, any_number: bool):
     return convert
 
 
+def _architecture_note(choices) -> str:
+    """For the --model option: the defaults an architecture changes (shallow: ...)."""
+    from elman.config import ARCHITECTURE_PRESETS
+
+    notes = [
+        f"; {name}: "
+        + ", ".join(
+            f"{key.replace('_', '-')} {value}"
+            for part in changes.values()
+            for key, value in part.items()
+        )
+        for name, changes in ARCHITECTURE_PRESETS.items()
+        if choices and name in choices
+    ]
+    return "".join(notes)
+
+
 def _shown(value: Any) -> str:
     if value is None:
         return "none"
+    if value == "":
+        return "''"
     if isinstance(value, list | tuple):
         return " ".join(map(str, value))
     return str(value)
 
 
-def add_settings(
-    parser: argparse.ArgumentParser, config: Any, skip: tuple[str, ...] = (), note: str = ""
-) -> None:
+def add_settings(parser: argparse.ArgumentParser, config: Any, skip: tuple[str, ...] = ()) -> None:
     """One option per field of the dataclass instance ``config`` (except ``skip`` and fields
     the data decides), whose help ends with the field's value in ``config``: the default.
     Options left out are not set (``argparse.SUPPRESS``), so the preset's value stands."""
@@ -73,9 +90,7 @@ def add_settings(
         flag = "--" + (meta["flag"] or item.name).replace("_", "-")
         kind = str(item.type)
         value = getattr(config, item.name)
-        help_text = (
-            f"{meta['doc']} (default: {_shown(value)}{note if item.name == 'architecture' else ''})"
-        )
+        help_text = f"{meta['doc']} (default: {_shown(value)}{_architecture_note(meta['choices'])})"
         options: dict[str, Any] = {"dest": item.name, "default": argparse.SUPPRESS}
         if kind == "bool":
             options.update(action="store_true")
@@ -219,20 +234,6 @@ def cmd_explain(args: argparse.Namespace) -> None:
 # The parser ------------------------------------------------------------------------------------
 
 
-def _architecture_note() -> str:
-    from elman.config import ARCHITECTURE_PRESETS
-
-    return "".join(
-        f"; {name}: "
-        + ", ".join(
-            f"{key.replace('_', '-')} {value}"
-            for part in preset.values()
-            for key, value in part.items()
-        )
-        for name, preset in ARCHITECTURE_PRESETS.items()
-    )
-
-
 def _add_train(commands) -> None:
     from elman.config import preset
     from elman.data import SOURCES
@@ -242,8 +243,7 @@ def _add_train(commands) -> None:
     for name, source in SOURCES.items():
         parser = sources.add_parser(name, help=source.help, description=source.description)
         config = preset(name)
-        note = _architecture_note() if source.network == "text" else ""
-        add_settings(parser, config.model, skip=tuple(source.fixed), note=note)
+        add_settings(parser, config.model, skip=tuple(source.fixed))
         add_settings(parser, config.data)
         add_settings(parser, config.train)
         parser.add_argument(
@@ -388,7 +388,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_use(commands)
     _add_analysis(commands)
     summary = commands.add_parser("summary", help="print a model's layers and parameter counts")
-    add_settings(summary, preset("imdb").model, note=_architecture_note())
+    add_settings(summary, preset("imdb").model)
     summary.set_defaults(handler=cmd_summary)
     return parser
 

@@ -136,7 +136,7 @@ class TrainConfig:
             raise UserError(f"patience must be >= 0, got {self.patience}")
 
 
-NETWORKS = {"text": ModelConfig, "sequence": SequenceConfig}  # a Source's network -> its config
+NETWORKS = {"words": ModelConfig, "numbers": SequenceConfig}  # a Source's network -> its config
 
 
 @dataclass
@@ -152,7 +152,7 @@ class RunConfig:
 
     @property
     def reads_text(self) -> bool:
-        return SOURCES[self.source].network == "text"
+        return isinstance(self.model, ModelConfig)
 
 
 # Defaults that differ by architecture: the shallow baseline reads 20 words with
@@ -226,7 +226,7 @@ def load_config(folder: Path) -> RunConfig:
             source=kind.name,
             classes=list(saved.get("classes", LABELS)),
         )
-        if "task" in saved["data"] and kind.network == "sequence":  # old: the task lived there
+        if "task" in saved["data"] and kind.network == "numbers":  # old: the task lived there
             config.model.task = saved["data"]["task"]
         return config
     except (ValueError, KeyError, TypeError) as error:

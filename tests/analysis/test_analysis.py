@@ -118,6 +118,7 @@ def test_memory_task_simple_rnn_recalls_at_a_short_lag(tmp_path):
     assert (tmp_path / "memory.png").exists()
 
 
+@pytest.mark.slow
 def test_language_model_on_real_unlabelled_reviews(real_archive, tmp_path):
     from elman.analysis.language_model import (
         LMConfig,

@@ -113,6 +113,7 @@ def test_gated_models_read_only_present_steps(architecture):
     torch.testing.assert_close(model(x)[:1], alone)
 
 
+@pytest.mark.slow
 def test_series_classification_and_predict(tmp_path):
     """UCR files X_TRAIN/X_TEST: train, the saved model predicts, unknown labels refused."""
     train_values, train_labels = shapes(200, 40, 1)
@@ -142,6 +143,7 @@ def test_series_classification_and_predict(tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_forecast_beats_the_last_value(tmp_path):
     """One-step-ahead sine forecasts: the standardised model beats repeating the last value."""
     t = np.arange(60)
@@ -170,6 +172,7 @@ def test_forecast_beats_the_last_value(tmp_path):
     assert len(forecasts) == 120 and all(85 < value < 115 for value in forecasts)
 
 
+@pytest.mark.slow
 def test_interrupted_series_run_resumes_to_the_same_bits(tmp_path):
     """Ctrl-C and --resume work for series as for IMDB: the weights of a run never stopped."""
     values, labels = shapes(600, 30, 3)

@@ -41,6 +41,7 @@ def write_csv(path: Path, rows, delimiter=",", header=("text", "label")) -> Path
     return path
 
 
+@pytest.mark.slow
 def test_aclimdb_folder_gives_the_imdb_arrays(real_archive, real_cache):
     """The aclImdb archive read as class folders equals ``elman train imdb``'s data exactly."""
     text = load_texts(

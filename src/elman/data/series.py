@@ -45,7 +45,7 @@ class SeriesConfig:
     labels: str | None = setting(None, "labels (.npy) for a .npy of values")
     label_column: str = setting(
         "",
-        "text files: the label's header name or index from 0 (default: a column named "
+        "text files: the label's header name or index from 0 ('': a column named "
         "label/class/target/y, else the first)",
     )
     no_labels: bool = setting(False, "the files hold values only (forecasting)")
@@ -400,7 +400,7 @@ def inputs(trained: Trained, given: Given, log: Log = print) -> Inputs:
 SOURCE = Source(
     name="series",
     config=SeriesConfig,
-    network="sequence",
+    network="numbers",
     read=read,
     evaluation=evaluation,
     inputs=inputs,

@@ -73,7 +73,7 @@ class Inputs:
 class Source:
     name: str
     config: type  # the data configuration dataclass
-    network: str  # "text": token ids -> ReviewClassifier; "sequence": values -> SequenceModel
+    network: str  # "words": token ids -> ReviewClassifier; "numbers": values -> SequenceModel
     read: Callable[[RunConfig, Log], Splits]
     evaluation: Callable[[Trained, Path | None, Log], Split]
     inputs: Callable[[Trained, Given, Log], Inputs]

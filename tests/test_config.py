@@ -1,0 +1,52 @@
+"""The run configuration: presets, config.json, folders saved before settings were stored once."""
+
+import json
+
+import pytest
+
+from conftest import save_small_model
+from elman.bundle import load
+from elman.config import load_config, preset, save_config
+from elman.errors import UserError
+
+
+def test_presets():
+    imdb, shallow = preset("imdb"), preset("imdb", "shallow")
+    assert (imdb.model.vocab_size, imdb.model.max_len, imdb.train.epochs) == (10_000, 500, 3)
+    assert (shallow.model.embedding_dim, shallow.model.max_len, shallow.train.epochs) == (8, 20, 10)
+    speech = preset("speech")
+    assert (speech.model.hidden_size, speech.model.task, speech.train.patience) == (
+        128,
+        "classify",
+        10,
+    )
+    assert preset("series").train.epochs == 200 and preset("text").data.text_column == "text"
+    with pytest.raises(UserError, match="unknown source"):
+        preset("video")
+
+
+@pytest.mark.parametrize("source", ["imdb", "text", "series", "speech"])
+def test_config_round_trip(tmp_path, source):
+    config = preset(source)
+    save_config(tmp_path, config)
+    assert load_config(tmp_path) == config
+
+
+def test_folder_saved_before_settings_were_stored_once_still_predicts(tmp_path):
+    """config.json of the first releases held vocab_size, max_len and seed twice, and the class
+    count as a number beside the class names: such a folder loads and predicts the same."""
+    model, _ = save_small_model(tmp_path)
+    path = tmp_path / "config.json"
+    saved = json.loads(path.read_text())
+    saved["model"]["classes"] = 2
+    saved["data"].update(vocab_size=13, max_len=16, seed=0)
+    now = load(tmp_path).predict(["a great film", "a terrible film"])
+    path.write_text(json.dumps(saved))
+    before = load(tmp_path).predict(["a great film", "a terrible film"])
+    assert before == now
+
+
+def test_language_model_folder_is_not_a_classifier(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"kind": "language model"}))
+    with pytest.raises(UserError, match="holds a language model"):
+        load_config(tmp_path)

@@ -1,0 +1,101 @@
+"""The shape of the package: no import cycle, kernels behind one dispatch, the data source never
+switched on by name, short functions, and a light ``import elman``."""
+
+import ast
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import elman
+
+PACKAGE = Path(elman.__file__).parent
+MODULES = {
+    ".".join(("elman", *path.relative_to(PACKAGE).with_suffix("").parts)).removesuffix(
+        ".__init__"
+    ): path
+    for path in PACKAGE.rglob("*.py")
+}
+# Functions allowed over 60 lines, and why (the README's layout section says the same).
+LONG_FUNCTIONS: dict[str, str] = {}
+
+
+def _type_checking_only(node: ast.AST) -> bool:
+    return isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+
+
+def _imports(path: Path) -> set[str]:
+    """Modules of the package that ``path`` imports, at any depth (a function's lazy import
+    too), except under ``if TYPE_CHECKING``."""
+    found: set[str] = set()
+
+    def visit(node: ast.AST) -> None:
+        if _type_checking_only(node):
+            return
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+        for child in ast.iter_child_nodes(node):
+            visit(child)
+
+    visit(ast.parse(path.read_text()))
+    return {name for name in found if name in MODULES}
+
+
+def test_no_import_cycle():
+    graph = {name: _imports(path) - {name} for name, path in MODULES.items()}
+    state: dict[str, str] = {}
+
+    def visit(name: str, trail: list[str]) -> None:
+        state[name] = "open"
+        for other in sorted(graph[name]):
+            assert state.get(other) != "open", " -> ".join([*trail, name, other])
+            if other not in state:
+                visit(other, [*trail, name])
+        state[name] = "done"
+
+    for name in sorted(graph):
+        if name not in state:
+            visit(name, [])
+
+
+def test_kernels_are_reached_only_through_the_dispatch():
+    """Outside elman.kernels, only the dispatch (elman.kernels) and the reference formula and
+    loop (elman.kernels.reference) are imported: never a kernel module itself."""
+    for name, path in MODULES.items():
+        if name.startswith("elman.kernels"):
+            continue
+        kernels = {m for m in _imports(path) if m.startswith("elman.kernels.")}
+        assert kernels <= {"elman.kernels.reference"}, (name, kernels)
+
+
+def test_no_switch_on_a_source_name_outside_the_registry():
+    pattern = re.compile(r"source\s*(==|!=|in\s*\()|==\s*\"(imdb|text|series|speech)\"")
+    for name, path in MODULES.items():
+        if name == "elman.data":  # the registry itself
+            continue
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            assert not pattern.search(line), f"{name}:{number}: {line.strip()}"
+
+
+def test_functions_are_short():
+    for name, path in MODULES.items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                lines = node.end_lineno - node.lineno + 1
+                qualified = f"{name}.{node.name}"
+                assert lines <= 60 or qualified in LONG_FUNCTIONS, f"{qualified}: {lines} lines"
+
+
+def test_import_elman_is_light():
+    code = (
+        "import sys, elman; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('numba', 'librosa', 'matplotlib', 'safetensors', 'torchinfo', 'pooch') "
+        "or m.startswith(('elman.data', 'elman.train', 'elman.bundle', 'elman.models'))))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
