@@ -9,7 +9,7 @@ import pytest
 from conftest import run_elman
 from elman.analysis.language_model import LMConfig
 from elman.analysis.memory import MemoryConfig
-from elman.cli import build_parser, run_config
+from elman.cli import build_parser, run_config, shown_value
 from elman.config import preset
 from elman.data import SOURCES
 
@@ -31,16 +31,6 @@ def _shown_defaults(parser: argparse.ArgumentParser) -> dict[str, str]:
     return shown
 
 
-def _as_shown(value) -> str:
-    if value is None:
-        return "none"
-    if value == "":
-        return "''"
-    if isinstance(value, list | tuple):
-        return " ".join(map(str, value))
-    return str(value)
-
-
 @pytest.mark.parametrize("source", list(SOURCES))
 def test_train_options_are_the_configuration_and_show_its_defaults(source):
     parser = build_parser()
@@ -58,7 +48,7 @@ def test_train_options_are_the_configuration_and_show_its_defaults(source):
     }
     assert options == settable  # every setting has its option, and no option is not a setting
     for name in options:
-        assert shown[name] == _as_shown(expected[name]), name
+        assert shown[name] == shown_value(expected[name]), name
 
 
 def test_every_setting_of_a_run_has_one_name():
@@ -87,13 +77,13 @@ def test_options_given_reach_the_configuration():
 def test_analysis_options_show_the_code_defaults(path, config):
     shown = _shown_defaults(_subparser(build_parser(), *path))
     for item in fields(config):
-        assert shown[item.name] == _as_shown(getattr(config, item.name)), item.name
+        assert shown[item.name] == shown_value(getattr(config, item.name)), item.name
 
 
 def test_summary_shows_the_model_defaults():
     shown = _shown_defaults(_subparser(build_parser(), "summary"))
     for name, value in asdict(preset("imdb").model).items():
-        assert shown[name] == _as_shown(value)
+        assert shown[name] == shown_value(value)
 
 
 @pytest.mark.parametrize(

@@ -69,7 +69,7 @@ def _architecture_note(choices) -> str:
     return "".join(notes)
 
 
-def _shown(value: Any) -> str:
+def shown_value(value: Any) -> str:
     if value is None:
         return "none"
     if value == "":
@@ -90,7 +90,9 @@ def add_settings(parser: argparse.ArgumentParser, config: Any, skip: tuple[str, 
         flag = "--" + (meta["flag"] or item.name).replace("_", "-")
         kind = str(item.type)
         value = getattr(config, item.name)
-        help_text = f"{meta['doc']} (default: {_shown(value)}{_architecture_note(meta['choices'])})"
+        help_text = (
+            f"{meta['doc']} (default: {shown_value(value)}{_architecture_note(meta['choices'])})"
+        )
         options: dict[str, Any] = {"dest": item.name, "default": argparse.SUPPRESS}
         if kind == "bool":
             options.update(action="store_true")

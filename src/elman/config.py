@@ -45,8 +45,24 @@ GATED = ("lstm", "gru")  # PyTorch's gated RNNs, for comparison with the simple 
 TASKS = ("classify", "forecast")
 
 
+@dataclass(kw_only=True)
+class LayerConfig:
+    """What every network's recurrent layer shares (the fields of ``SimpleRNN`` it sets)."""
+
+    activation: str = setting("tanh", "the RNN's nonlinearity", choices=tuple(ACTIVATIONS))
+    backend: str = setting(
+        "auto",
+        "RNN implementation (auto: fused on CPU, cuDNN on CUDA; all compute the same)",
+        choices=BACKENDS,
+    )
+
+    def validate_layer(self) -> None:
+        choose(self.activation, tuple(ACTIVATIONS), "activation")
+        choose(self.backend, BACKENDS, "backend")
+
+
 @dataclass
-class ModelConfig:
+class ModelConfig(LayerConfig):
     """A text network: token ids -> embedding -> RNN -> dense (see ``elman.models``)."""
 
     architecture: str = setting(
@@ -60,24 +76,17 @@ class ModelConfig:
     embedding_dim: int = setting(32, "embedding size per word")
     hidden_size: int = setting(32, "RNN state size")
     max_len: int = setting(500, "words per text (longer ones keep their end)")
-    activation: str = setting("tanh", "the RNN's nonlinearity", choices=tuple(ACTIVATIONS))
-    backend: str = setting(
-        "auto",
-        "RNN implementation (auto: fused on CPU, cuDNN on CUDA; all compute the same)",
-        choices=BACKENDS,
-    )
 
     def validate(self) -> None:
         choose(self.architecture, ARCHITECTURES, "model")
-        choose(self.activation, tuple(ACTIVATIONS), "activation")
-        choose(self.backend, BACKENDS, "backend")
+        self.validate_layer()
         require_positive(self, "vocab_size", "embedding_dim", "hidden_size", "max_len")
         if self.vocab_size <= 3:
             raise UserError(f"vocab-size must exceed the 3 reserved ids, got {self.vocab_size}")
 
 
 @dataclass
-class SequenceConfig:
+class SequenceConfig(LayerConfig):
     """A network over numeric steps (time series values, speech feature frames)."""
 
     architecture: str = setting(
@@ -93,18 +102,11 @@ class SequenceConfig:
         "classify whole series, or forecast each next value (MSE/MAE vs the last value)",
         choices=TASKS,
     )
-    activation: str = setting("tanh", "the RNN's nonlinearity", choices=tuple(ACTIVATIONS))
-    backend: str = setting(
-        "auto",
-        "RNN implementation (auto: fused on CPU, cuDNN on CUDA; all compute the same)",
-        choices=BACKENDS,
-    )
 
     def validate(self) -> None:
         choose(self.architecture, SEQUENCE_ARCHITECTURES, "model")
         choose(self.task, TASKS, "task")
-        choose(self.activation, tuple(ACTIVATIONS), "activation")
-        choose(self.backend, BACKENDS, "backend")
+        self.validate_layer()
         require_positive(self, "input_size", "hidden_size")
 
 

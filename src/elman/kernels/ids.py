@@ -44,27 +44,33 @@ from elman.kernels.loops import (
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
-def _forward_rows(ids, table, W_h, h0, start, activation, exact_tanh, states, rows):
+def _read_rows(ids, table, W_h, h0, start, activation, exact_tanh, keep, states, out, rows):
+    """For b in ``rows``: read ids[b, start[b]:] from h0[b]; out[b] = the last state and, with
+    ``keep``, states[b, t] = every state (h0[b] over the steps before start[b])."""
     T, H = ids.shape[1], table.shape[1]
     h = np.empty(H, dtype=table.dtype)
     pre = np.empty(H, dtype=table.dtype)
     for b in rows:
         copy_row(h0[b], h)
-        for t in range(start[b]):
-            copy_row(h, states[b, t])
+        if keep:
+            for t in range(start[b]):
+                copy_row(h, states[b, t])
         for t in range(start[b], T):
-            copy_row(table[ids[b, t]], pre)
+            copy_row(table[ids[b, t]], pre)  # the step's input projection is a row lookup
             step(pre, W_h, h, activation, exact_tanh)
-            copy_row(h, states[b, t])
+            if keep:
+                copy_row(h, states[b, t])
+        copy_row(h, out[b])
 
 
 @njit(cache=True, parallel=True, nogil=True)
 def _forward(ids, table, W_h, h0, start, activation, exact_tanh, order, bounds):
     B, T, H = ids.shape[0], ids.shape[1], table.shape[1]
     states = np.empty((B, T, H), dtype=table.dtype)
+    last = np.empty((B, H), dtype=table.dtype)
     for k in prange(bounds.shape[0] - 1):  # one block of rows per thread
         rows = order[bounds[k] : bounds[k + 1]]
-        _forward_rows(ids, table, W_h, h0, start, activation, exact_tanh, states, rows)
+        _read_rows(ids, table, W_h, h0, start, activation, exact_tanh, True, states, last, rows)
     return states
 
 
@@ -130,27 +136,14 @@ def _backward(ids, G, states, h0, W_hT, start, activation, vocab_size, order, bo
     return grad_table, grad_W_h, grad_h0
 
 
-@njit(cache=True, nogil=True, fastmath=FASTMATH)
-def _last_from_ids_rows(ids, table, W_h, h0, start, activation, exact_tanh, out, rows):
-    """out[b] = the state after reading ids[b, start[b]:], from h0[b], for b in ``rows``."""
-    T, H = ids.shape[1], table.shape[1]
-    h = np.empty(H, dtype=table.dtype)
-    pre = np.empty(H, dtype=table.dtype)
-    for b in rows:
-        copy_row(h0[b], h)
-        for t in range(start[b], T):
-            copy_row(table[ids[b, t]], pre)  # the step's input projection is a row lookup
-            step(pre, W_h, h, activation, exact_tanh)
-        copy_row(h, out[b])
-
-
 @njit(cache=True, parallel=True, nogil=True)
 def _last_from_ids(ids, table, W_h, h0, start, activation, exact_tanh, order, bounds):
     B, H = ids.shape[0], table.shape[1]
     out = np.empty((B, H), dtype=table.dtype)
+    unused = np.empty((1, 1, H), dtype=table.dtype)  # no states are kept
     for k in prange(bounds.shape[0] - 1):  # one block of rows per thread
         rows = order[bounds[k] : bounds[k + 1]]
-        _last_from_ids_rows(ids, table, W_h, h0, start, activation, exact_tanh, out, rows)
+        _read_rows(ids, table, W_h, h0, start, activation, exact_tanh, False, unused, out, rows)
     return out
 
 
