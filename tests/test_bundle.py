@@ -56,7 +56,7 @@ def test_damaged_weights_are_refused(saved):
     folder, _, _ = saved
     data = (folder / "weights.safetensors").read_bytes()
     (folder / "weights.safetensors").write_bytes(data[: len(data) // 2])
-    with pytest.raises(UserError, match="do not fit"):
+    with pytest.raises(UserError, match="is not readable safetensors"):
         elman.load(folder)
     (folder / "weights.safetensors").unlink()
     with pytest.raises(UserError, match="weights.safetensors is missing"):

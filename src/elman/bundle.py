@@ -35,7 +35,7 @@ from elman.config import (
     load_config,
     save_config,
 )
-from elman.data.text import Vocabulary, encode_texts
+from elman.data.text import RESERVED, Vocabulary, encode_texts
 from elman.errors import UserError
 from elman.files import atomic_write, json_bytes
 from elman.models import (
@@ -172,34 +172,80 @@ class TrainedSequenceModel(Trained):
         return self.predict(features_of_files(list(paths), self.config.data, notes))
 
 
-def load(folder: str | Path) -> TrainedClassifier | TrainedSequenceModel:
-    """The model saved in ``folder``, ready to predict. Refuses a folder whose weights or
-    vocabulary do not fit its configuration."""
+def _weights(folder: Path, model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The tensors of weights.safetensors, refused unless each is float32 and finite (as elman
+    writes them) and they fit the model the configuration describes."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
+    path = folder / WEIGHTS
+    try:
+        state = load_file(path)
+    except (SafetensorError, OSError) as error:
+        raise UserError(f"{path} is not readable safetensors ({error}): train it again") from None
+    for name, tensor in state.items():
+        if tensor.dtype != torch.float32:
+            raise UserError(
+                f"{path}: {name} is {str(tensor.dtype).removeprefix('torch.')}, but elman "
+                "saves float32: this file was not written by elman; train the model again"
+            )
+        if not torch.isfinite(tensor).all():
+            raise UserError(f"{path}: {name} holds NaN or infinite values: train it again")
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as error:
+        detail = str(error).strip().splitlines()[-1].strip()
+        raise UserError(
+            f"the weights in {folder} do not fit its {CONFIG} ({detail}); the folder mixes "
+            "files of different models: train it again"
+        ) from None
+    return state
+
+
+def _vocabulary(folder: Path, size: int) -> Vocabulary:
+    """vocabulary.txt: UTF-8, one distinct non-empty word per line, the reserved ids first,
+    as many lines as the model has ids."""
+    path = folder / VOCABULARY
+    try:
+        words = tuple(path.read_bytes().decode("utf-8").split("\n"))
+    except UnicodeDecodeError as error:
+        raise UserError(f"{path} is not UTF-8 ({error.reason}): train the model again") from None
+    words = words[:-1] if words and words[-1] == "" else words  # the final newline
+    if words[: len(RESERVED)] != RESERVED:
+        raise UserError(
+            f"{path} does not start with the reserved ids {' '.join(RESERVED)}: it is not the "
+            "vocabulary elman saved; train the model again"
+        )
+    problem = next(
+        (f"line {i + 1} is blank" for i, word in enumerate(words) if not word.strip()), None
+    )
+    if problem is None and len(set(words)) != len(words):
+        seen: set[str] = set()
+        repeated = next(word for word in words if word in seen or seen.add(word))
+        problem = f"{repeated!r} appears twice"
+    if problem is None and len(words) != size:
+        problem = f"it has {len(words)} words but the model has {size} ids"
+    if problem:
+        raise UserError(f"{path}: {problem}; the folder mixes files of different models")
+    return Vocabulary(words)
+
+
+def load(folder: str | Path) -> TrainedClassifier | TrainedSequenceModel:
+    """The model saved in ``folder``, ready to predict. Refuses (one line, UserError) a folder
+    whose configuration, weights or vocabulary are damaged or do not fit together."""
     folder = Path(folder)
     config = load_config(folder)
     for name in (WEIGHTS, VOCABULARY) if config.reads_text else (WEIGHTS,):
         if not (folder / name).is_file():
             raise UserError(f"{folder} is not a complete elman model: {name} is missing")
     model = build_model(config)
-    try:
-        model.load_state_dict(load_file(folder / WEIGHTS))
-    except (RuntimeError, SafetensorError) as error:
-        detail = str(error).strip().splitlines()[-1].strip()
-        raise UserError(
-            f"the weights in {folder} do not fit its {CONFIG} ({detail}); the folder mixes "
-            "files of different models: train it again"
-        ) from None
+    _weights(folder, model)
     metrics_path = folder / METRICS
-    metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
+    try:
+        metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
+    except (ValueError, UnicodeDecodeError):
+        metrics = {}  # (only shown, never used to predict)
     if not config.reads_text:
         return TrainedSequenceModel(model, config, metrics)
-    words = tuple((folder / VOCABULARY).read_text(encoding="utf-8").splitlines())
-    if len(words) != config.model.vocab_size or words[:1] != ("<pad>",):
-        raise UserError(
-            f"{folder / VOCABULARY} has {len(words)} words but the model has "
-            f"{config.model.vocab_size} ids; the folder mixes files of different models"
-        )
-    return TrainedClassifier(model, config, metrics, Vocabulary(words))
+    vocabulary = _vocabulary(folder, config.model.vocab_size)
+    return TrainedClassifier(model, config, metrics, vocabulary)

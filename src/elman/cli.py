@@ -136,9 +136,9 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def cmd_summary(args: argparse.Namespace) -> None:
-    from elman.models import ReviewClassifier, summary
+    from elman.models import build_model, summary
 
-    print(summary(ReviewClassifier(run_config(args).model)))
+    print(summary(build_model(run_config(args))))
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
@@ -401,6 +401,14 @@ def main(argv: list[str] | None = None) -> int:
         args.handler(args)
     except UserError as error:
         print(f"elman: error: {error}", file=sys.stderr)
+        return 1
+    except OSError as error:  # the file system said no: a read-only or full disk, permissions
+        where = f" {error.filename}" if error.filename else ""
+        print(
+            f"elman: error: cannot read or write{where}: {error.strerror or error}; check the "
+            "path, its permissions and the free space",
+            file=sys.stderr,
+        )
         return 1
     except KeyboardInterrupt:
         print("elman: interrupted", file=sys.stderr)

@@ -26,7 +26,7 @@ from elman.errors import UserError, require_positive
 from elman.files import atomic_write, json_bytes
 from elman.kernels import BACKENDS
 from elman.kernels.reference import ACTIVATIONS
-from elman.settings import choose, setting
+from elman.settings import choose, json_text, setting, typed
 
 # The files of a saved model folder (see elman.bundle)
 CONFIG, WEIGHTS, VOCABULARY, HISTORY, METRICS, CHECKPOINT = (
@@ -125,12 +125,19 @@ class TrainConfig:
     eval_batch_size: int = setting(1000, "samples per batch when evaluating")
     bucket: bool = setting(False, "batch samples of similar length (not the reference run)")
     clip_norm: float | None = setting(None, "clip the gradient norm to this before each step")
+    checkpoint_every: int | None = setting(
+        None, "save a checkpoint every N steps as well as after each epoch (none: every 60 s)"
+    )
 
-    def validate(self, train_size: int) -> None:
-        require_positive(self, "epochs", "batch_size", "eval_batch_size", "lr")
-        if self.clip_norm is not None:
-            require_positive(self, "clip_norm")
-        if self.batch_size > train_size:
+    def validate(self, train_size: int | None = None) -> None:
+        """The settings' ranges, and with ``train_size`` that a batch fits in the data."""
+        require_positive(self, "epochs", "batch_size", "eval_batch_size", "lr", "epsilon")
+        for name in ("clip_norm", "threads", "checkpoint_every"):
+            if getattr(self, name) is not None:
+                require_positive(self, name)
+        if not 0 <= self.rho < 1:
+            raise UserError(f"rho must be in [0, 1), got {self.rho}")
+        if train_size is not None and self.batch_size > train_size:
             raise UserError(
                 f"batch-size {self.batch_size} is larger than the {train_size} training samples"
             )
@@ -205,34 +212,58 @@ def save_config(folder: Path, config: Any, kind: str | None = None) -> None:
 _OLD_COPIES = {"model": ("classes",), "data": ("vocab_size", "max_len", "seed", "task")}
 
 
-def _known(cls: type, values: dict, part: str) -> Any:
-    values = {k: v for k, v in values.items() if k not in _OLD_COPIES.get(part, ())}
-    return cls(**values)
+def _part(saved: dict, part: str, cls: type, where: str) -> Any:
+    """One part of config.json as its dataclass, each value checked against its declared type
+    (the copies old files held dropped)."""
+    values = saved.get(part, {})
+    if isinstance(values, dict):
+        values = {k: v for k, v in values.items() if k not in _OLD_COPIES.get(part, ())}
+    return typed(cls, values, f"{where} {part}")
+
+
+def check_classes(config: RunConfig, where: str) -> None:
+    """Class names: distinct non-empty strings, at least two for a classifier."""
+    classes = config.classes
+    forecast = getattr(config.model, "task", "classify") == "forecast"
+    if not isinstance(classes, list) or not all(isinstance(c, str) and c for c in classes):
+        raise UserError(f"{where}: classes must be a list of names, got {json_text(classes)}")
+    if len(set(classes)) != len(classes) or (not forecast and len(classes) < 2):
+        raise UserError(
+            f"{where}: classes must be two or more distinct names, got {json_text(classes)}"
+        )
 
 
 def load_config(folder: Path) -> RunConfig:
+    """``config.json`` of a saved model, every part and value checked: a file elman did not
+    write, or one edited into something that does not fit, is refused with one line."""
     path = Path(folder) / CONFIG
     if not path.is_file():
         raise UserError(f"{folder} is not a saved elman model: {CONFIG} is missing")
     try:
-        saved = json.loads(path.read_text())
-        if "kind" in saved:
-            raise UserError(
-                f"{folder} holds a {saved['kind']}, not a classifier: use elman lm next"
-            )
-        kind = SOURCES[saved.get("source", "imdb")]
-        config = RunConfig(
-            model=_known(NETWORKS[kind.network], saved["model"], "model"),
-            data=_known(kind.config, saved["data"], "data"),
-            train=TrainConfig(**saved["train"]),
-            source=kind.name,
-            classes=list(saved.get("classes", LABELS)),
-        )
-        if "task" in saved["data"] and kind.network == "numbers":  # old: the task lived there
-            config.model.task = saved["data"]["task"]
-        return config
-    except (ValueError, KeyError, TypeError) as error:
-        raise UserError(f"{path} is not a valid elman configuration ({error})") from None
+        saved = json.loads(path.read_bytes().decode("utf-8"))
+    except (ValueError, UnicodeDecodeError) as error:
+        raise UserError(f"{path} is not valid JSON ({error}): train the model again") from None
+    if not isinstance(saved, dict):
+        raise UserError(f"{path} must hold a JSON object of settings, got {type(saved).__name__}")
+    if "kind" in saved:
+        raise UserError(f"{folder} holds a {saved['kind']}, not a classifier: use elman lm next")
+    if saved.get("source", "imdb") not in SOURCES:
+        raise UserError(f"{path}: unknown source {json_text(saved.get('source'))}")
+    kind = SOURCES[saved.get("source", "imdb")]
+    config = RunConfig(
+        model=_part(saved, "model", NETWORKS[kind.network], path.name),
+        data=_part(saved, "data", kind.config, path.name),
+        train=_part(saved, "train", TrainConfig, path.name),
+        source=kind.name,
+        classes=saved.get("classes", list(LABELS)),
+    )
+    old_task = saved.get("data", {}).get("task")
+    if old_task and kind.network == "numbers":  # (files of 0.1's first releases kept it there)
+        config.model.task = old_task
+    config.model.validate()
+    config.train.validate()
+    check_classes(config, path.name)
+    return config
 
 
 def holds_model(folder: Path) -> bool:

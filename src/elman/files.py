@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -26,6 +28,40 @@ def atomic_write(path: Path, data: bytes) -> None:
             raise
     os.chmod(file.name, 0o644)
     os.replace(file.name, path)
+
+
+LOCK = ".elman.lock"
+
+
+@contextlib.contextmanager
+def locked_folder(folder: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``folder`` (created if missing) for the length of the block.
+
+    A second process asking for it stops at once with a UserError naming the holder. The lock
+    is the operating system's (``flock``): it goes when its process ends, however it ends, so a
+    lock file left by a killed run is simply taken over."""
+    import fcntl
+
+    from elman.errors import UserError
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(folder / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(descriptor, 64).decode(errors="replace").strip() or "unknown"
+        os.close(descriptor)
+        raise UserError(
+            f"{folder} is in use by another elman run (process {holder}): wait for it to "
+            "finish, or choose another --out"
+        ) from None
+    try:
+        os.ftruncate(descriptor, 0)
+        os.write(descriptor, f"{os.getpid()}\n".encode())
+        yield
+    finally:
+        os.close(descriptor)  # releases the lock
 
 
 def json_bytes(obj: object) -> bytes:

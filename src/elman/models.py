@@ -21,6 +21,8 @@ the reference model), (B, C) for C > 2 (softmax). The sigmoid/softmax is applied
 
 from __future__ import annotations
 
+import os
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -233,10 +235,61 @@ class SequenceModel(nn.Module):
         return class_probabilities(self(x), self.classes)
 
 
-def build_model(config: RunConfig) -> ReviewClassifier | SequenceModel:
-    """The network ``config.model`` describes, with an output for each of ``config.classes``."""
+def _network(config: RunConfig) -> ReviewClassifier | SequenceModel:
     network = ReviewClassifier if isinstance(config.model, ModelConfig) else SequenceModel
     return network(config.model, max(len(config.classes), 2))
+
+
+def build_model(config: RunConfig) -> ReviewClassifier | SequenceModel:
+    """The network ``config.model`` describes, with an output for each of ``config.classes``;
+    refused (UserError) if its weights alone would not fit in the free memory."""
+    check_memory(config)
+    return _network(config)
+
+
+def free_memory() -> int:
+    """Bytes the system can still give (MemAvailable), or None where it does not say."""
+    try:
+        with open("/proc/meminfo") as file:
+            for line in file:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def memory_needed(config: RunConfig, steps: int | None = None) -> int:
+    """Bytes a model needs, estimated before anything is allocated (the network is built on
+    PyTorch's meta device, which holds shapes only): its weights twice (the model and a copy
+    while loading or saving) or, with ``steps`` (training), five times (weights, gradients,
+    RMSprop's averages, the best epoch's copy, a checkpoint) plus a batch's activations."""
+    weights = 4 * parameter_count(config)
+    if steps is None:
+        return 2 * weights
+    model = config.model
+    width = model.hidden_size + getattr(model, "embedding_dim", getattr(model, "input_size", 1))
+    activations = 4 * config.train.batch_size * steps * width * 6  # states, gradients, inputs
+    return 5 * weights + activations
+
+
+def check_memory(config: RunConfig, steps: int | None = None) -> None:
+    """Refuse with one line what would not fit in memory (rather than crash trying)."""
+    needed, free = memory_needed(config, steps), free_memory()
+    if needed > free:
+        model = config.model
+        raise UserError(
+            f"this model needs about {needed / 2**30:.1f} GiB of memory"
+            f"{' to train' if steps else ''} but {free / 2**30:.1f} GiB are free "
+            f"(hidden-size {model.hidden_size}, {parameter_count(config):,} weights): "
+            "choose smaller sizes or a smaller --batch-size"
+        )
+
+
+def parameter_count(config: RunConfig) -> int:
+    """The network's number of weights, counted without allocating them (meta device)."""
+    with torch.device("meta"):
+        return count_parameters(_network(config))
 
 
 def summary(model: ReviewClassifier | SequenceModel, batch_size: int = 1, steps: int = 100) -> str:

@@ -32,3 +32,48 @@ def choose(value: str, choices: Sequence[str], what: str) -> None:
     """Refuse ``value`` unless it is one of ``choices``, naming the setting ``what``."""
     if value not in choices:
         raise UserError(f"{what} must be one of {', '.join(choices)}, got {value!r}")
+
+
+def _fits(value: Any, kind: str) -> bool:
+    """Whether ``value`` (from JSON) is of the declared type ``kind`` (the annotation's text)."""
+    options = [option.strip() for option in kind.split("|")]
+    if value is None:
+        return "None" in options
+    for option in options:
+        base = option.split("[")[0]
+        if base == "bool" and isinstance(value, bool):
+            return True
+        if isinstance(value, bool):
+            continue
+        if base == "int" and isinstance(value, int):
+            return True
+        if base == "float" and isinstance(value, int | float):
+            return True
+        if base == "str" and isinstance(value, str):
+            return True
+        if base in ("list", "tuple") and isinstance(value, list | tuple):
+            element = option[option.index("[") + 1 :].split(",")[0].rstrip("]").strip()
+            return all(_fits(item, element) for item in value)
+    return False
+
+
+def typed(cls: type, values: Any, where: str) -> Any:
+    """``cls(**values)`` for values read from a file, refusing (with a UserError naming
+    ``where`` and the field) anything that is not a mapping of its fields to values of the
+    declared types."""
+    if not isinstance(values, dict):
+        raise UserError(f"{where} must be a mapping of settings, got {type(values).__name__}")
+    names = {f.name: f for f in fields(cls)}
+    for name, value in values.items():
+        if name not in names:
+            raise UserError(f"{where}: {name!r} is not a setting elman knows")
+        if not _fits(value, str(names[name].type)):
+            raise UserError(f"{where}: {name} must be {names[name].type}, got {json_text(value)}")
+    tuples = {k for k in values if str(names[k].type).startswith("tuple")}
+    return cls(**{k: tuple(v) if k in tuples else v for k, v in values.items()})
+
+
+def json_text(value: Any) -> str:
+    import json
+
+    return json.dumps(value)[:40]

@@ -15,7 +15,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -208,13 +208,25 @@ def save_checkpoint(
 def load_checkpoint(
     path: Path, model: nn.Module, optimizer: torch.optim.Optimizer
 ) -> TrainingState:
-    """Restore model and optimizer from ``path`` (in place) and return the training state."""
+    """Restore model and optimizer from ``path`` (in place) and return the training state.
+
+    Only tensors and plain values are unpickled (``weights_only``): a file holding anything else
+    is refused without running any of it."""
+    import pickle
+
     try:
         saved = torch.load(path, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as error:
+        reason = str(error).strip().splitlines()[0][:80]
+        raise UserError(
+            f"{path} is not a checkpoint elman wrote (refused to unpickle it: {reason}); "
+            "start a new run with --overwrite"
+        ) from None
+    try:
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         return TrainingState(**saved["state"])
-    except Exception as error:
+    except (KeyError, TypeError, ValueError, RuntimeError) as error:
         raise UserError(
             f"cannot resume from {path} ({type(error).__name__}): it does not belong to this "
             "model; start a new run with --overwrite"
@@ -296,11 +308,12 @@ def _train_batches(
     state: TrainingState,
     config: TrainConfig,
     shuffle: torch.Generator,
-    stop: Callable[[float], None],
+    between_steps: Callable[[float], None],
     progress: bool,
 ) -> float:
     """Train the epoch ``state`` is in, from its step on, updating ``state``'s running sums;
-    ``stop()`` is called between steps (it raises when Ctrl-C asked to stop). Returns seconds."""
+    ``between_steps(seconds so far)`` runs before each step (it saves checkpoints, and raises
+    when Ctrl-C asked to stop). Returns the seconds spent."""
     from tqdm import tqdm
 
     x, y = _tensors(train)
@@ -319,7 +332,7 @@ def _train_batches(
     started = time.perf_counter()
     with bar:
         while state.step < len(batches):
-            stop(time.perf_counter() - started)
+            between_steps(time.perf_counter() - started)
             rows = batches[state.step]
             loss, batch_metric = train_step(model, optimizer, x[rows], y[rows], config.clip_norm)
             if not torch.isfinite(loss):
@@ -367,6 +380,19 @@ def _epoch_line(record: dict[str, float], epochs: int) -> str:
     return f"Epoch {record['epoch']}/{epochs} - {record['seconds']:.1f}s - {scores}"
 
 
+CHECKPOINT_SECONDS = 60.0  # without checkpoint_every, a kill loses at most about this much
+
+
+def _due(config: TrainConfig, saved: dict, step: int) -> bool:
+    """Whether a mid-epoch checkpoint is due: ``checkpoint_every`` steps since the last one, or
+    without it ``CHECKPOINT_SECONDS``."""
+    if step == saved["step"]:
+        return False
+    if config.checkpoint_every:
+        return step - saved["step"] >= config.checkpoint_every
+    return time.perf_counter() - saved["time"] >= CHECKPOINT_SECONDS
+
+
 def fit(
     model: nn.Module,
     train: Split,
@@ -389,21 +415,30 @@ def fit(
     if checkpoint is not None and checkpoint.exists():
         state = load_checkpoint(checkpoint, model, optimizer)
         log(f"Resuming from {checkpoint}: epoch {state.epoch}, step {state.step}")
+    saved = {"step": state.step, "time": time.perf_counter()}
     with _deferred_interrupt() as interrupted:
 
-        def stop(seconds: float = 0.0) -> None:  # at a safe point: save, then stop on Ctrl-C
+        def between_steps(seconds: float = 0.0) -> None:
+            """At a safe point: a checkpoint when one is due; on Ctrl-C, save and stop."""
             if interrupted():
                 state.seconds += seconds
                 _stop(checkpoint, model, optimizer, state, log)
+            if checkpoint is not None and _due(config, saved, state.step):
+                save_checkpoint(
+                    checkpoint, model, optimizer, replace(state, seconds=state.seconds + seconds)
+                )
+                saved.update(step=state.step, time=time.perf_counter())
 
         while state.epoch <= config.epochs and not state.finished:
             model.train()
             try:
                 seconds = _train_batches(
-                    model, optimizer, train, state, config, shuffle, stop, progress
+                    model, optimizer, train, state, config, shuffle, between_steps, progress
                 )
             except NonFiniteLoss as error:
-                kept = f" ({checkpoint} keeps the last good state)" if checkpoint else ""
+                kept = ""
+                if checkpoint is not None and checkpoint.exists():
+                    kept = f" ({checkpoint} keeps the last good state)"
                 raise UserError(
                     f"{error}; training stopped{kept}: lower --lr or set --clip-norm"
                 ) from None
@@ -412,7 +447,14 @@ def fit(
             state = _next_epoch(state, record, model, config.patience, shuffle, log)
             if checkpoint is not None:
                 save_checkpoint(checkpoint, model, optimizer, state)
-            stop()
+                saved.update(step=0, time=time.perf_counter())
+            between_steps()
+    _restore_best(model, state, log)
+    return state.history
+
+
+def _restore_best(model: nn.Module, state: TrainingState, log: Callable[[str], None]) -> None:
+    """Early stopping's end: the weights of the epoch with the best val_loss."""
     if state.best_weights is not None:
         best = min(state.history, key=lambda record: record["val_loss"])
         if best["epoch"] != state.history[-1]["epoch"]:
@@ -421,4 +463,3 @@ def fit(
                 f"{best['val_loss']:.4f})"
             )
         model.load_state_dict(state.best_weights)
-    return state.history

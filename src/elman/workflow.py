@@ -6,8 +6,9 @@ a saved model, predict with one. Each source's specifics are behind ``elman.data
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import torch
 from elman.bundle import Prediction, TrainedClassifier, TrainedSequenceModel, load, save_bundle
 from elman.config import (
     CHECKPOINT,
+    CONFIG,
     HISTORY,
     METRICS,
     VOCABULARY,
@@ -32,13 +34,14 @@ from elman.data import SOURCES
 from elman.data.source import Given, Inputs, Splits
 from elman.data.split import Split
 from elman.errors import UserError
+from elman.files import LOCK, locked_folder
 from elman.metrics import (
     classification_report,
     forecast_report,
     format_classification,
     format_forecast,
 )
-from elman.models import ReviewClassifier, SequenceModel, build_model, summary
+from elman.models import ReviewClassifier, SequenceModel, build_model, check_memory, summary
 from elman.train import evaluate, fit
 
 Log = Callable[[str], None]
@@ -49,18 +52,58 @@ def imdb_preset(architecture: str = "rnn") -> RunConfig:
     return preset("imdb", architecture)
 
 
-def prepare_output(out_dir: Path, overwrite: bool) -> None:
-    """Refuse to train over a saved model unless asked; with ``overwrite``, clear its files."""
+ELMAN_FILES = (CONFIG, WEIGHTS, VOCABULARY, HISTORY, METRICS, CHECKPOINT, LOCK)
+
+
+def check_output(out_dir: Path, overwrite: bool, resume: bool) -> None:
+    """Refuse an output folder that is not elman's to write, or holds a model the run would
+    replace without ``overwrite`` (its files are replaced only once the new run's data is
+    read, so a run that fails early loses nothing)."""
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"--out {out_dir} is a file, not a folder")
-    if holds_model(out_dir):
-        if not overwrite:
+    if out_dir.resolve() == Path(out_dir.resolve().anchor):
+        raise UserError(f"--out {out_dir} is the filesystem root: give a folder for the model")
+    foreign = sorted(
+        entry.name
+        for entry in (out_dir.iterdir() if out_dir.is_dir() else ())
+        if entry.name not in ELMAN_FILES and not entry.name.endswith(".tmp")
+    )
+    if foreign:
+        raise UserError(
+            f"--out {out_dir} holds files elman did not write ({', '.join(foreign[:3])}): "
+            "give a new or empty folder"
+        )
+    if resume:
+        if not (out_dir / CONFIG).exists():
+            raise UserError(f"nothing to resume in {out_dir}: it has no {CONFIG}")
+        return
+    if not holds_model(out_dir):
+        return
+    if not overwrite:
+        if not (out_dir / CHECKPOINT).exists() and not (out_dir / WEIGHTS).exists():
             raise UserError(
-                f"{out_dir} already holds a model: choose another --out, add --overwrite to "
-                "replace it, or --resume to continue its training"
+                f"{out_dir} holds a run that stopped before its first checkpoint: --resume "
+                f"{out_dir} starts it again with its settings, --overwrite starts afresh"
             )
-        for name in (CHECKPOINT, WEIGHTS, VOCABULARY, HISTORY, METRICS):
-            (out_dir / name).unlink(missing_ok=True)
+        raise UserError(
+            f"{out_dir} already holds a model: choose another --out, add --overwrite to "
+            "replace it, or --resume to continue its training"
+        )
+
+
+@contextlib.contextmanager
+def claimed(out_dir: Path) -> Iterator[None]:
+    """The output folder, locked for this run; a folder the run created is removed again if
+    the run fails before writing anything into it."""
+    created = not out_dir.exists()
+    try:
+        with locked_folder(out_dir):
+            yield
+    except BaseException:
+        if created and out_dir.is_dir() and [e.name for e in out_dir.iterdir()] == [LOCK]:
+            (out_dir / LOCK).unlink()
+            out_dir.rmdir()
+        raise
 
 
 def prepare_data(config: RunConfig, log: Log = print) -> tuple[RunConfig, Splits]:
@@ -127,31 +170,50 @@ def train_model(
 ) -> TrainedClassifier | TrainedSequenceModel:
     """Load the data, build and summarise the model, train, test, save into ``out_dir``.
 
-    The configuration is written first and a checkpoint after every epoch, so ``resume=True``
-    (with the same ``out_dir``; ``config`` is then read from it) continues an interrupted run
-    and ends with the same weights as an uninterrupted one."""
-    if resume:
-        if out_dir is None or not (Path(out_dir) / CHECKPOINT).exists():
-            raise UserError(f"nothing to resume in {out_dir}: it has no {CHECKPOINT}")
-        config = load_config(out_dir)
+    The folder is locked for the run. The configuration is written first and checkpoints
+    during and after every epoch, so ``resume=True`` (with the same ``out_dir``; ``config`` is
+    then read from it) continues an interrupted run and ends with the same weights as an
+    uninterrupted one (a run stopped before its first checkpoint starts again)."""
+    if out_dir is None:
+        return _train(config, None, log, progress)
+    out_dir = Path(out_dir)
     config.model.validate()
-    if out_dir is not None and not resume:
-        prepare_output(Path(out_dir), overwrite)
+    config.train.validate()
+    with claimed(out_dir):
+        check_output(out_dir, overwrite, resume)
+        if resume:
+            config = load_config(out_dir)
+            if not (out_dir / CHECKPOINT).exists():
+                log(f"{out_dir} has no checkpoint yet: the run starts again from its first step")
+        return _train(config, out_dir, log, progress, save_settings=not resume)
+
+
+def _train(
+    config: RunConfig,
+    out_dir: Path | None,
+    log: Log,
+    progress: bool,
+    save_settings: bool = True,
+) -> TrainedClassifier | TrainedSequenceModel:
+    config.model.validate()
     if config.train.threads:
         torch.set_num_threads(config.train.threads)
     started = time.perf_counter()
     config, splits = prepare_data(config, log)  # before anything is written: bad data fails first
     config.model.validate()
     config.train.validate(len(splits.train))  # before anything is written or printed
-    if out_dir is not None and not resume:
-        save_config(Path(out_dir), config)
+    check_memory(config, steps=splits.train.x.shape[1])
+    if out_dir is not None and save_settings:
+        for name in (CHECKPOINT, WEIGHTS, VOCABULARY, HISTORY, METRICS):  # an old model's
+            (out_dir / name).unlink(missing_ok=True)
+        save_config(out_dir, config)
     log(
         f"{config.source}: {len(splits.train)} train, {len(splits.val)} validation, "
         f"{len(splits.test)} test samples ({time.perf_counter() - started:.1f}s to load)"
     )
     model = new_model(config, splits)
     log(summary(model))
-    checkpoint = Path(out_dir) / CHECKPOINT if out_dir is not None else None
+    checkpoint = out_dir / CHECKPOINT if out_dir is not None else None
     history = fit(model, splits.train, splits.val, config.train, log, progress, checkpoint)
     test = evaluate(model, splits.test, config.train.eval_batch_size)
     report, printed = test_report(model, splits.test, config)
@@ -160,7 +222,7 @@ def train_model(
     log(f"Test: loss {test['loss']:.4f} - {metric} {test[metric]:.4f}")
     log(printed)
     if out_dir is not None:
-        save_bundle(Path(out_dir), model, splits.vocabulary, config, history, metrics)
+        save_bundle(out_dir, model, splits.vocabulary, config, history, metrics)
         log(f"Saved to {out_dir}")
     if splits.vocabulary is not None:
         return TrainedClassifier(model, config, metrics, splits.vocabulary)

@@ -71,7 +71,7 @@ def test_non_numeric_value_is_one_line(tmp_path):
     (tmp_path / "X_TRAIN.tsv").write_text("1\t0.5\t0.7\n2\t0.1\tabc\n")
     result = run_elman("train", "series", "--data", str(tmp_path / "X_TRAIN.tsv"))
     assert result.returncode == 1
-    assert "X_TRAIN.tsv line 2 field 2: 'abc' is not a number" in result.stderr
+    assert "X_TRAIN.tsv line 2 field 3: 'abc' is not a number" in result.stderr  # as in the file
     assert len(result.stderr.strip().splitlines()) == 1
 
 
@@ -128,7 +128,9 @@ def test_series_classification_and_predict(tmp_path):
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["test_acc"] >= 0.85, metrics
+    # Seeds 0-7 on the 2-core development machine: 0.90-1.00 (mean 0.96, sd 0.04); another
+    # CPU's float rounding gave 0.80 for seed 0. Chance is 0.5: 0.7 leaves room for both.
+    assert metrics["test_acc"] >= 0.7, metrics
     predicted = run_elman(
         "predict", "--model", str(out), "--json", str(tmp_path / "Waves_TEST.tsv")
     )

@@ -85,8 +85,12 @@ def download(url: str = URL, md5: str = MD5, cache_dir: Path | None = None) -> P
     return Path(path)
 
 
-def resolve_source(data: str | Path | None = None, cache_dir: Path | None = None) -> Path:
-    """The archive or folder to read: ``data``, else ``$ELMAN_DATA``, else the official download."""
+def resolve_source(
+    data: str | Path | None = None, cache_dir: Path | None = None, log: Log = print
+) -> Path:
+    """The archive or folder to read: ``data``, else ``$ELMAN_DATA``, else the official download.
+    An archive is checked against the ``.sha256`` beside it, else against the official md5;
+    one that is neither is used with a warning (``log``)."""
     data = data or os.environ.get("ELMAN_DATA")
     if not data:
         return download(cache_dir=cache_dir)
@@ -96,14 +100,20 @@ def resolve_source(data: str | Path | None = None, cache_dir: Path | None = None
             f"IMDB data not found at {path}: give the aclImdb .tar.gz or its extracted folder"
         )
     if path.is_file():
-        _check_sidecar_checksum(path)
+        _check_sidecar_checksum(path, log)
     return path
 
 
-def _check_sidecar_checksum(archive: Path) -> None:
-    """If ``<archive>.sha256`` lies beside the archive (as in ../shared/data), it must match."""
+def _check_sidecar_checksum(archive: Path, log: Log = print) -> None:
+    """If ``<archive>.sha256`` lies beside the archive (as in ../shared/data), it must match;
+    without one, an archive that is not the official one (md5) is used with a warning."""
     sidecar = archive.with_name(archive.name + ".sha256")
     if not sidecar.exists():
+        if file_digest(archive, "md5") != MD5:
+            log(
+                f"warning: {archive} has no {sidecar.name} beside it and is not the official "
+                "archive (its md5 differs): it is read unverified"
+            )
         return
     expected = sidecar.read_text().split()[0].lower()
     actual = file_sha256(archive)
@@ -115,7 +125,11 @@ def _check_sidecar_checksum(archive: Path) -> None:
 
 
 def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
+    return file_digest(path, "sha256")
+
+
+def file_digest(path: Path, algorithm: str) -> str:
+    digest = hashlib.new(algorithm)
     with open(path, "rb") as file:
         for block in iter(lambda: file.read(1 << 20), b""):
             digest.update(block)
@@ -291,7 +305,9 @@ class IMDBData:
     vocabulary: Vocabulary
 
 
-def load_imdb(config: IMDBConfig, *, vocab_size: int, max_len: int, seed: int) -> IMDBData:
+def load_imdb(
+    config: IMDBConfig, *, vocab_size: int, max_len: int, seed: int, log: Log = print
+) -> IMDBData:
     """The IMDB arrays: ``vocab_size`` ids, reviews padded/cut to ``max_len``, the 25,000
     training reviews split by a ``seed``-ed shuffle (20,000 / 5,000 by default), the 25,000 test
     reviews as they are."""
@@ -299,7 +315,7 @@ def load_imdb(config: IMDBConfig, *, vocab_size: int, max_len: int, seed: int) -
         raise UserError(f"max-len must be positive, got {max_len}")
     if vocab_size <= 3:
         raise UserError(f"vocab-size must exceed the 3 reserved ids, got {vocab_size}")
-    source = resolve_source(config.data, Path(config.cache_dir) if config.cache_dir else None)
+    source = resolve_source(config.data, Path(config.cache_dir) if config.cache_dir else None, log)
     corpus = encode_corpus(source, Path(config.cache_dir) if config.cache_dir else None)
 
     def split_arrays(split: str) -> Split:
@@ -323,7 +339,11 @@ def load_imdb(config: IMDBConfig, *, vocab_size: int, max_len: int, seed: int) -
 
 def read(run: RunConfig, log: Log = print) -> Splits:
     imdb = load_imdb(
-        run.data, vocab_size=run.model.vocab_size, max_len=run.model.max_len, seed=run.train.seed
+        run.data,
+        vocab_size=run.model.vocab_size,
+        max_len=run.model.max_len,
+        seed=run.train.seed,
+        log=log,
     )
     return Splits(imdb.train, imdb.val, imdb.test, list(LABELS), imdb.vocabulary)
 

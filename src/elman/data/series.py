@@ -94,12 +94,39 @@ def _number(token: str, where: str) -> float:
     if token in MISSING:
         return math.nan
     try:
-        return float(token)
+        value = float(token)
     except ValueError:
         raise UserError(
             f"{where}: {token!r} is not a number; series values must be numbers "
             "(NaN, ? or an empty field for a missing value)"
         ) from None
+    if not abs(value) <= FLOAT32_MAX:
+        raise UserError(f"{where}: {token!r} is {_too_large(value)}: {FINITE_ONLY}")
+    return value
+
+
+# inf (or a value beyond float32) is refused rather than taken as missing: it is more often a
+# broken export than a gap, and as a value it would make every statistic and loss NaN.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+FINITE_ONLY = "series values must be finite float32 numbers (NaN, ? or empty for a missing one)"
+
+
+def _too_large(value: float) -> str:
+    return "infinite" if math.isinf(value) else "beyond float32's range"
+
+
+def _check_finite(values: np.ndarray, path: Path) -> None:
+    """Refuse infinite values (and values that overflow float32) of a NumPy array, naming the
+    first one's series, step and feature."""
+    with np.errstate(over="ignore"):
+        bad = np.isinf(values) | (np.abs(np.nan_to_num(values)) > FLOAT32_MAX)
+    if bad.any():
+        series, step, feature = (int(i) + 1 for i in np.argwhere(bad)[0])
+        value = float(values[series - 1, step - 1, feature - 1])
+        raise UserError(
+            f"{path} series {series} step {step} feature {feature}: {value} is "
+            f"{_too_large(value)}: {FINITE_ONLY}"
+        )
 
 
 def _read_text_table(path: Path, config: SeriesConfig) -> Raw:
@@ -126,7 +153,14 @@ def _read_text_table(path: Path, config: SeriesConfig) -> Raw:
                     f"{place} has no label column {column}: it has {len(fields)} fields"
                 )
             labels.append(_label_text(fields.pop(column)))
-        values = [_number(token, f"{place} field {i + 1}") for i, token in enumerate(fields)]
+        shift = 0 if column is None else 1  # (fields are counted as in the file)
+        values = [
+            _number(
+                token,
+                f"{place} field {i + 1 + (shift if column is not None and i >= column else 0)}",
+            )
+            for i, token in enumerate(fields)
+        ]
         while values and math.isnan(values[-1]):  # trailing blanks pad unequal lengths
             values.pop()
         if not values:
@@ -170,6 +204,7 @@ def _as_steps(values: np.ndarray, path: Path) -> np.ndarray:
             f"{path}: expected numbers shaped (N, T) or (N, T, F), got {values.dtype} "
             f"{values.shape}"
         )
+    _check_finite(values.astype(np.float64), path)
     return values.astype(np.float32)
 
 

@@ -156,9 +156,28 @@ def _read_json_lines(
                     f"{path} line {line_number} has no key {key!r}; name the right one with "
                     f"{option}"
                 )
-        label = str(record.get(config.label_column, "")).strip()
-        found.add(str(record[config.text_column]), label, f"{path} line {line_number}")
+        where = f"{path} line {line_number}"
+        text = record[config.text_column]
+        if not isinstance(text, str):
+            raise UserError(f"{where}: the text ({config.text_column!r}) must be a string")
+        label = _json_label(record.get(config.label_column, ""), where, with_labels)
+        found.add(text, label, where)
     return found
+
+
+def _json_label(value: object, where: str, required: bool) -> str:
+    """A JSON label as its class name: a string, or a whole number (1 and "1" are one class).
+    null, true/false, 1.5, lists and objects are refused: none names a class unambiguously."""
+    if isinstance(value, str):
+        return value.strip()
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if not required and value is None:
+        return ""
+    raise UserError(
+        f"{where}: the label {json.dumps(value)[:30]} is not a string or a whole number; "
+        "give each sample a class name or number"
+    )
 
 
 def _class_folders(
@@ -378,6 +397,8 @@ def read_texts(given: Given, columns: TextConfig, log: Log = print) -> list[tupl
 
     for number, text in enumerate(given.texts, start=1):
         if text == "-":
+            if sys.stdin is None or sys.stdin.closed:
+                raise UserError("standard input is closed: pipe reviews into it, or give text")
             add_lines("<stdin>", sys.stdin.buffer.read())
         else:
             texts.append((f"argument {number}", text))
