@@ -83,20 +83,27 @@ def _stop_in_epoch_two(command: list[str], how: signal.Signals) -> tuple[int, st
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGINT])
+@pytest.mark.parametrize(
+    "how,every", [(signal.SIGKILL, None), (signal.SIGKILL, 10), (signal.SIGINT, None)]
+)
 def test_stopped_and_resumed_run_equals_uninterrupted(
-    how, uninterrupted, real_archive, real_cache, tmp_path
+    how, every, uninterrupted, real_archive, real_cache, tmp_path
 ):
     out = tmp_path / "run"
+    extra = ["--checkpoint-every", str(every)] if every else []
     code, output = _stop_in_epoch_two(
-        _train_command(real_archive, real_cache, *SMALL, "--out", str(out)), how
+        _train_command(real_archive, real_cache, *SMALL, *extra, "--out", str(out)), how
     )
     assert "Epoch 2/3" not in output, "the signal came too late to land inside epoch 2"
     assert not (out / "weights.safetensors").exists()
     checkpoint = torch.load(out / "checkpoint.pt", weights_only=True)["state"]
-    if how == signal.SIGKILL:
+    if how == signal.SIGKILL and every:  # killed mid-epoch: the last checkpoint of the epoch
         assert code == -signal.SIGKILL
-        assert (checkpoint["epoch"], checkpoint["step"]) == (2, 0)  # the end of epoch 1
+        assert checkpoint["epoch"] == 2 and checkpoint["step"] > 0
+        assert checkpoint["step"] % every == 0
+    elif how == signal.SIGKILL:  # epochs take less than a minute: the end of epoch 1
+        assert code == -signal.SIGKILL
+        assert (checkpoint["epoch"], checkpoint["step"]) == (2, 0)
     else:  # Ctrl-C: saved where it stopped, a clean exit with a one-line message
         assert code == 130 and "continue with --resume" in output and "Traceback" not in output
         assert checkpoint["epoch"] == 2 and checkpoint["step"] > 0

@@ -34,7 +34,7 @@ from elman.data import SOURCES
 from elman.data.source import Given, Inputs, Splits
 from elman.data.split import Split
 from elman.errors import UserError
-from elman.files import LOCK, locked_folder
+from elman.files import LOCK, locked_folder, refuse_if_locked
 from elman.metrics import (
     classification_report,
     forecast_report,
@@ -63,6 +63,10 @@ def check_output(out_dir: Path, overwrite: bool, resume: bool) -> None:
         raise UserError(f"--out {out_dir} is a file, not a folder")
     if out_dir.resolve() == Path(out_dir.resolve().anchor):
         raise UserError(f"--out {out_dir} is the filesystem root: give a folder for the model")
+    if resume:
+        if not (out_dir / CONFIG).exists():
+            raise UserError(f"nothing to resume in {out_dir}: it has no {CONFIG}")
+        return
     foreign = sorted(
         entry.name
         for entry in (out_dir.iterdir() if out_dir.is_dir() else ())
@@ -73,10 +77,6 @@ def check_output(out_dir: Path, overwrite: bool, resume: bool) -> None:
             f"--out {out_dir} holds files elman did not write ({', '.join(foreign[:3])}): "
             "give a new or empty folder"
         )
-    if resume:
-        if not (out_dir / CONFIG).exists():
-            raise UserError(f"nothing to resume in {out_dir}: it has no {CONFIG}")
-        return
     if not holds_model(out_dir):
         return
     if not overwrite:
@@ -179,8 +179,10 @@ def train_model(
     out_dir = Path(out_dir)
     config.model.validate()
     config.train.validate()
+    refuse_if_locked(out_dir)  # another run's folder: say so first, whatever it holds
+    check_output(out_dir, overwrite, resume)  # before the lock: a refused folder gets nothing
     with claimed(out_dir):
-        check_output(out_dir, overwrite, resume)
+        check_output(out_dir, overwrite, resume)  # again: another run may just have saved
         if resume:
             config = load_config(out_dir)
             if not (out_dir / CHECKPOINT).exists():

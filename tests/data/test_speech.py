@@ -2,6 +2,7 @@
 
 import io
 import json
+import os
 import tarfile
 from pathlib import Path, PurePosixPath
 
@@ -19,8 +20,13 @@ FSDD_TEST = r"_[0-4]\.wav$"  # the dataset's own test split: recordings 0-4 of e
 
 @pytest.fixture(scope="session")
 def fsdd() -> Path:
+    """The real recordings. Without them the speech tests are skipped, saying why, except
+    under CI (``CI`` set), where a missing dataset is a failure."""
     if not FSDD.exists():
-        pytest.fail(f"the Free Spoken Digit Dataset is expected at {FSDD} (see shared/data)")
+        message = f"the Free Spoken Digit Dataset is expected at {FSDD} (see shared/data)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
     return FSDD.resolve()
 
 
