@@ -230,6 +230,10 @@ CASES: dict[str, tuple[Callable[[Path], list[str]], str]] = {
         "holds files elman did not write (notes.txt)",
     ),
     "out is a file": (lambda r: _imdb(r, "--out", str(_file(r, "afile", "x"))), "is a file"),
+    "out inside a file": (
+        lambda r: _imdb(r, "--out", str(_file(r, "afile", "x") / "run")),
+        "cannot read or write",
+    ),
     "out holds a model": (
         lambda r: _imdb(r, "--out", str(_model(r))),
         "already holds a model",
@@ -416,3 +420,18 @@ def test_second_run_on_the_same_folder_stops_at_once(tmp_path, real_archive, rea
     time.sleep(0.1)
     third = run_elman(*command[3:], "--epochs", "1", "--overwrite")  # the lock went with it
     assert third.returncode == 0, third.stderr
+
+
+def test_read_only_output_folder(tmp_path):
+    """A read-only file system (the lock is the first write): one line, nothing changed."""
+    folder = tmp_path / "readonly"
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(folder)])
+    if mounted.returncode != 0:
+        pytest.skip("cannot mount a read-only file system here")
+    try:
+        result = run_elman("train", "imdb", "--data", "/no/such.tar.gz", "--out", str(folder))
+        assert result.returncode == 1 and "Read-only file system" in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+    finally:
+        subprocess.run(["umount", str(folder)])

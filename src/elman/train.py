@@ -213,14 +213,20 @@ def load_checkpoint(
     Only tensors and plain values are unpickled (``weights_only``): a file holding anything else
     is refused without running any of it."""
     import pickle
+    import warnings
 
     try:
-        saved = torch.load(path, weights_only=True)
+        with warnings.catch_warnings():  # (torch warns about foreign pickle protocols)
+            warnings.simplefilter("ignore")
+            saved = torch.load(path, weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as error:
-        reason = str(error).strip().splitlines()[0][:80]
+        reason = (
+            "refused to unpickle it: it holds more than tensors and plain values"
+            if isinstance(error, pickle.UnpicklingError)
+            else f"it is truncated or not a checkpoint: {type(error).__name__}"
+        )
         raise UserError(
-            f"{path} is not a checkpoint elman wrote (refused to unpickle it: {reason}); "
-            "start a new run with --overwrite"
+            f"{path} is not a checkpoint elman wrote ({reason}); start a new run with --overwrite"
         ) from None
     try:
         model.load_state_dict(saved["model"])

@@ -79,7 +79,7 @@ def test_archive_without_layout_is_refused(tmp_path):
         read_reviews(folder)
 
 
-def test_missing_path_and_sidecar_checksum(tmp_path, small_archive):
+def test_missing_path_and_sidecar_checksum(tmp_path, small_archive, monkeypatch):
     with pytest.raises(UserError, match="not found"):
         imdb.resolve_source(tmp_path / "nope.tar.gz")
     sidecar = small_archive.with_name(small_archive.name + ".sha256")
@@ -88,6 +88,14 @@ def test_missing_path_and_sidecar_checksum(tmp_path, small_archive):
     sidecar.write_text("0" * 64 + "  aclImdb_small.tar.gz\n")
     with pytest.raises(UserError, match="checksum"):
         imdb.resolve_source(small_archive)
+    sidecar.unlink()  # no checksum beside it, and not the official archive: said, not silent
+    said = []
+    assert imdb.resolve_source(small_archive, log=said.append) == small_archive
+    assert len(said) == 1 and "is read unverified" in said[0]
+    monkeypatch.setattr(imdb, "MD5", md5_of(small_archive))  # as if it were the official one
+    said.clear()
+    imdb.resolve_source(small_archive, log=said.append)
+    assert said == []
 
 
 def test_elman_data_variable(small_archive, monkeypatch):
