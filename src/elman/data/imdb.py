@@ -353,15 +353,13 @@ def evaluation(trained: Trained, path: Path | None, log: Log = print) -> Split:
     encoded with the model's vocabulary, which must be the archive's."""
     run = trained.config
     data = replace(run.data, data=str(path) if path else run.data.data)
-    imdb = load_imdb(
-        data, vocab_size=run.model.vocab_size, max_len=run.model.max_len, seed=run.train.seed
-    )
-    if imdb.vocabulary != trained.vocabulary:
+    splits = read(replace(run, data=data), log)
+    if splits.vocabulary != trained.vocabulary:
         raise UserError(
             "the vocabulary saved with the model does not match the reviews in this archive; "
             "use the archive the model was trained on"
         )
-    return imdb.test
+    return splits.test
 
 
 LABELS = ("negative", "positive")
