@@ -11,9 +11,11 @@ contract. How a step is computed lives in ``elman.kernels``: the textbook formul
 
 from __future__ import annotations
 
+import copy
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from elman.kernels import BACKENDS, run_backend, run_ids
@@ -33,6 +35,15 @@ class SimpleRNN(nn.Module):
         backend: ``"auto"`` (default) picks the fastest correct path for the input: the fused
             kernel on CPU, PyTorch's cuDNN RNN on CUDA. ``"reference"`` is the loop above,
             ``"fused"`` and ``"torch"`` force a path. All compute the same function.
+        go_backwards: read each sample's steps last to first and return the states in that
+            order (Keras' meaning). Masked or padded steps only carry the state, so a sample
+            never starts from its padding.
+        dropout: fraction of the input features dropped, in training only; one mask per
+            sequence for all its steps (Keras' meaning), scaled by 1 / (1 - dropout).
+        recurrent_dropout: the same for ``h_{t-1}`` where it enters each step (variational:
+            one mask per sequence), computed inside the fused kernel.
+        stateful: the final state of each batch is the initial state of the next (row i
+            continues row i) until ``reset_states()``; gradients stop between batches.
 
     Parameters are initialised as Keras does: Glorot-uniform on the input part of ``A``,
     orthogonal on the recurrent part, zero bias.
@@ -48,6 +59,10 @@ class SimpleRNN(nn.Module):
         return_sequences: bool = False,
         return_state: bool = False,
         backend: str = "auto",
+        go_backwards: bool = False,
+        dropout: float = 0.0,
+        recurrent_dropout: float = 0.0,
+        stateful: bool = False,
     ) -> None:
         super().__init__()
         if input_size <= 0 or hidden_size <= 0:
@@ -58,7 +73,13 @@ class SimpleRNN(nn.Module):
             raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        for name, rate in (("dropout", dropout), ("recurrent_dropout", recurrent_dropout)):
+            if not 0 <= rate < 1:
+                raise ValueError(f"{name} must be in [0, 1), got {rate}")
         self.backend = backend
+        self.go_backwards, self.stateful = go_backwards, stateful
+        self.dropout, self.recurrent_dropout = dropout, recurrent_dropout
+        self._carried: Tensor | None = None  # a stateful layer's state between batches
         self.input_size = input_size
         self.hidden_size = hidden_size
         self.activation = activation
@@ -95,8 +116,23 @@ class SimpleRNN(nn.Module):
         """
         states = self.states(x, h0, lengths=lengths, mask=mask)
         last = states[:, -1] if states.shape[1] > 0 else self._initial_state(x, h0)
+        if self.stateful:
+            self._carried = last.detach()
         output = states if self.return_sequences else last
         return (output, last) if self.return_state else output
+
+    def reset_states(self) -> None:
+        """A stateful layer starts its next batch from zeros again."""
+        self._carried = None
+
+    @staticmethod
+    def dropout_mask(rows: int, width: int, rate: float, like: Tensor) -> Tensor | None:
+        """Keras' dropout mask: (rows, width) of 0 and 1 / (1 - rate), from torch's generator;
+        None when ``rate`` is 0."""
+        if not rate:
+            return None
+        keep = torch.full((rows, width), 1 - rate, dtype=like.dtype, device=like.device)
+        return torch.bernoulli(keep) / (1 - rate)
 
     def states(
         self,
@@ -118,7 +154,18 @@ class SimpleRNN(nn.Module):
         if mask is not None:
             mask = mask.to(device=x.device, dtype=torch.bool)
         h0 = self._initial_state(x, h0)
-        return run_backend(self.backend, x, self.A, self.b, h0, mask, self.activation)
+        if self.go_backwards:
+            x, mask = x.flip(1), None if mask is None else mask.flip(1)
+        recurrent_mask = None
+        if self.training:  # (both masks: one per sequence, for all its steps)
+            input_mask = self.dropout_mask(x.shape[0], self.input_size, self.dropout, x)
+            x = x if input_mask is None else x * input_mask[:, None, :]
+            recurrent_mask = self.dropout_mask(
+                x.shape[0], self.hidden_size, self.recurrent_dropout, x
+            )
+        return run_backend(
+            self.backend, x, self.A, self.b, h0, mask, self.activation, recurrent_mask
+        )
 
     def from_ids(self, ids: Tensor, embedding: Tensor, padding_id: int = 0) -> Tensor:
         """The layer over embedded token ids: ``self(F.embedding(ids, embedding))``, computed
@@ -126,7 +173,12 @@ class SimpleRNN(nn.Module):
         with ``return_sequences``; zero initial state, padding (``padding_id``) read as input.
 
         On CPU the padding every review shares is read once, and the ``fused``/``auto`` backend
-        also fuses the embedding lookup into the compiled loop (``elman.kernels.ids``)."""
+        also fuses the embedding lookup into the compiled loop (``elman.kernels.ids``). With
+        dropout in training, reading backwards or carried states, rows differ from the first
+        step on: the layer then reads the embedded ids as any input."""
+        dropping = self.training and (self.dropout or self.recurrent_dropout)
+        if dropping or self.go_backwards or self.stateful:
+            return self(F.embedding(ids, embedding))
         return run_ids(
             self.backend,
             ids,
@@ -140,6 +192,13 @@ class SimpleRNN(nn.Module):
         )
 
     def _initial_state(self, x: Tensor, h0: Tensor | None) -> Tensor:
+        if h0 is None and self.stateful and self._carried is not None:
+            if len(self._carried) != len(x):
+                raise ValueError(
+                    f"this stateful layer holds states for {len(self._carried)} rows but got a "
+                    f"batch of {len(x)}: keep the batch size, or call reset_states()"
+                )
+            return self._carried
         return x.new_zeros(x.shape[0], self.hidden_size) if h0 is None else h0
 
     def extra_repr(self) -> str:
@@ -147,4 +206,46 @@ class SimpleRNN(nn.Module):
             f"{self.input_size}, {self.hidden_size}, bias={self.b is not None}, "
             f"activation={self.activation!r}, return_sequences={self.return_sequences}, "
             f"backend={self.backend!r}"
+            + (", go_backwards=True" if self.go_backwards else "")
+            + (f", dropout={self.dropout}" if self.dropout else "")
+            + (f", recurrent_dropout={self.recurrent_dropout}" if self.recurrent_dropout else "")
+            + (", stateful=True" if self.stateful else "")
         )
+
+
+class Bidirectional(nn.Module):
+    """Keras' ``Bidirectional``: the layer reads forwards and a copy of it (its own weights,
+    ``go_backwards=True``) reads backwards; their outputs are merged.
+
+    ``merge_mode``: ``"concat"`` (B, [T,] 2H) or ``"sum"`` (B, [T,] H). With
+    ``return_sequences``, the backward states are put back in time order before merging, so
+    step t holds both directions' states at t. Masks and lengths go to both layers: the
+    backward one starts at each sample's last valid step, never at its padding.
+    """
+
+    def __init__(self, layer: SimpleRNN, merge_mode: str = "concat") -> None:
+        super().__init__()
+        if merge_mode not in ("concat", "sum"):
+            raise ValueError(f"merge_mode must be 'concat' or 'sum', got {merge_mode!r}")
+        if layer.go_backwards or layer.return_state:
+            raise ValueError("give the forward layer (go_backwards=False, return_state=False)")
+        self.forward_layer, self.merge_mode = layer, merge_mode
+        self.backward_layer = copy.deepcopy(layer)
+        self.backward_layer.go_backwards = True
+        self.backward_layer.reset_parameters()
+        self.return_sequences = layer.return_sequences
+        self.hidden_size = layer.hidden_size * (2 if merge_mode == "concat" else 1)
+
+    def forward(
+        self,
+        x: Tensor,
+        *,
+        lengths: Tensor | None = None,
+        mask: Tensor | None = None,
+    ) -> Tensor:
+        """x: (B, T, F) -> (B, T, H') with ``return_sequences``, else (B, H')."""
+        ahead = self.forward_layer(x, lengths=lengths, mask=mask)
+        behind = self.backward_layer(x, lengths=lengths, mask=mask)
+        if self.return_sequences:
+            behind = behind.flip(1)  # back in time order
+        return torch.cat([ahead, behind], -1) if self.merge_mode == "concat" else ahead + behind

@@ -37,16 +37,18 @@ def run_backend(
     h0: Tensor,
     mask: Tensor | None,
     activation: str,
+    recurrent_mask: Tensor | None = None,
 ) -> Tensor:
     """All states (B, T, H) of the layer over x (B, T, F) from h0 (B, H); ``mask`` (B, T) bool
-    or None marks the steps read (see ``reference_rnn``)."""
+    or None marks the steps read, ``recurrent_mask`` (B, H) or None is recurrent dropout's (see
+    ``reference_rnn``). cuDNN has no recurrent dropout: with one, CUDA runs the reference."""
     backend = resolve(backend, x.device)
-    if backend == "reference":
-        return reference_rnn(x, A, b, h0, mask, activation)
+    if backend == "reference" or (backend == "torch" and recurrent_mask is not None):
+        return reference_rnn(x, A, b, h0, mask, activation, recurrent_mask)
     if backend == "fused":
         from elman.kernels.fused import fused_rnn
 
-        return fused_rnn(x, A, b, h0, mask, activation)
+        return fused_rnn(x, A, b, h0, mask, activation, recurrent_mask)
     from elman.kernels.cuda import torch_rnn
 
     return torch_rnn(x, A, b, h0, mask, activation)

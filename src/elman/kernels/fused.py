@@ -25,6 +25,7 @@ from elman.kernels.loops import (
     ACTIVATION_CODES,
     FASTMATH,
     TANH,
+    activate,
     copy_row,
     dot_rows,
     partition,
@@ -33,32 +34,42 @@ from elman.kernels.loops import (
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
-def _forward_rows(P, W_h, h0, mask, use_mask, activation, exact_tanh, states, rows):
-    """states[b, t] = act(P[b, t] + W_h · h[b, t-1]) for b in ``rows``."""
+def _forward_rows(P, W_h, h0, mask, use_mask, drop, use_drop, activation, exact_tanh, states, rows):
+    """states[b, t] = act(P[b, t] + W_h · (h[b, t-1] ⊙ drop[b])) for b in ``rows`` (``drop``:
+    recurrent dropout's mask, one per row, when ``use_drop``)."""
     T, H = P.shape[1], P.shape[2]
     h = np.empty(H, dtype=P.dtype)
+    dropped = np.empty(H, dtype=P.dtype)
     pre = np.empty(H, dtype=P.dtype)
     for b in rows:
         copy_row(h0[b], h)
         for t in range(T):
             if not (use_mask and not mask[b, t]):
                 copy_row(P[b, t], pre)
-                step(pre, W_h, h, activation, exact_tanh)
+                if use_drop:  # an elementwise multiply inside the loop, nothing more
+                    for i in range(H):
+                        dropped[i] = h[i] * drop[b, i]
+                    dot_rows(W_h, dropped, pre)
+                    activate(pre, h, activation, exact_tanh)
+                else:
+                    step(pre, W_h, h, activation, exact_tanh)
             copy_row(h, states[b, t])
 
 
 @njit(cache=True, parallel=True, nogil=True)
-def _forward(P, W_h, h0, mask, use_mask, activation, exact_tanh, order, bounds):
+def _forward(P, W_h, h0, mask, use_mask, drop, use_drop, activation, exact_tanh, order, bounds):
     B, T, H = P.shape
     states = np.empty((B, T, H), dtype=P.dtype)
     for k in prange(bounds.shape[0] - 1):  # one block of rows per thread
         rows = order[bounds[k] : bounds[k + 1]]
-        _forward_rows(P, W_h, h0, mask, use_mask, activation, exact_tanh, states, rows)
+        _forward_rows(
+            P, W_h, h0, mask, use_mask, drop, use_drop, activation, exact_tanh, states, rows
+        )
     return states
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
-def _backward_rows(G, states, W_hT, mask, use_mask, activation, delta, carry, rows):
+def _backward_rows(G, states, W_hT, mask, use_mask, drop, use_drop, activation, delta, carry, rows):
     """delta[b, t] = ∂L/∂pre_t for b in ``rows``; carry[b] ends as ∂L/∂h0."""
     T, H = G.shape[1], G.shape[2]
     dh = np.empty(H, dtype=G.dtype)
@@ -81,16 +92,21 @@ def _backward_rows(G, states, W_hT, mask, use_mask, activation, delta, carry, ro
                     delta[b, t, i] = dh[i] if h > 0 else 0.0
             carry[b] = 0.0
             dot_rows(W_hT, delta[b, t], carry[b])  # carry = W_hᵀ · delta
+            if use_drop:  # (h_{t-1} entered the step as h_{t-1} ⊙ drop)
+                for i in range(H):
+                    carry[b, i] *= drop[b, i]
 
 
 @njit(cache=True, parallel=True, nogil=True)
-def _backward(G, states, W_hT, mask, use_mask, activation, order, bounds):
+def _backward(G, states, W_hT, mask, use_mask, drop, use_drop, activation, order, bounds):
     B, T, H = G.shape
     delta = np.empty((B, T, H), dtype=G.dtype)
     carry = np.empty((B, H), dtype=G.dtype)
     for k in prange(bounds.shape[0] - 1):  # one block of rows per thread
         rows = order[bounds[k] : bounds[k + 1]]
-        _backward_rows(G, states, W_hT, mask, use_mask, activation, delta, carry, rows)
+        _backward_rows(
+            G, states, W_hT, mask, use_mask, drop, use_drop, activation, delta, carry, rows
+        )
     return delta, carry
 
 
@@ -104,9 +120,24 @@ def _mask_and_rows(mask: Tensor | None, batch: int, steps: int) -> tuple:
     return mask_np, True, *partition(mask_np.sum(1))
 
 
-def recurrence(P: Tensor, W_h: Tensor, h0: Tensor, mask: Tensor | None, activation: str) -> Tensor:
-    """The sequential part alone: h_t = act(P_t + W_h · h_{t-1}), no autograd. P: (B, T, H),
-    W_h: (H, H), h0: (B, H), mask: (B, T) bool or None. Returns all states (B, T, H)."""
+def _drop_arguments(drop: Tensor | None, dtype: torch.dtype) -> tuple[np.ndarray, bool]:
+    """The kernels' recurrent-dropout arguments: the (B, H) mask and whether to use it."""
+    if drop is None:
+        return np.ones((1, 1), dtype=torch.empty(0, dtype=dtype).numpy().dtype), False
+    return drop.detach().to(dtype).contiguous().numpy(), True
+
+
+def recurrence(
+    P: Tensor,
+    W_h: Tensor,
+    h0: Tensor,
+    mask: Tensor | None,
+    activation: str,
+    recurrent_mask: Tensor | None = None,
+) -> Tensor:
+    """The sequential part alone: h_t = act(P_t + W_h · (h_{t-1} ⊙ r)), no autograd. P: (B, T, H),
+    W_h: (H, H), h0: (B, H), mask: (B, T) bool or None, recurrent_mask r: (B, H) or None.
+    Returns all states (B, T, H)."""
     mask_np, use_mask, order, bounds = _mask_and_rows(mask, P.shape[0], P.shape[1])
     states = _forward(
         P.detach().contiguous().numpy(),
@@ -114,6 +145,7 @@ def recurrence(P: Tensor, W_h: Tensor, h0: Tensor, mask: Tensor | None, activati
         h0.detach().to(P.dtype).contiguous().numpy(),
         mask_np,
         use_mask,
+        *_drop_arguments(recurrent_mask, P.dtype),
         ACTIVATION_CODES[activation],
         P.dtype != torch.float32,  # exact tanh beyond float32
         order,
@@ -129,14 +161,17 @@ def input_projection(x: Tensor, A: Tensor, b: Tensor | None) -> Tensor:
 
 
 class FusedRNNFunction(torch.autograd.Function):
-    """(x, A, b, h0, mask, activation) -> all states (B, T, H). CPU tensors, float32/float64."""
+    """(x, A, b, h0, mask, activation, recurrent_mask) -> all states (B, T, H). CPU tensors,
+    float32/float64."""
 
     @staticmethod
-    def forward(ctx, x, A, b, h0, mask, activation):
+    def forward(ctx, x, A, b, h0, mask, activation, recurrent_mask):
         H = A.shape[0]
-        states = recurrence(input_projection(x, A, b), A[:, :H], h0, mask, activation)
+        P = input_projection(x, A, b)
+        states = recurrence(P, A[:, :H], h0, mask, activation, recurrent_mask)
         ctx.save_for_backward(x, A, h0, states)
         ctx.mask, ctx.activation, ctx.has_bias = mask, activation, b is not None
+        ctx.recurrent_mask = recurrent_mask
         return states
 
     @staticmethod
@@ -151,26 +186,36 @@ class FusedRNNFunction(torch.autograd.Function):
             W_h.detach().T.contiguous().numpy(),
             mask_np,
             use_mask,
+            *_drop_arguments(ctx.recurrent_mask, x.dtype),
             ACTIVATION_CODES[ctx.activation],
             order,
             bounds,
         )
         delta, grad_h0 = torch.from_numpy(delta), torch.from_numpy(grad_h0)
         flat_delta = delta.reshape(-1, H)  # (B·T, H)
-        previous = torch.cat([h0[:, None], states[:, :-1]], dim=1).reshape(-1, H)
+        previous = torch.cat([h0[:, None], states[:, :-1]], dim=1)
+        if ctx.recurrent_mask is not None:  # each step saw h_{t-1} ⊙ r
+            previous = previous * ctx.recurrent_mask.to(previous.dtype)[:, None, :]
+        previous = previous.reshape(-1, H)
         grad_A = torch.cat(
             [flat_delta.T @ previous, flat_delta.T @ x.reshape(-1, x.shape[-1])], dim=1
         )
         grad_b = flat_delta.sum(0) if ctx.has_bias else None
         grad_x = delta @ W_x if ctx.needs_input_grad[0] else None
         grad_h0 = grad_h0 if ctx.needs_input_grad[3] else None
-        return grad_x, grad_A, grad_b, grad_h0, None, None
+        return grad_x, grad_A, grad_b, grad_h0, None, None, None
 
 
 def fused_rnn(
-    x: Tensor, A: Tensor, b: Tensor | None, h0: Tensor, mask: Tensor | None, activation: str
+    x: Tensor,
+    A: Tensor,
+    b: Tensor | None,
+    h0: Tensor,
+    mask: Tensor | None,
+    activation: str,
+    recurrent_mask: Tensor | None = None,
 ) -> Tensor:
-    """Same contract as ``elman.rnn.reference_rnn``: all states (B, T, H).
+    """Same contract as ``elman.kernels.reference.reference_rnn``: all states (B, T, H).
 
     Without gradients (inference, or no input requiring one) it skips autograd altogether, so
     nothing is kept for a backward pass."""
@@ -178,5 +223,6 @@ def fused_rnn(
         t is not None and t.requires_grad for t in (x, A, b, h0)
     )
     if not needs_grad:
-        return recurrence(input_projection(x, A, b), A[:, : A.shape[0]], h0, mask, activation)
-    return FusedRNNFunction.apply(x, A, b, h0, mask, activation)
+        P = input_projection(x, A, b)
+        return recurrence(P, A[:, : A.shape[0]], h0, mask, activation, recurrent_mask)
+    return FusedRNNFunction.apply(x, A, b, h0, mask, activation, recurrent_mask)

@@ -26,17 +26,26 @@ def rnn_cell(h_prev: Tensor, x_t: Tensor, A: Tensor, b: Tensor | None, activatio
 
 
 def reference_rnn(
-    x: Tensor, A: Tensor, b: Tensor | None, h0: Tensor, mask: Tensor | None, activation: str
+    x: Tensor,
+    A: Tensor,
+    b: Tensor | None,
+    h0: Tensor,
+    mask: Tensor | None,
+    activation: str,
+    recurrent_mask: Tensor | None = None,
 ) -> Tensor:
     """Run ``rnn_cell`` over time, one step after the other.
 
     x: (B, T, F), h0: (B, H), mask: (B, T) bool or None. Where ``mask[:, t]`` is False the state
-    is carried over unchanged, so padded positions have no effect. Returns all states (B, T, H).
+    is carried over unchanged, so padded positions have no effect. ``recurrent_mask`` (B, H)
+    (recurrent dropout, scaled) multiplies h_{t-1} where it enters each step (Keras' meaning).
+    Returns all states (B, T, H).
     """
     h = h0
     states = []
     for t in range(x.shape[1]):
-        h_new = rnn_cell(h, x[:, t], A, b, activation)
+        h_in = h if recurrent_mask is None else h * recurrent_mask
+        h_new = rnn_cell(h_in, x[:, t], A, b, activation)
         h = h_new if mask is None else torch.where(mask[:, t, None], h_new, h)
         states.append(h)
     return torch.stack(states, dim=1)
