@@ -28,7 +28,7 @@ class _Parser(argparse.ArgumentParser):
 # Options generated from dataclass fields ------------------------------------------------------
 
 # Numbers that may be zero or negative (every other number must be positive).
-_ANY_NUMBER = ("seed", "patience")
+_ANY_NUMBER = ("seed", "patience", "dropout", "recurrent_dropout")
 
 
 def _number(kind: type, optional: bool, any_number: bool):

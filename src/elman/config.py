@@ -56,9 +56,33 @@ class LayerConfig:
         choices=BACKENDS,
     )
 
+    layers: int = setting(1, "recurrent layers, each reading the states of the one below")
+    bidirectional: bool = setting(False, "read forwards and backwards, concatenate the two")
+    dropout: float = setting(0.0, "fraction of each layer's inputs dropped in training")
+    recurrent_dropout: float = setting(0.0, "fraction of h_(t-1) dropped in training (variational)")
+
     def validate_layer(self) -> None:
         choose(self.activation, tuple(ACTIVATIONS), "activation")
         choose(self.backend, BACKENDS, "backend")
+        require_positive(self, "layers")
+        for name in ("dropout", "recurrent_dropout"):
+            if not 0 <= getattr(self, name) < 1:
+                raise UserError(
+                    f"{name.replace('_', '-')} must be in [0, 1), got {getattr(self, name)}"
+                )
+        plain = (self.layers, self.bidirectional, self.dropout, self.recurrent_dropout) == (
+            1,
+            False,
+            0.0,
+            0.0,
+        )
+        if not plain and getattr(self, "architecture", "rnn") not in ("rnn", "rnn-all-states"):
+            raise UserError(
+                "layers, bidirectional, dropout and recurrent-dropout shape the simple RNN: "
+                f"the {self.architecture} model takes none of them"
+            )
+        if self.bidirectional and getattr(self, "task", "") == "forecast":
+            raise UserError("a forecaster cannot read backwards: the future would leak in")
 
 
 @dataclass

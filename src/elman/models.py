@@ -27,10 +27,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from elman.config import GATED, ModelConfig, RunConfig, SequenceConfig
+from elman.config import GATED, LayerConfig, ModelConfig, RunConfig, SequenceConfig
 from elman.data.text import PAD
 from elman.errors import UserError
-from elman.rnn import SimpleRNN
+from elman.rnn import Bidirectional, SimpleRNN, Stacked
 
 
 class GatedRNN(nn.Module):
@@ -65,6 +65,30 @@ class GatedRNN(nn.Module):
         if lengths is None:
             return states[:, -1]
         return states[torch.arange(len(x)), lengths.to(x.device) - 1]
+
+
+def recurrent(config: LayerConfig, input_size: int, return_sequences: bool) -> nn.Module:
+    """The simple RNN ``config`` describes: one ``SimpleRNN``, or ``layers`` of them stacked,
+    each ``Bidirectional`` if asked (then the output is 2·hidden_size wide)."""
+
+    def layer(width: int, sequences: bool) -> nn.Module:
+        rnn = SimpleRNN(
+            width,
+            config.hidden_size,
+            activation=config.activation,
+            return_sequences=sequences,
+            backend=config.backend,
+            dropout=config.dropout,
+            recurrent_dropout=config.recurrent_dropout,
+        )
+        return Bidirectional(rnn) if config.bidirectional else rnn
+
+    if config.layers == 1 and not config.bidirectional:
+        return layer(input_size, return_sequences)
+    width = config.hidden_size * (2 if config.bidirectional else 1)
+    widths = [input_size] + [width] * (config.layers - 1)
+    last = config.layers - 1
+    return Stacked([layer(w, i < last or return_sequences) for i, w in enumerate(widths)])
 
 
 def keras_forget_bias(lstm: nn.LSTM) -> None:
@@ -104,14 +128,8 @@ class ReviewClassifier(nn.Module):
             features = H
         else:
             all_states = config.architecture == "rnn-all-states"
-            self.rnn = SimpleRNN(
-                E,
-                H,
-                activation=config.activation,
-                return_sequences=all_states,
-                backend=config.backend,
-            )
-            features = T * H if all_states else H
+            self.rnn = recurrent(config, E, return_sequences=all_states)
+            features = T * self.rnn.hidden_size if all_states else self.rnn.hidden_size
         self.flatten = nn.Flatten()
         self.dense = nn.Linear(features, output_units(classes))
         keras_dense_init(self.dense)
@@ -195,14 +213,9 @@ class SequenceModel(nn.Module):
         if config.architecture in GATED:
             self.rnn = GatedRNN(config.architecture, F_, H)
         else:
-            self.rnn = SimpleRNN(
-                F_,
-                H,
-                activation=config.activation,
-                return_sequences=forecast,
-                backend=config.backend,
-            )
-        self.dense = nn.Linear(H, F_ if forecast else output_units(classes))
+            self.rnn = recurrent(config, F_, return_sequences=forecast)
+        width = self.rnn.hidden_size
+        self.dense = nn.Linear(width, F_ if forecast else output_units(classes))
         keras_dense_init(self.dense)
 
     @property

@@ -249,3 +249,34 @@ class Bidirectional(nn.Module):
         if self.return_sequences:
             behind = behind.flip(1)  # back in time order
         return torch.cat([ahead, behind], -1) if self.merge_mode == "concat" else ahead + behind
+
+
+class Stacked(nn.Module):
+    """Recurrent layers one on another: each reads the states of the one below (all but the
+    last return sequences). Masks and lengths go to every layer. ``hidden_size`` is the width
+    of the top layer's output."""
+
+    def __init__(self, layers: list[nn.Module]) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(layers)
+        self.return_sequences = layers[-1].return_sequences
+        self.hidden_size = layers[-1].hidden_size
+
+    def forward(
+        self, x: Tensor, *, lengths: Tensor | None = None, mask: Tensor | None = None
+    ) -> Tensor:
+        for layer in self.layers:
+            x = layer(x, lengths=lengths, mask=mask)
+        return x
+
+    def from_ids(self, ids: Tensor, embedding: Tensor, padding_id: int = 0) -> Tensor:
+        """As ``SimpleRNN.from_ids``: the bottom layer reads the token ids (fast when it is a
+        plain SimpleRNN), the others its states."""
+        bottom, *rest = self.layers
+        if isinstance(bottom, SimpleRNN):
+            x = bottom.from_ids(ids, embedding, padding_id)
+        else:
+            x = bottom(F.embedding(ids, embedding))
+        for layer in rest:
+            x = layer(x)
+        return x

@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 from torch import Tensor, nn
 
+from elman.errors import UserError
 from elman.kernels.reference import rnn_cell
 from elman.models import GatedRNN, ReviewClassifier
 from elman.rnn import SimpleRNN
@@ -21,6 +22,11 @@ State = Tensor | tuple[Tensor, Tensor]
 def step_function(model: ReviewClassifier) -> tuple[Callable[[State, Tensor], State], State]:
     """(step, zero state) for the model's recurrence; ``step(state, x_t)`` -> next state."""
     rnn = model.rnn
+    if not isinstance(rnn, SimpleRNN | GatedRNN):
+        raise UserError(
+            "gradient flow is measured through one recurrent layer read forwards; this model "
+            "stacks layers or reads both ways (train one with --layers 1, no --bidirectional)"
+        )
     zero = model.embedding.weight.new_zeros(1, rnn.hidden_size)
     if isinstance(rnn, SimpleRNN):
         return (lambda h, x: rnn_cell(h, x, rnn.A, rnn.b, rnn.activation)), zero

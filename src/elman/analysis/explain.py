@@ -35,6 +35,11 @@ def read_word_by_word(classifier: TrainedClassifier, text: str) -> Reading:
     model = classifier.model
     if model.rnn is None or model.rnn.return_sequences:
         raise UserError("explain needs a model that reads the last RNN state (--model rnn)")
+    if not hasattr(model.rnn, "states"):  # a stack or two directions: no one state per word
+        raise UserError(
+            "explain follows one recurrent layer read forwards; this model stacks layers or "
+            "reads both ways (train one with --layers 1, no --bidirectional)"
+        )
     if model.classes != 2:
         raise UserError(
             f"explain follows one probability (two classes); this model has "
