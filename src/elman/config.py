@@ -149,6 +149,11 @@ class TrainConfig:
     eval_batch_size: int = setting(1000, "samples per batch when evaluating")
     bucket: bool = setting(False, "batch samples of similar length (not the reference run)")
     clip_norm: float | None = setting(None, "clip the gradient norm to this before each step")
+    tbptt: int | None = setting(
+        None,
+        "truncated backpropagation through time: read K steps at a time, the state carried, "
+        "one update per chunk (numeric sequences, one simple RNN layer; none: whole sequences)",
+    )
     checkpoint_every: int | None = setting(
         None, "save a checkpoint every N steps as well as after each epoch (none: every 60 s)"
     )
@@ -156,7 +161,7 @@ class TrainConfig:
     def validate(self, train_size: int | None = None) -> None:
         """The settings' ranges, and with ``train_size`` that a batch fits in the data."""
         require_positive(self, "epochs", "batch_size", "eval_batch_size", "lr", "epsilon")
-        for name in ("clip_norm", "threads", "checkpoint_every"):
+        for name in ("clip_norm", "threads", "checkpoint_every", "tbptt"):
             if getattr(self, name) is not None:
                 require_positive(self, name)
         if not 0 <= self.rho < 1:

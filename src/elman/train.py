@@ -147,6 +147,44 @@ def train_step(
     return loss, metric
 
 
+def tbptt_step(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    chunk: int,
+    clip_norm: float | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Truncated backpropagation through time over one batch: read ``chunk`` steps at a time
+    (``model.read_chunk``), carrying the state from chunk to chunk (detached: gradients stop at
+    a chunk's start), one update per chunk that has a loss: every chunk when forecasting (its
+    own next-step targets), the last one when classifying. Returns the batch's mean loss and
+    metric; a loss that is not finite is returned at once, before its update."""
+    task = task_of(model)
+    state, sums = None, torch.zeros(3, dtype=torch.float64)
+    for start in range(0, x.shape[1], chunk):
+        piece, final = x[:, start : start + chunk], start + chunk >= x.shape[1]
+        if task != "forecast" and not final:
+            with torch.no_grad():
+                _, state = model.read_chunk(piece, state)
+            continue
+        outputs, after = model.read_chunk(piece, state)
+        target = y[:, start : start + chunk] if task == "forecast" else y
+        weight = batch_weight(task, target)
+        if weight:
+            loss, metric = loss_and_metric(task, outputs, target)
+            if not torch.isfinite(loss):
+                return loss, metric
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if clip_norm:
+                nn.utils.clip_grad_norm_(model.parameters(), clip_norm)
+            optimizer.step()
+            sums += torch.tensor([loss.item() * weight, metric.item() * weight, weight])
+        state = after.detach()
+    return (sums[0] / sums[2]).float(), (sums[1] / sums[2]).float()
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, split: Split, batch_size: int = 1000) -> dict[str, float]:
     """Loss and the task's metric (``acc`` or ``mae``) over a whole split."""
@@ -340,7 +378,14 @@ def _train_batches(
         while state.step < len(batches):
             between_steps(time.perf_counter() - started)
             rows = batches[state.step]
-            loss, batch_metric = train_step(model, optimizer, x[rows], y[rows], config.clip_norm)
+            if config.tbptt:
+                loss, batch_metric = tbptt_step(
+                    model, optimizer, x[rows], y[rows], config.tbptt, config.clip_norm
+                )
+            else:
+                loss, batch_metric = train_step(
+                    model, optimizer, x[rows], y[rows], config.clip_norm
+                )
             if not torch.isfinite(loss):
                 raise NonFiniteLoss(loss.item(), state.epoch, state.step + 1)
             weight = batch_weight(task, y[rows])
@@ -415,6 +460,8 @@ def fit(
     and when interrupted (Ctrl-C); if the file exists, training resumes from it exactly.
     """
     config.validate(len(train))
+    if config.tbptt and not hasattr(model, "read_chunk"):
+        raise UserError("--tbptt reads numeric sequences in chunks: train series or speech")
     optimizer = RMSprop(model.parameters(), lr=config.lr, rho=config.rho, epsilon=config.epsilon)
     shuffle = torch.Generator().manual_seed(config.seed)
     state = TrainingState(shuffle_state=shuffle.get_state())

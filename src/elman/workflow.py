@@ -106,6 +106,17 @@ def claimed(out_dir: Path) -> Iterator[None]:
         raise
 
 
+def check_tbptt(config: RunConfig) -> None:
+    """``--tbptt`` reads numeric sequences in chunks through one simple RNN layer."""
+    if not config.train.tbptt:
+        return
+    if config.reads_text:
+        raise UserError("--tbptt reads numeric sequences in chunks: train series or speech")
+    model = config.model
+    if model.architecture != "rnn" or model.layers != 1 or model.bidirectional:
+        raise UserError("--tbptt needs one simple RNN layer (--model rnn --layers 1)")
+
+
 def prepare_data(config: RunConfig, log: Log = print) -> tuple[RunConfig, Splits]:
     """Read the run's data, and complete the run's settings from what the data says (class
     names, input width, sample rate): one source of truth for both."""
@@ -179,6 +190,7 @@ def train_model(
     out_dir = Path(out_dir)
     config.model.validate()
     config.train.validate()
+    check_tbptt(config)
     refuse_if_locked(out_dir)  # another run's folder: say so first, whatever it holds
     check_output(out_dir, overwrite, resume)  # before the lock: a refused folder gets nothing
     with claimed(out_dir):
