@@ -172,12 +172,12 @@ CASES: dict[str, tuple[Callable[[Path], list[str]], str]] = {
     "val-size beyond data": (lambda r: _imdb(r, "--val-size", "10", *_out(r)), "val-size must"),
     "model too large for memory": (
         lambda r: _imdb(
-            r, "--hidden-size", "100000", "--val-size", "2", "--batch-size", "2", *_out(r)
+            r, "--hidden-size", "1000000", "--val-size", "2", "--batch-size", "2", *_out(r)
         ),
         "GiB of memory",
     ),
     "summary too large for memory": (
-        lambda r: ["summary", "--hidden-size", "100000"],
+        lambda r: ["summary", "--hidden-size", "1000000"],
         "GiB of memory",
     ),
     "lr inf": (
