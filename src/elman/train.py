@@ -137,14 +137,18 @@ def train_step(
     Returns the batch's loss and metric. A loss that is not finite is returned before any
     update, so the weights stay as they were (``fit`` stops there; so can any caller)."""
     loss, metric = loss_and_metric(task_of(model), model(x), y)
-    if not torch.isfinite(loss):
-        return loss, metric
+    if torch.isfinite(loss):
+        _update(model, optimizer, loss, clip_norm)
+    return loss, metric
+
+
+def _update(model: nn.Module, optimizer, loss: torch.Tensor, clip_norm: float | None) -> None:
+    """Backward, gradient clipping, one optimizer step."""
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     if clip_norm:
         nn.utils.clip_grad_norm_(model.parameters(), clip_norm)
     optimizer.step()
-    return loss, metric
 
 
 def tbptt_step(
@@ -175,11 +179,7 @@ def tbptt_step(
             loss, metric = loss_and_metric(task, outputs, target)
             if not torch.isfinite(loss):
                 return loss, metric
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if clip_norm:
-                nn.utils.clip_grad_norm_(model.parameters(), clip_norm)
-            optimizer.step()
+            _update(model, optimizer, loss, clip_norm)
             sums += torch.tensor([loss.item() * weight, metric.item() * weight, weight])
         state = after.detach()
     return (sums[0] / sums[2]).float(), (sums[1] / sums[2]).float()
