@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from elman.errors import UserError
+from elman.settings import kind_of
 
 
 class _Parser(argparse.ArgumentParser):
@@ -88,20 +89,19 @@ def add_settings(parser: argparse.ArgumentParser, config: Any, skip: tuple[str, 
         if item.name in skip or not meta.get("cli", True) or "doc" not in meta:
             continue
         flag = "--" + (meta["flag"] or item.name).replace("_", "-")
-        kind = str(item.type)
+        base, element, optional = kind_of(item.type)
         value = getattr(config, item.name)
         help_text = (
             f"{meta['doc']} (default: {shown_value(value)}{_architecture_note(meta['choices'])})"
         )
         options: dict[str, Any] = {"dest": item.name, "default": argparse.SUPPRESS}
-        if kind == "bool":
+        if base == "bool":
             options.update(action="store_true")
-        elif kind.startswith(("list", "tuple")):
-            element = int if "int" in kind else str
-            options.update(nargs="+", type=_number(int, False, False) if element is int else str)
-        elif kind.split(" | ")[0] in ("int", "float"):
-            number = int if kind.startswith("int") else float
-            options["type"] = _number(number, "None" in kind, item.name in _ANY_NUMBER)
+        elif base in ("list", "tuple"):
+            options.update(nargs="+", type=_number(int, False, False) if element == "int" else str)
+        elif base in ("int", "float"):
+            number = int if base == "int" else float
+            options["type"] = _number(number, optional, item.name in _ANY_NUMBER)
         if meta.get("choices"):
             options["choices"] = meta["choices"]
         parser.add_argument(flag, help=help_text, **options)

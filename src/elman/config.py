@@ -250,7 +250,7 @@ def _part(saved: dict, part: str, cls: type, where: str) -> Any:
     return typed(cls, values, f"{where} {part}")
 
 
-def check_classes(config: RunConfig, where: str) -> None:
+def check_class_names(config: RunConfig, where: str) -> None:
     """Class names: distinct non-empty strings, at least two for a classifier."""
     classes = config.classes
     forecast = getattr(config.model, "task", "classify") == "forecast"
@@ -291,7 +291,7 @@ def load_config(folder: Path) -> RunConfig:
         config.model.task = old_task
     config.model.validate()
     config.train.validate()
-    check_classes(config, path.name)
+    check_class_names(config, path.name)
     return config
 
 

@@ -40,18 +40,12 @@ def locked_folder(folder: Path) -> Iterator[None]:
     A second process asking for it stops at once with a UserError naming the holder. The lock
     is the operating system's (``flock``): it goes when its process ends, however it ends, so a
     lock file left by a killed run is simply taken over."""
-    import fcntl
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     descriptor = os.open(folder / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = os.read(descriptor, 64).decode(errors="replace").strip() or "unknown"
-        os.close(descriptor)
-        raise in_use(folder, holder) from None
-    try:
+        _take(descriptor, folder)
         os.ftruncate(descriptor, 0)
         os.write(descriptor, f"{os.getpid()}\n".encode())
         yield
@@ -59,31 +53,34 @@ def locked_folder(folder: Path) -> Iterator[None]:
         os.close(descriptor)  # releases the lock
 
 
-def in_use(folder: Path, holder: str):
-    from elman.errors import UserError
-
-    return UserError(
-        f"{folder} is in use by another elman run (process {holder}): wait for it to finish, "
-        "or choose another --out"
-    )
-
-
 def refuse_if_locked(folder: Path) -> None:
     """Raise ``locked_folder``'s error if another process holds ``folder``'s lock now (without
     creating anything)."""
-    import fcntl
-
     try:
         descriptor = os.open(Path(folder) / LOCK, os.O_RDWR)
     except OSError:
         return  # no lock file: nobody holds it
     try:
+        _take(descriptor, folder)
+    finally:
+        os.close(descriptor)
+
+
+def _take(descriptor: int, folder: Path) -> None:
+    """Lock the open lock file exclusively, or raise a UserError naming the process that holds
+    it (its pid is the file's content)."""
+    import fcntl
+
+    from elman.errors import UserError
+
+    try:
         fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         holder = os.read(descriptor, 64).decode(errors="replace").strip() or "unknown"
-        raise in_use(folder, holder) from None
-    finally:
-        os.close(descriptor)
+        raise UserError(
+            f"{folder} is in use by another elman run (process {holder}): wait for it to "
+            "finish, or choose another --out"
+        ) from None
 
 
 def json_bytes(obj: object) -> bytes:

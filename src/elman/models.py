@@ -234,25 +234,27 @@ class SequenceModel(nn.Module):
                 states = self.rnn.states(values, lengths=lengths)
             else:
                 states = self.rnn(values, lengths=lengths)
-            predictions = self.dense(states)  # zeros after the longest: there is no target
+            predictions = self._head(states)  # zeros after the longest: there is no target
             return F.pad(predictions, (0, 0, 0, steps - predictions.shape[1]))
-        logits = self.dense(self.rnn(values, lengths=lengths))
-        return logits.squeeze(-1) if self.classes == 2 else logits
+        return self._head(self.rnn(values, lengths=lengths))
+
+    def _head(self, features: Tensor) -> Tensor:
+        """Dense layer -> next-step predictions (B, T, F), logits (B,) for two classes, or
+        (B, C) for more."""
+        outputs = self.dense(features)
+        return outputs.squeeze(-1) if self.task == "binary" else outputs
 
     def read_chunk(self, x: Tensor, h0: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """Read a chunk of steps (B, K, F) from ``h0`` (B, H) (zeros if None): the outputs as
-        ``forward`` gives them for the chunk, and the state after it (B, H). Chained over the
+        """Read a chunk of steps (B, K >= 1, F) from ``h0`` (B, H) (zeros if None): the outputs
+        as ``forward`` gives them for the chunk, and the state after it (B, H). Chained over the
         chunks of a series, the last chunk's outputs are the whole series' (truncated
         backpropagation through time; one simple RNN layer)."""
         if not isinstance(self.rnn, SimpleRNN):
             raise UserError("--tbptt needs one simple RNN layer (--model rnn --layers 1)")
         values, lengths = skip_missing((x - self.mean) / self.std)
         states = self.rnn.states(values, h0, lengths=lengths)
-        last = states[:, -1] if states.shape[1] else self.rnn._initial_state(values, h0)
-        if self.config.task == "forecast":
-            return self.dense(states), last
-        logits = self.dense(last)
-        return (logits.squeeze(-1) if self.classes == 2 else logits), last
+        last = states[:, -1]
+        return self._head(states if self.config.task == "forecast" else last), last
 
     def to_values(self, standardised: Tensor) -> Tensor:
         """Forecasts in standardised units -> the data's own units."""

@@ -5,7 +5,7 @@ source's own configuration (``elman.data``)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import MISSING, field, fields
+from dataclasses import field, fields
 from typing import Any
 
 from elman.errors import UserError
@@ -21,40 +21,35 @@ def setting(default: Any, doc: str, *, flag: str | None = None, choices=None, cl
     return field(default=default, metadata=metadata)
 
 
-def defaults(cls: type) -> dict[str, Any]:
-    """Each field's default value."""
-    return {
-        f.name: f.default if f.default is not MISSING else f.default_factory() for f in fields(cls)
-    }
-
-
 def choose(value: str, choices: Sequence[str], what: str) -> None:
     """Refuse ``value`` unless it is one of ``choices``, naming the setting ``what``."""
     if value not in choices:
         raise UserError(f"{what} must be one of {', '.join(choices)}, got {value!r}")
 
 
-def _fits(value: Any, kind: str) -> bool:
-    """Whether ``value`` (from JSON) is of the declared type ``kind`` (the annotation's text)."""
-    options = [option.strip() for option in kind.split("|")]
+def kind_of(annotation: Any) -> tuple[str, str | None, bool]:
+    """A field's declared type (its annotation's text, as ``from __future__ import annotations``
+    leaves it) as (base, element, optional): ``"int | None"`` -> ("int", None, True),
+    ``"tuple[int, ...]"`` -> ("tuple", "int", False). The command line's option types and the
+    check of saved values both read it."""
+    options = [option.strip() for option in str(annotation).split("|")]
+    main = next(option for option in options if option != "None")
+    base, _, inside = main.partition("[")
+    element = inside.split(",")[0].rstrip("]").strip() or None
+    return base, element, "None" in options
+
+
+def _fits(value: Any, annotation: Any) -> bool:
+    """Whether ``value`` (from JSON) is of the declared type ``annotation``."""
+    base, element, optional = kind_of(annotation)
     if value is None:
-        return "None" in options
-    for option in options:
-        base = option.split("[")[0]
-        if base == "bool" and isinstance(value, bool):
-            return True
-        if isinstance(value, bool):
-            continue
-        if base == "int" and isinstance(value, int):
-            return True
-        if base == "float" and isinstance(value, int | float):
-            return True
-        if base == "str" and isinstance(value, str):
-            return True
-        if base in ("list", "tuple") and isinstance(value, list | tuple):
-            element = option[option.index("[") + 1 :].split(",")[0].rstrip("]").strip()
-            return all(_fits(item, element) for item in value)
-    return False
+        return optional
+    if isinstance(value, bool):
+        return base == "bool"
+    if base in ("list", "tuple"):
+        return isinstance(value, list | tuple) and all(_fits(item, element) for item in value)
+    kinds = {"int": int, "float": int | float, "str": str}
+    return base in kinds and isinstance(value, kinds[base])
 
 
 def typed(cls: type, values: Any, where: str) -> Any:
@@ -67,9 +62,9 @@ def typed(cls: type, values: Any, where: str) -> Any:
     for name, value in values.items():
         if name not in names:
             raise UserError(f"{where}: {name!r} is not a setting elman knows")
-        if not _fits(value, str(names[name].type)):
+        if not _fits(value, names[name].type):
             raise UserError(f"{where}: {name} must be {names[name].type}, got {json_text(value)}")
-    tuples = {k for k in values if str(names[k].type).startswith("tuple")}
+    tuples = {k for k in values if kind_of(names[k].type)[0] == "tuple"}
     return cls(**{k: tuple(v) if k in tuples else v for k, v in values.items()})
 
 

@@ -42,7 +42,7 @@ from elman.metrics import (
     format_forecast,
 )
 from elman.models import ReviewClassifier, SequenceModel, build_model, check_memory, summary
-from elman.train import evaluate, fit
+from elman.train import evaluate, fit, metric_name
 
 Log = Callable[[str], None]
 
@@ -155,7 +155,7 @@ def test_report(
 
 
 def _metrics(model, test: dict, history: list[dict], report: dict, started: float) -> dict:
-    metric = "mae" if model.task == "forecast" else "acc"
+    metric = metric_name(model.task)
     best = min(history, key=lambda record: record["val_loss"])
     return {
         "test_loss": test["loss"],
@@ -232,7 +232,7 @@ def _train(
     test = evaluate(model, splits.test, config.train.eval_batch_size)
     report, printed = test_report(model, splits.test, config)
     metrics = _metrics(model, test, history, report, started)
-    metric = "mae" if model.task == "forecast" else "acc"
+    metric = metric_name(model.task)
     log(f"Test: loss {test['loss']:.4f} - {metric} {test[metric]:.4f}")
     log(printed)
     if out_dir is not None:

@@ -159,11 +159,11 @@ def last_state_from_ids(
     """
     with torch.no_grad():
         out = _last_from_ids(
-            ids.contiguous().numpy(),
-            table.detach().contiguous().numpy(),
-            W_h.detach().contiguous().numpy(),
-            h0.detach().to(table.dtype).contiguous().numpy(),
-            start.contiguous().numpy(),
+            _numpy(ids),
+            _numpy(table),
+            _numpy(W_h),
+            _numpy(h0.to(table.dtype)),
+            _numpy(start),
             ACTIVATION_CODES[activation],
             table.dtype != torch.float32,
             *partition(ids.shape[1] - start.numpy()),
