@@ -177,7 +177,8 @@ def test_stacked_bidirectional_dropout_model_trains_from_the_command_line(tmp_pa
     assert result.returncode == 0, result.stderr
     assert "Stacked (rnn)" in result.stdout
     metrics = json.loads((out / "metrics.json").read_text())
-    # one epoch on 100 words: seeds 0 and 1 gave 0.716 and 0.735 here (chance: 0.5)
+    # one epoch on 100 words, --seed 0-4 here: 0.716 0.735 0.719 0.670 0.688 (mean 0.706,
+    # sd 0.026; chance 0.5): 0.6 is 0.07 below the lowest seed
     assert metrics["test_acc"] > 0.6, metrics
     predicted = run_elman("predict", "--model", str(out), "A wonderful, moving film.")
     assert predicted.returncode == 0, predicted.stderr

@@ -54,7 +54,8 @@ def test_tbptt_learns_what_crosses_the_chunks(tmp_path):
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     report = json.loads((out / "metrics.json").read_text())["report"]
-    # --seed 0, 1, 2 here: 0.029, 0.039, 0.025 against 0.436, 0.459, 0.459 for the last value
+    # --seed 0-4 here: 0.029 0.039 0.025 0.027 0.036 against 0.43-0.46 for the last value
+    # (ratios 0.06-0.09: the bound 0.25 leaves about 3x)
     assert report["model_mae"] < 0.25 * report["last_value_mae"], report
     import elman
 
@@ -68,7 +69,8 @@ def test_tbptt_learns_what_crosses_the_chunks(tmp_path):
     starts = [s + i for s in range(10, 99, 10) for i in range(2)]
     carried_error = (carried[:, starts] - target[:, starts]).abs().mean()
     reset_error = (reset[:, starts] - target[:, starts]).abs().mean()
-    # seeds 0-2: 0.022, 0.032, 0.016 with the carried state against 0.32 from a zero state
+    # seeds 0-4: 0.022 0.032 0.016 0.020 0.028 with the carried state against 0.32 from zeros
+    # (ratios 0.05-0.10: the bound 0.3 leaves about 3x)
     assert carried_error < 0.3 * reset_error, (carried_error, reset_error)
 
 
