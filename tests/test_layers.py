@@ -184,3 +184,67 @@ def test_stacked_bidirectional_dropout_model_trains_from_the_command_line(tmp_pa
     assert predicted.returncode == 0, predicted.stderr
     refused = run_elman("explain", "--model", str(out), "A wonderful film.")
     assert refused.returncode == 1 and "stacks layers or reads both ways" in refused.stderr
+
+
+def _words_dropped_loop(layer, ids, embedding, input_mask, recurrent_mask, padding_id=0):
+    """``from_ids`` in training, step by step: the padding in front read undropped, each word's
+    step with Keras' masks (x_t ⊙ m, h_{t-1} ⊙ r)."""
+    H = layer.hidden_size
+    W_h, W_x = layer.A[:, :H], layer.A[:, H:]
+    h = embedding.new_zeros(ids.shape[0], H)
+    is_word = (ids != padding_id).cumsum(1) > 0  # from each review's first word on
+    for t in range(ids.shape[1]):
+        x_t = embedding[ids[:, t]]
+        dropped = torch.tanh((x_t * input_mask) @ W_x.T + (h * recurrent_mask) @ W_h.T + layer.b)
+        plain = torch.tanh(x_t @ W_x.T + h @ W_h.T + layer.b)
+        h = torch.where(is_word[:, t, None], dropped, plain)
+    return h
+
+
+@pytest.mark.parametrize("backend", ["reference", "fused"])
+@pytest.mark.parametrize("input_dropout", [0.0, 0.3])
+def test_from_ids_drops_on_words_and_reads_the_padding_once(backend, input_dropout):
+    torch.manual_seed(4)
+    ids = torch.randint(1, 20, (6, 15))
+    for row, padding in enumerate([0, 3, 9, 14, 15, 7]):
+        ids[row, :padding] = 0
+    embedding = torch.randn(20, 3, dtype=torch.float64, requires_grad=True)
+    layer = SimpleRNN(3, 5, dropout=input_dropout, recurrent_dropout=0.4, backend=backend).double()
+    torch.manual_seed(11)
+    got = layer.from_ids(ids, embedding)
+    (got * torch.linspace(-1, 1, 5, dtype=torch.float64)).sum().backward()
+    grads = [embedding.grad, layer.A.grad, layer.b.grad]
+    torch.manual_seed(11)  # the same draws, in the layer's order
+    input_mask = SimpleRNN.dropout_mask(6, 3, input_dropout, embedding)
+    recurrent_mask = SimpleRNN.dropout_mask(6, 5, 0.4, embedding)
+    input_mask = torch.ones(6, 3, dtype=torch.float64) if input_mask is None else input_mask
+    for t in (embedding, layer.A, layer.b):
+        t.grad = None
+    want = _words_dropped_loop(layer, ids, embedding, input_mask, recurrent_mask)
+    (want * torch.linspace(-1, 1, 5, dtype=torch.float64)).sum().backward()
+    torch.testing.assert_close(got, want)
+    for got_grad, want_grad in zip(
+        grads, [embedding.grad, layer.A.grad, layer.b.grad], strict=True
+    ):
+        torch.testing.assert_close(got_grad, want_grad)
+    layer.eval()  # outside training: exactly the layer over the embedded ids
+    torch.testing.assert_close(
+        layer.from_ids(ids, embedding), layer(torch.nn.functional.embedding(ids, embedding))
+    )
+
+
+def test_gradcheck_fused_ids_with_recurrent_dropout():
+    from elman.kernels.ids import embedded_rnn
+
+    torch.manual_seed(5)
+    ids = torch.randint(0, 7, (3, 8))
+    start = torch.tensor([0, 3, 8])
+    table = torch.randn(7, 4, dtype=torch.float64, requires_grad=True)
+    W_h = (torch.randn(4, 4, dtype=torch.float64) * 0.5).requires_grad_()
+    h0 = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
+    drop = SimpleRNN.dropout_mask(3, 4, 0.5, table)
+
+    def fused(table, W_h, h0):
+        return embedded_rnn(ids, start, table, W_h, h0, "tanh", drop)
+
+    assert torch.autograd.gradcheck(fused, (table, W_h, h0))

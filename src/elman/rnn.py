@@ -173,12 +173,21 @@ class SimpleRNN(nn.Module):
         with ``return_sequences``; zero initial state, padding (``padding_id``) read as input.
 
         On CPU the padding every review shares is read once, and the ``fused``/``auto`` backend
-        also fuses the embedding lookup into the compiled loop (``elman.kernels.ids``). With
-        dropout in training, reading backwards or carried states, rows differ from the first
-        step on: the layer then reads the embedded ids as any input."""
-        dropping = self.training and (self.dropout or self.recurrent_dropout)
-        if dropping or self.go_backwards or self.stateful:
+        also fuses the embedding lookup into the compiled loop (``elman.kernels.ids``).
+
+        One difference, in training with dropout: the masks apply to the steps that read words,
+        not to the padding in front of them, which stays one shared, undropped trajectory (that
+        keeps this path's speed; ``self(F.embedding(ids, embedding))`` drops on the padding as
+        Keras does). Reading backwards or carrying states, rows differ from the first step on:
+        the layer then reads the embedded ids as any input."""
+        if self.go_backwards or self.stateful:
             return self(F.embedding(ids, embedding))
+        input_mask = recurrent_mask = None
+        if self.training:  # drawn in the order ``states`` draws them
+            input_mask = self.dropout_mask(len(ids), self.input_size, self.dropout, embedding)
+            recurrent_mask = self.dropout_mask(
+                len(ids), self.hidden_size, self.recurrent_dropout, embedding
+            )
         return run_ids(
             self.backend,
             ids,
@@ -189,6 +198,8 @@ class SimpleRNN(nn.Module):
             padding_id,
             last_only=not self.return_sequences,
             cache=self._ids_cache,
+            input_mask=input_mask,
+            recurrent_mask=recurrent_mask,
         )
 
     def _initial_state(self, x: Tensor, h0: Tensor | None) -> Tensor:

@@ -64,21 +64,31 @@ def run_ids(
     padding_id: int,
     last_only: bool,
     cache: dict | None = None,
+    input_mask: Tensor | None = None,
+    recurrent_mask: Tensor | None = None,
 ) -> Tensor:
     """The layer over ``embedding[ids]`` from a zero state, padding (``padding_id``) included:
     the last state (B, H) if ``last_only``, else all states (B, T, H).
 
     On CPU every backend reads the padding once (``elman.kernels.ids``); ``fused`` also fuses
     the embedding into the compiled loop. On CUDA, cuDNN reads all steps (faster than skipping).
-    ``cache`` is the caller's dict for the inference table of the fused path."""
+    ``cache`` is the caller's dict for the inference table of the fused path.
+
+    Dropout's masks, ``input_mask`` (B, F) and ``recurrent_mask`` (B, H), apply to the steps
+    that read words. The padding in front carries no information; it is read once, undropped,
+    on every device, so that dropout keeps the shared trajectory and its speed. (Keras drops on
+    padding steps too: ``layer(F.embedding(ids, embedding))`` does that.)"""
     backend = resolve(backend, ids.device)
-    if backend == "fused" and ids.device.type == "cpu":
+    if backend == "fused" and ids.device.type == "cpu" and input_mask is None:
         from elman.kernels.ids import fused_over_ids
 
-        return fused_over_ids(ids, embedding, A, b, activation, padding_id, last_only, cache)
+        return fused_over_ids(
+            ids, embedding, A, b, activation, padding_id, last_only, cache, recurrent_mask
+        )
     x = F.embedding(ids, embedding)  # (B, T, F)
     zero = embedding.new_zeros(1, A.shape[0])
-    if ids.device.type != "cpu":
+    dropping = input_mask is not None or recurrent_mask is not None
+    if ids.device.type != "cpu" and not dropping:
         states = run_backend(backend, x, A, b, zero.expand(len(ids), -1), None, activation)
         return states[:, -1] if last_only else states
     from elman.kernels.ids import start_after_padding, with_padding_states
@@ -92,5 +102,6 @@ def run_ids(
         )[0],
     )
     is_word = torch.arange(ids.shape[1], device=ids.device)[None, :] >= padding[:, None]
-    states = run_backend(backend, x, A, b, h0, is_word, activation)
+    x = x if input_mask is None else x * input_mask[:, None, :]
+    states = run_backend(backend, x, A, b, h0, is_word, activation, recurrent_mask)
     return states[:, -1] if last_only else with_padding_states(states, padding, shared)

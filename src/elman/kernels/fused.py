@@ -25,9 +25,10 @@ from elman.kernels.loops import (
     ACTIVATION_CODES,
     FASTMATH,
     TANH,
-    activate,
     copy_row,
     dot_rows,
+    drop_arguments,
+    dropped_step,
     partition,
     step,
 )
@@ -46,11 +47,8 @@ def _forward_rows(P, W_h, h0, mask, use_mask, drop, use_drop, activation, exact_
         for t in range(T):
             if not (use_mask and not mask[b, t]):
                 copy_row(P[b, t], pre)
-                if use_drop:  # an elementwise multiply inside the loop, nothing more
-                    for i in range(H):
-                        dropped[i] = h[i] * drop[b, i]
-                    dot_rows(W_h, dropped, pre)
-                    activate(pre, h, activation, exact_tanh)
+                if use_drop:
+                    dropped_step(pre, W_h, h, drop[b], dropped, activation, exact_tanh)
                 else:
                     step(pre, W_h, h, activation, exact_tanh)
             copy_row(h, states[b, t])
@@ -120,13 +118,6 @@ def _mask_and_rows(mask: Tensor | None, batch: int, steps: int) -> tuple:
     return mask_np, True, *partition(mask_np.sum(1))
 
 
-def _drop_arguments(drop: Tensor | None, dtype: torch.dtype) -> tuple[np.ndarray, bool]:
-    """The kernels' recurrent-dropout arguments: the (B, H) mask and whether to use it."""
-    if drop is None:
-        return np.ones((1, 1), dtype=torch.empty(0, dtype=dtype).numpy().dtype), False
-    return drop.detach().to(dtype).contiguous().numpy(), True
-
-
 def recurrence(
     P: Tensor,
     W_h: Tensor,
@@ -145,7 +136,7 @@ def recurrence(
         h0.detach().to(P.dtype).contiguous().numpy(),
         mask_np,
         use_mask,
-        *_drop_arguments(recurrent_mask, P.dtype),
+        *drop_arguments(recurrent_mask, P.dtype),
         ACTIVATION_CODES[activation],
         P.dtype != torch.float32,  # exact tanh beyond float32
         order,
@@ -186,7 +177,7 @@ class FusedRNNFunction(torch.autograd.Function):
             W_h.detach().T.contiguous().numpy(),
             mask_np,
             use_mask,
-            *_drop_arguments(ctx.recurrent_mask, x.dtype),
+            *drop_arguments(ctx.recurrent_mask, x.dtype),
             ACTIVATION_CODES[ctx.activation],
             order,
             bounds,

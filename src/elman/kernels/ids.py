@@ -38,17 +38,23 @@ from elman.kernels.loops import (
     RELU,
     copy_row,
     dot_rows,
+    drop_arguments,
+    dropped_step,
     partition,
     step,
 )
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
-def _read_rows(ids, table, W_h, h0, start, activation, exact_tanh, keep, states, out, rows):
+def _read_rows(
+    ids, table, W_h, h0, start, drop, use_drop, activation, exact_tanh, keep, states, out, rows
+):
     """For b in ``rows``: read ids[b, start[b]:] from h0[b]; out[b] = the last state and, with
-    ``keep``, states[b, t] = every state (h0[b] over the steps before start[b])."""
+    ``keep``, states[b, t] = every state (h0[b] over the steps before start[b]). With
+    ``use_drop``, each step reads h_{t-1} ⊙ drop[b] (recurrent dropout, one mask per row)."""
     T, H = ids.shape[1], table.shape[1]
     h = np.empty(H, dtype=table.dtype)
+    dropped = np.empty(H, dtype=table.dtype)
     pre = np.empty(H, dtype=table.dtype)
     for b in rows:
         copy_row(h0[b], h)
@@ -57,30 +63,48 @@ def _read_rows(ids, table, W_h, h0, start, activation, exact_tanh, keep, states,
                 copy_row(h, states[b, t])
         for t in range(start[b], T):
             copy_row(table[ids[b, t]], pre)  # the step's input projection is a row lookup
-            step(pre, W_h, h, activation, exact_tanh)
+            if use_drop:
+                dropped_step(pre, W_h, h, drop[b], dropped, activation, exact_tanh)
+            else:
+                step(pre, W_h, h, activation, exact_tanh)
             if keep:
                 copy_row(h, states[b, t])
         copy_row(h, out[b])
 
 
 @njit(cache=True, parallel=True, nogil=True)
-def _forward(ids, table, W_h, h0, start, activation, exact_tanh, order, bounds):
+def _forward(ids, table, W_h, h0, start, drop, use_drop, activation, exact_tanh, order, bounds):
     B, T, H = ids.shape[0], ids.shape[1], table.shape[1]
     states = np.empty((B, T, H), dtype=table.dtype)
     last = np.empty((B, H), dtype=table.dtype)
     for k in prange(bounds.shape[0] - 1):  # one block of rows per thread
         rows = order[bounds[k] : bounds[k + 1]]
-        _read_rows(ids, table, W_h, h0, start, activation, exact_tanh, True, states, last, rows)
+        _read_rows(
+            ids,
+            table,
+            W_h,
+            h0,
+            start,
+            drop,
+            use_drop,
+            activation,
+            exact_tanh,
+            True,
+            states,
+            last,
+            rows,
+        )
     return states
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
 def _backward_rows(
-    ids, G, states, h0, W_hT, start, activation, grad_table, grad_W_h, grad_h0, rows
+    ids, G, states, h0, W_hT, start, drop, use_drop, activation, grad_table, grad_W_h, grad_h0, rows
 ):
     T, H = ids.shape[1], W_hT.shape[0]
     dh = np.empty(H, dtype=G.dtype)
     delta = np.empty(H, dtype=G.dtype)
+    previous = np.empty(H, dtype=G.dtype)
     for b in rows:
         dh[:] = 0.0
         for t in range(T - 1, start[b] - 1, -1):
@@ -94,13 +118,19 @@ def _backward_rows(
             row = ids[b, t]
             for i in range(H):
                 grad_table[row, i] += delta[i]
-            previous = states[b, t - 1] if t > start[b] else h0[b]
+            copy_row(states[b, t - 1] if t > start[b] else h0[b], previous)
+            if use_drop:  # (the step read h_{t-1} ⊙ drop)
+                for j in range(H):
+                    previous[j] *= drop[b, j]
             for i in range(H):
                 d = delta[i]
                 for j in range(H):
                     grad_W_h[i, j] += d * previous[j]
             dh[:] = 0.0
             dot_rows(W_hT, delta, dh)  # dh = W_hᵀ · delta
+            if use_drop:
+                for i in range(H):
+                    dh[i] *= drop[b, i]
         for t in range(start[b]):  # steps that only carried h0
             for i in range(H):
                 dh[i] += G[b, t, i]
@@ -108,7 +138,9 @@ def _backward_rows(
 
 
 @njit(cache=True, parallel=True, nogil=True)
-def _backward(ids, G, states, h0, W_hT, start, activation, vocab_size, order, bounds):
+def _backward(
+    ids, G, states, h0, W_hT, start, drop, use_drop, activation, vocab_size, order, bounds
+):
     B, H, threads = ids.shape[0], W_hT.shape[0], bounds.shape[0] - 1
     table_parts = np.zeros((threads, vocab_size, H), dtype=G.dtype)
     W_h_parts = np.zeros((threads, H, H), dtype=G.dtype)
@@ -122,6 +154,8 @@ def _backward(ids, G, states, h0, W_hT, start, activation, vocab_size, order, bo
             h0,
             W_hT,
             start,
+            drop,
+            use_drop,
             activation,
             table_parts[k],
             W_h_parts[k],
@@ -141,9 +175,24 @@ def _last_from_ids(ids, table, W_h, h0, start, activation, exact_tanh, order, bo
     B, H = ids.shape[0], table.shape[1]
     out = np.empty((B, H), dtype=table.dtype)
     unused = np.empty((1, 1, H), dtype=table.dtype)  # no states are kept
+    drop = np.empty((1, 1), dtype=table.dtype)  # no dropout outside training
     for k in prange(bounds.shape[0] - 1):  # one block of rows per thread
         rows = order[bounds[k] : bounds[k + 1]]
-        _read_rows(ids, table, W_h, h0, start, activation, exact_tanh, False, unused, out, rows)
+        _read_rows(
+            ids,
+            table,
+            W_h,
+            h0,
+            start,
+            drop,
+            False,
+            activation,
+            exact_tanh,
+            False,
+            unused,
+            out,
+            rows,
+        )
     return out
 
 
@@ -176,11 +225,12 @@ def _numpy(tensor: Tensor) -> np.ndarray:
 
 
 class EmbeddedRNNFunction(torch.autograd.Function):
-    """(ids, start, table, W_h, h0, activation) -> all states (B, T, H)."""
+    """(ids, start, table, W_h, h0, activation, recurrent_mask) -> all states (B, T, H)."""
 
     @staticmethod
-    def forward(ctx, ids, start, table, W_h, h0, activation):
+    def forward(ctx, ids, start, table, W_h, h0, activation, recurrent_mask):
         order, bounds = partition(ids.shape[1] - start.numpy())
+        drop = drop_arguments(recurrent_mask, table.dtype)
         states = torch.from_numpy(
             _forward(
                 _numpy(ids),
@@ -188,6 +238,7 @@ class EmbeddedRNNFunction(torch.autograd.Function):
                 _numpy(W_h),
                 _numpy(h0),
                 _numpy(start),
+                *drop,
                 ACTIVATION_CODES[activation],
                 table.dtype != torch.float32,
                 order,
@@ -196,6 +247,7 @@ class EmbeddedRNNFunction(torch.autograd.Function):
         )
         ctx.save_for_backward(ids, start, W_h, h0, states)
         ctx.activation, ctx.vocab_size, ctx.partition = activation, table.shape[0], (order, bounds)
+        ctx.drop = drop
         return states
 
     @staticmethod
@@ -208,6 +260,7 @@ class EmbeddedRNNFunction(torch.autograd.Function):
             _numpy(h0),
             _numpy(W_h.T),
             _numpy(start),
+            *ctx.drop,
             ACTIVATION_CODES[ctx.activation],
             ctx.vocab_size,
             *ctx.partition,
@@ -219,18 +272,27 @@ class EmbeddedRNNFunction(torch.autograd.Function):
             torch.from_numpy(grad_W_h),
             torch.from_numpy(grad_h0),
             None,
+            None,
         )
 
 
 def embedded_rnn(
-    ids: Tensor, start: Tensor, table: Tensor, W_h: Tensor, h0: Tensor, activation: str
+    ids: Tensor,
+    start: Tensor,
+    table: Tensor,
+    W_h: Tensor,
+    h0: Tensor,
+    activation: str,
+    recurrent_mask: Tensor | None = None,
 ) -> Tensor:
     """All states (B, T, H) of the Simple RNN reading ``table[ids[b, start[b]:]]`` from ``h0``.
 
     ids: (B, T) int64; start: (B,) int64; table: (V, H) input projection per word;
-    W_h: (H, H) recurrent weights; h0: (B, H). Differentiable in table, W_h and h0.
+    W_h: (H, H) recurrent weights; h0: (B, H); recurrent_mask: (B, H) or None, recurrent
+    dropout's (each step reads h_{t-1} ⊙ mask). Differentiable in table, W_h and h0.
     """
-    return EmbeddedRNNFunction.apply(ids, start, table, W_h, h0.to(table.dtype), activation)
+    h0 = h0.to(table.dtype)
+    return EmbeddedRNNFunction.apply(ids, start, table, W_h, h0, activation, recurrent_mask)
 
 
 # The model-level path: padding shared, then the fused kernel -----------------------------------
@@ -283,14 +345,16 @@ def fused_over_ids(
     padding_id: int,
     last_only: bool,
     cache: dict | None = None,
+    recurrent_mask: Tensor | None = None,
 ) -> Tensor:
     """The Simple RNN over ``embedding[ids]`` (ids (B, T), embedding (V, F), A (H, H + F)):
     the last state (B, H) if ``last_only``, else all states (B, T, H). Without gradients and
-    with ``last_only``, no state is stored at all (inference)."""
+    with ``last_only``, no state is stored at all (inference). ``recurrent_mask`` (B, H):
+    recurrent dropout's, on the words' steps (the shared padding is read undropped)."""
     H = A.shape[0]
     W_h = A[:, :H]
     zero = embedding.new_zeros(1, H)
-    if last_only and not torch.is_grad_enabled():
+    if last_only and not torch.is_grad_enabled() and recurrent_mask is None:
         table = cached_input_table(embedding, A, b, {} if cache is None else cache)
         padding, h0, _ = start_after_padding(
             ids,
@@ -309,5 +373,5 @@ def fused_over_ids(
         return embedded_rnn(only_padding, start, table, W_h, zero, activation)[0]
 
     padding, h0, shared = start_after_padding(ids, padding_id, zero, padding_states)
-    states = embedded_rnn(ids, padding, table, W_h, h0, activation)
+    states = embedded_rnn(ids, padding, table, W_h, h0, activation, recurrent_mask)
     return states[:, -1] if last_only else with_padding_states(states, padding, shared)

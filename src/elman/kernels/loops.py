@@ -96,6 +96,23 @@ def step(pre, W_h, h, activation, exact_tanh):
     activate(pre, h, activation, exact_tanh)
 
 
+@njit(inline="always")
+def dropped_step(pre, W_h, h, drop, dropped, activation, exact_tanh):
+    """h <- act(pre + W_h · (h ⊙ drop)): a step under recurrent dropout, whose mask is an
+    elementwise multiply inside the loop; ``dropped`` is scratch of h's size."""
+    for i in range(h.shape[0]):
+        dropped[i] = h[i] * drop[i]
+    dot_rows(W_h, dropped, pre)
+    activate(pre, h, activation, exact_tanh)
+
+
+def drop_arguments(drop: torch.Tensor | None, dtype: torch.dtype) -> tuple[np.ndarray, bool]:
+    """The kernels' recurrent-dropout arguments: the (B, H) mask and whether to use it."""
+    if drop is None:
+        return np.ones((1, 1), dtype=torch.empty(0, dtype=dtype).numpy().dtype), False
+    return drop.detach().to(dtype).contiguous().numpy(), True
+
+
 def partition(work: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Rows for each thread, balanced by ``work`` (B,), the steps each row computes.
 
