@@ -2,14 +2,15 @@
 process: forward + backward (training) and forward alone under ``no_grad`` (inference).
 
     python benchmarks/layer.py            # the whole grid (several minutes)
-    python benchmarks/layer.py --quick    # B, T, H of 32 and 128 only
+    python benchmarks/layer.py --quick    # B in {1, 32}, T in {100, 500}, H in {32, 128}
 
 Both layers hold the same weights (``elman.RNN`` loads the ``nn.RNN`` state dict) and read the
 same input (B, T, H), batch first, input size = hidden size. Each measurement alternates the two
 layers ``--rounds`` times and keeps each one's fastest call (this machine's timings swing from
 minute to minute). Prints, per shape: milliseconds per call, the ratio nn.RNN / elman, and
 elman's achieved GFLOP/s against the machine's float32 matrix-multiply peak (measured here, with
-torch's matmul on as many threads). Compare ratios, not runs.
+torch's matmul on as many threads), and the ceiling: the ratio a kernel running at that peak
+would reach (nn.RNN's time over the FLOPs' time at peak). Compare ratios, not runs.
 
 FLOPs counted: forward 2·B·T·H·(H + F) (the recurrence and the input projection), backward twice
 that (the gradients of the states and of the weights); elementwise work is not counted.
@@ -26,6 +27,8 @@ import torch
 from torch import nn
 
 import elman
+
+GRID = ((1, 32, 256), (100, 500, 2000), (32, 128, 512))  # batch, steps, hidden = input
 
 
 def best_seconds(calls: dict[str, Callable[[], None]], rounds: int) -> dict[str, float]:
@@ -95,7 +98,7 @@ def measure(batch: int, steps: int, hidden: int, num_layers: int, bidirectional:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="B, T, H in {32, 128} only")
+    parser.add_argument("--quick", action="store_true", help="a corner of the grid")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved timings per layer")
     parser.add_argument("--threads", type=int, help="torch threads (default: all cores)")
     args = parser.parse_args()
@@ -103,18 +106,17 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     threads = torch.get_num_threads()
     peak = matmul_peak(threads)
-    sizes = (32, 128) if args.quick else None
+    batches, steps, hiddens = ((1, 32), (100, 500), (32, 128)) if args.quick else GRID
     grid = [
-        (batch, steps, hidden, 1, False)
-        for batch, steps, hidden in itertools.product(
-            sizes or (1, 32, 256), sizes or (100, 500, 2000), sizes or (32, 128, 512)
-        )
+        (batch, length, hidden, 1, False)
+        for batch, length, hidden in itertools.product(batches, steps, hiddens)
     ]
     grid += [(32, 500, hidden, 1, True) for hidden in (32, 128)]
     grid += [(32, 500, hidden, 2, False) for hidden in (32, 128)]
     print(f"{threads} threads; float32 matmul peak here: {peak:.0f} GFLOP/s\n")
-    header = "|    B |    T |   H | layer    | train ms: torch | elman | ratio | GFLOP/s |"
-    header += " infer ms: torch | elman | ratio | GFLOP/s |"
+    header = "|    B |    T |   H | layer    |"
+    header += " train ms: torch | elman | ratio | GFLOP/s | ceiling |"
+    header += " infer ms: torch | elman | ratio | GFLOP/s | ceiling |"
     print(header)
     print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|")
     worst = float("inf")
@@ -128,9 +130,10 @@ def main() -> None:
             ratio = seconds["torch"] / seconds["elman"]
             worst = min(worst, ratio)
             gflops = work / seconds["elman"] / 1e9
+            ceiling = seconds["torch"] / (work / peak / 1e9)
             cells.append(
                 f" {seconds['torch'] * 1e3:15.2f} | {seconds['elman'] * 1e3:5.2f} | "
-                f"{ratio:4.1f}x | {gflops:4.0f} ({gflops / peak:3.0%}) |"
+                f"{ratio:4.1f}x | {gflops:3.0f} {gflops / peak:3.0%} | {ceiling:6.1f}x |"
             )
         print(f"| {batch:4d} | {steps:4d} | {hidden:3d} | {kind:<8} |" + "".join(cells), flush=True)
     print(f"\nslowest ratio: {worst:.2f}x nn.RNN")
