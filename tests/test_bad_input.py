@@ -376,6 +376,12 @@ def test_bad_input_gets_one_line_and_changes_nothing(case, tmp_path, capsys):
         assert not (tmp_path / "out").exists()
 
 
+if not torch.cuda.is_available():  # (on a GPU machine these are valid)
+    CASES["device cuda without a GPU"] = (
+        lambda r: _imdb(r, "--device", "cuda", *_out(r)),
+        "--device cuda: this machine has no CUDA device",
+    )
+
 STARTED = {"lr inf"}  # runs that fail once training has begun (their config.json is written)
 
 

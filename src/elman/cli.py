@@ -144,7 +144,7 @@ def cmd_summary(args: argparse.Namespace) -> None:
 def cmd_evaluate(args: argparse.Namespace) -> None:
     from elman.workflow import evaluate_saved
 
-    metrics = evaluate_saved(args.model, args.data, args.cache_dir, log=_warn)
+    metrics = evaluate_saved(args.model, args.data, args.cache_dir, log=_warn, device=args.device)
     shown = " - ".join(
         f"{name} {metrics[name]:.4f}" for name in ("loss", "acc", "mae") if name in metrics
     )
@@ -161,7 +161,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
     from elman.workflow import predict_saved
 
     given = Given(args.texts, args.file, args.folder)
-    inputs, answers = predict_saved(args.model, given, log=_warn)
+    inputs, answers = predict_saved(args.model, given, log=_warn, device=args.device)
     if not isinstance(answers, list):  # a forecaster's next values (N, F)
         for where, value in zip(inputs.where, answers, strict=True):
             print(f"{where}: next value {' '.join(f'{v:.6g}' for v in value)}")
@@ -267,6 +267,17 @@ def _add_train(commands) -> None:
         parser.set_defaults(handler=cmd_train)
 
 
+def _add_device(parser: argparse.ArgumentParser) -> None:
+    from elman.config import DEVICES
+
+    parser.add_argument(
+        "--device",
+        choices=DEVICES,
+        default="auto",
+        help="where to run: auto (CUDA when present), cpu or cuda (default: auto)",
+    )
+
+
 def _add_use(commands) -> None:
     """evaluate, predict, explain: commands on a saved model."""
     evaluate = commands.add_parser(
@@ -278,6 +289,7 @@ def _add_use(commands) -> None:
         help="labelled data in the training format (default: the test data it was tested on)",
     )
     evaluate.add_argument("--cache-dir", help="where encoded arrays are cached (IMDB)")
+    _add_device(evaluate)
     evaluate.set_defaults(handler=cmd_evaluate)
 
     predict = commands.add_parser(
@@ -309,6 +321,7 @@ def _add_use(commands) -> None:
         help="folder of .txt (or .wav) files, one sample each (repeatable)",
     )
     predict.add_argument("--json", action="store_true", help="JSON output")
+    _add_device(predict)
     predict.set_defaults(handler=cmd_predict)
 
     explain = commands.add_parser(

@@ -43,6 +43,7 @@ ARCHITECTURES = ("rnn", "rnn-all-states", "shallow", "lstm", "gru")
 SEQUENCE_ARCHITECTURES = ("rnn", "lstm", "gru")
 GATED = ("lstm", "gru")  # PyTorch's gated RNNs, for comparison with the simple one
 TASKS = ("classify", "forecast")
+DEVICES = ("auto", "cpu", "cuda")
 
 
 @dataclass(kw_only=True)
@@ -157,6 +158,9 @@ class TrainConfig:
     checkpoint_every: int | None = setting(
         None, "save a checkpoint every N steps as well as after each epoch (none: every 60 s)"
     )
+    device: str = setting(
+        "auto", "where to train: auto (CUDA when present), cpu or cuda", choices=DEVICES
+    )
 
     def validate(self, train_size: int | None = None) -> None:
         """The settings' ranges, and with ``train_size`` that a batch fits in the data."""
@@ -170,6 +174,7 @@ class TrainConfig:
             raise UserError(
                 f"batch-size {self.batch_size} is larger than the {train_size} training samples"
             )
+        choose(self.device, DEVICES, "device")
         if self.patience is not None and self.patience < 0:
             raise UserError(f"patience must be >= 0, got {self.patience}")
 

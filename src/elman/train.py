@@ -126,6 +126,23 @@ def _tensors(split: Split) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.from_numpy(split.x), torch.from_numpy(split.y)
 
 
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto``: CUDA when present, else the CPU. Asking for CUDA where there is none is an
+    error, not a silent fallback."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: this machine has no CUDA device; use --device cpu or auto")
+    if name not in ("cpu", "cuda"):
+        raise UserError(f"device must be one of auto, cpu, cuda, got {name!r}")
+    return torch.device(name)
+
+
+def device_of(model: nn.Module) -> torch.device:
+    """Where the model's weights are (and so where its batches go)."""
+    return next(model.parameters()).device
+
+
 def train_step(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -191,10 +208,12 @@ def evaluate(model: nn.Module, split: Split, batch_size: int = 1000) -> dict[str
     model.eval()
     task = task_of(model)
     x, y = _tensors(split)
+    device = device_of(model)
     total_loss = total_metric = total_weight = 0.0
     for start in range(0, len(y), batch_size):
-        target = y[start : start + batch_size]
-        loss, metric = loss_and_metric(task, model(x[start : start + batch_size]), target)
+        target = y[start : start + batch_size].to(device, non_blocking=True)
+        inputs = x[start : start + batch_size].to(device, non_blocking=True)
+        loss, metric = loss_and_metric(task, model(inputs), target)
         weight = batch_weight(task, target)
         total_loss += loss.item() * weight
         total_metric += metric.item() * weight
@@ -206,9 +225,12 @@ def evaluate(model: nn.Module, split: Split, batch_size: int = 1000) -> dict[str
 def predict_outputs(model: nn.Module, x: np.ndarray, batch_size: int = 1000) -> torch.Tensor:
     """The model's raw outputs (logits or predictions) for every row of ``x``, in batches."""
     model.eval()
-    inputs = torch.from_numpy(x)
+    inputs, device = torch.from_numpy(x), device_of(model)
     return torch.cat(
-        [model(inputs[i : i + batch_size]) for i in range(0, max(len(x), 1), batch_size)]
+        [
+            model(inputs[i : i + batch_size].to(device, non_blocking=True)).cpu()
+            for i in range(0, max(len(x), 1), batch_size)
+        ]
     )
 
 
@@ -256,7 +278,7 @@ def load_checkpoint(
     try:
         with warnings.catch_warnings():  # (torch warns about foreign pickle protocols)
             warnings.simplefilter("ignore")
-            saved = torch.load(path, weights_only=True)
+            saved = torch.load(path, weights_only=True, map_location="cpu")
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as error:
         reason = (
             "refused to unpickle it: it holds more than tensors and plain values"
@@ -360,7 +382,8 @@ def _train_batches(
     when Ctrl-C asked to stop). Returns the seconds spent."""
     from tqdm import tqdm
 
-    x, y = _tensors(train)
+    device = device_of(model)
+    x, y = (tensor.to(device) for tensor in _tensors(train))  # an accelerator holds it all
     task = task_of(model)
     metric = metric_name(task)
     shuffle.set_state(state.shuffle_state)
@@ -377,7 +400,7 @@ def _train_batches(
     with bar:
         while state.step < len(batches):
             between_steps(time.perf_counter() - started)
-            rows = batches[state.step]
+            rows = batches[state.step].to(device)
             if config.tbptt:
                 loss, batch_metric = tbptt_step(
                     model, optimizer, x[rows], y[rows], config.tbptt, config.clip_norm
@@ -455,13 +478,13 @@ def fit(
 ) -> list[dict[str, float]]:
     """Train with RMSprop on shuffled batches, validate after every epoch, stop early on
     ``val_loss`` and restore the best weights. Returns one dict per epoch (the history).
-
+    The model moves to ``config.device`` (and stays there); checkpoints load onto any device.
     With ``checkpoint``, the whole training state is saved there (atomically) after every epoch
-    and when interrupted (Ctrl-C); if the file exists, training resumes from it exactly.
-    """
+    and when interrupted (Ctrl-C); if the file exists, training resumes from it exactly."""
     config.validate(len(train))
     if config.tbptt and not hasattr(model, "read_chunk"):
         raise UserError("--tbptt reads numeric sequences in chunks: train series or speech")
+    model.to(resolve_device(config.device))
     optimizer = RMSprop(model.parameters(), lr=config.lr, rho=config.rho, epsilon=config.epsilon)
     shuffle = torch.Generator().manual_seed(config.seed)
     state = TrainingState(shuffle_state=shuffle.get_state())

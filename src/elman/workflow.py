@@ -42,7 +42,7 @@ from elman.metrics import (
     format_forecast,
 )
 from elman.models import ReviewClassifier, SequenceModel, build_model, check_memory, summary
-from elman.train import evaluate, fit, metric_name
+from elman.train import evaluate, fit, metric_name, resolve_device
 
 Log = Callable[[str], None]
 
@@ -195,8 +195,10 @@ def train_model(
     check_output(out_dir, overwrite, resume)  # before the lock: a refused folder gets nothing
     with claimed(out_dir):
         check_output(out_dir, overwrite, resume)  # again: another run may just have saved
-        if resume:
+        if resume:  # the run's settings, saved; where it runs is this machine's choice
+            device = config.train.device
             config = load_config(out_dir)
+            config = replace(config, train=replace(config.train, device=device))
             if not (out_dir / CHECKPOINT).exists():
                 log(f"{out_dir} has no checkpoint yet: the run starts again from its first step")
         return _train(config, out_dir, log, progress, save_settings=not resume)
@@ -210,6 +212,7 @@ def _train(
     save_settings: bool = True,
 ) -> TrainedClassifier | TrainedSequenceModel:
     config.model.validate()
+    resolve_device(config.train.device)  # a device this machine lacks: refused before any work
     if config.train.threads:
         torch.set_num_threads(config.train.threads)
     started = time.perf_counter()
@@ -252,11 +255,13 @@ def evaluate_saved(
     data_path: str | None = None,
     cache_dir: str | None = None,
     log: Log = print,
+    device: str = "auto",
 ) -> dict:
     """Loss, accuracy (or MAE) and the detailed report of the model saved in ``folder``: on
     ``data_path`` (labelled, in the training format), or else on the test split it was tested on
-    (IMDB: the 25,000 test reviews)."""
+    (IMDB: the 25,000 test reviews). ``device``: auto (CUDA when present), cpu or cuda."""
     trained = load(folder)
+    trained.model.to(resolve_device(device))
     if cache_dir:  # (for sources that cache, IMDB)
         trained.config = updated(trained.config, {"cache_dir": cache_dir})
     config = trained.config
@@ -267,11 +272,13 @@ def evaluate_saved(
 
 
 def predict_saved(
-    folder: Path, given: Given, log: Log = print
+    folder: Path, given: Given, log: Log = print, device: str = "auto"
 ) -> tuple[Inputs, list[Prediction] | np.ndarray]:
     """What the model saved in ``folder`` says of the inputs ``given`` (texts, files, folders,
-    read by its source): a Prediction per sample, or for a forecaster the next values (N, F)."""
+    read by its source): a Prediction per sample, or for a forecaster the next values (N, F).
+    ``device``: auto (CUDA when present), cpu or cuda."""
     trained = load(folder)
+    trained.model.to(resolve_device(device))
     inputs = SOURCES[trained.config.source].inputs(trained, given, log)
     if trained.model.task == "forecast":
         return inputs, trained.forecast(inputs.x)
