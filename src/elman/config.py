@@ -44,6 +44,8 @@ SEQUENCE_ARCHITECTURES = ("rnn", "lstm", "gru")
 GATED = ("lstm", "gru")  # PyTorch's gated RNNs, for comparison with the simple one
 TASKS = ("classify", "forecast")
 DEVICES = ("auto", "cpu", "cuda")
+POOLINGS = ("last", "max", "mean", "max+mean")
+OPTIMIZERS = ("rmsprop", "adam")
 
 
 @dataclass(kw_only=True)
@@ -61,12 +63,28 @@ class LayerConfig:
     bidirectional: bool = setting(False, "read forwards and backwards, concatenate the two")
     dropout: float = setting(0.0, "fraction of each layer's inputs dropped in training")
     recurrent_dropout: float = setting(0.0, "fraction of h_(t-1) dropped in training (variational)")
+    pooling: str = setting(
+        "last",
+        "the dense layer reads: last (the final state), or the max, mean or both over the steps "
+        "read",
+        choices=POOLINGS,
+    )
+    head_dropout: float = setting(0.0, "fraction of the dense layer's inputs dropped in training")
 
     def validate_layer(self) -> None:
         choose(self.activation, tuple(ACTIVATIONS), "activation")
         choose(self.backend, BACKENDS, "backend")
+        choose(self.pooling, POOLINGS, "pooling")
         require_positive(self, "layers")
-        for name in ("dropout", "recurrent_dropout"):
+        architecture = getattr(self, "architecture", "rnn")
+        if self.pooling != "last" and (
+            architecture != "rnn" or getattr(self, "task", "") == "forecast"
+        ):
+            raise UserError(
+                f"pooling {self.pooling} reads the states of --model rnn classifying; "
+                "use --pooling last"
+            )
+        for name in ("dropout", "recurrent_dropout", "head_dropout"):
             if not 0 <= getattr(self, name) < 1:
                 raise UserError(
                     f"{name.replace('_', '-')} must be in [0, 1), got {getattr(self, name)}"
@@ -101,6 +119,11 @@ class ModelConfig(LayerConfig):
     embedding_dim: int = setting(32, "embedding size per word")
     hidden_size: int = setting(32, "RNN state size")
     max_len: int = setting(500, "words per text (longer ones keep their end)")
+    mask_padding: bool = setting(
+        False,
+        "read each text's words only: padding carries the state and pooling skips it (the "
+        "reference model reads the padding)",
+    )
 
     def validate(self) -> None:
         choose(self.architecture, ARCHITECTURES, "model")
@@ -139,7 +162,7 @@ class SequenceConfig(LayerConfig):
 class TrainConfig:
     epochs: int = setting(3, "passes over the training data")
     batch_size: int = setting(32, "samples per step")
-    lr: float = setting(1e-3, "RMSprop learning rate")
+    lr: float = setting(1e-3, "learning rate")
     rho: float = setting(0.9, "RMSprop decay of the squared-gradient average")
     epsilon: float = setting(1e-7, "RMSprop epsilon (inside the square root, as Keras)")
     patience: int | None = setting(
@@ -147,6 +170,9 @@ class TrainConfig:
     )
     seed: int = setting(0, "seed of initialisation, splits and shuffling")
     threads: int | None = setting(None, "torch threads (none: all cores)")
+    optimizer: str = setting(
+        "rmsprop", "rmsprop (Keras' RMSprop) or adam (torch's Adam)", choices=OPTIMIZERS
+    )
     eval_batch_size: int = setting(1000, "samples per batch when evaluating")
     bucket: bool = setting(False, "batch samples of similar length (not the reference run)")
     clip_norm: float | None = setting(None, "clip the gradient norm to this before each step")
@@ -175,6 +201,7 @@ class TrainConfig:
                 f"batch-size {self.batch_size} is larger than the {train_size} training samples"
             )
         choose(self.device, DEVICES, "device")
+        choose(self.optimizer, OPTIMIZERS, "optimizer")
         if self.patience is not None and self.patience < 0:
             raise UserError(f"patience must be >= 0, got {self.patience}")
 

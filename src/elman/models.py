@@ -91,6 +91,25 @@ def recurrent(config: LayerConfig, input_size: int, return_sequences: bool) -> n
     return Stacked([layer(w, i < last or return_sequences) for i, w in enumerate(widths)])
 
 
+def pooled(states: Tensor, mask: Tensor | None, pooling: str) -> Tensor:
+    """States (B, T, H) -> features (B, H), or (B, 2H) for ``max+mean``: over each row's steps
+    read (``mask`` (B, T) True there; None: all steps). A row that read nothing gives zeros."""
+    read = torch.ones(states.shape[:2], dtype=torch.bool) if mask is None else mask
+    read = read.to(states.device)[..., None]
+    features = []
+    if "max" in pooling:
+        lowest = torch.finfo(states.dtype).min
+        features.append(torch.where(read.any(1), states.masked_fill(~read, lowest).amax(1), 0))
+    if "mean" in pooling:
+        features.append((states * read).sum(1) / read.sum(1).clamp(min=1))
+    return torch.cat(features, -1)
+
+
+def head_width(config: LayerConfig, width: int) -> int:
+    """The dense layer's inputs for an RNN output ``width`` wide under ``config.pooling``."""
+    return width * (2 if config.pooling == "max+mean" else 1)
+
+
 def keras_forget_bias(lstm: nn.LSTM) -> None:
     """Forget-gate bias 1, as Keras' ``unit_forget_bias=True``: an LSTM then starts out keeping
     its cell state, which is what lets it learn long dependencies at all in a short budget."""
@@ -128,9 +147,12 @@ class ReviewClassifier(nn.Module):
             features = H
         else:
             all_states = config.architecture == "rnn-all-states"
-            self.rnn = recurrent(config, E, return_sequences=all_states)
-            features = T * self.rnn.hidden_size if all_states else self.rnn.hidden_size
+            sequences = all_states or config.pooling != "last"
+            self.rnn = recurrent(config, E, return_sequences=sequences)
+            width = self.rnn.hidden_size
+            features = T * width if all_states else head_width(config, width)
         self.flatten = nn.Flatten()
+        self.head_dropout = nn.Dropout(config.head_dropout)
         self.dense = nn.Linear(features, output_units(classes))
         keras_dense_init(self.dense)
 
@@ -140,7 +162,7 @@ class ReviewClassifier(nn.Module):
 
     def _head(self, features: Tensor) -> Tensor:
         """Dense layer -> logits (B,) for two classes, (B, C) for more."""
-        logits = self.dense(self.flatten(features))
+        logits = self.dense(self.head_dropout(self.flatten(features)))
         return logits.squeeze(-1) if self.classes == 2 else logits
 
     def forward(self, ids: Tensor, *, layer_by_layer: bool = False) -> Tensor:
@@ -148,9 +170,17 @@ class ReviewClassifier(nn.Module):
         other over every step (the plain path; the summary uses it to see each layer)."""
         if self.rnn is None:
             return self._head(self.embedding(ids))
-        if layer_by_layer or isinstance(self.rnn, GatedRNN):
-            return self._head(self.rnn(self.embedding(ids)))
-        return self._head(self.rnn.from_ids(ids, self.embedding.weight, padding_id=PAD))
+        if self.config.mask_padding and not isinstance(self.rnn, GatedRNN):
+            words = ids != PAD  # padding steps carry the state; pooling leaves them out
+            states = self.rnn(self.embedding(ids), mask=words)
+        elif layer_by_layer or isinstance(self.rnn, GatedRNN):
+            states, words = self.rnn(self.embedding(ids)), None
+        else:
+            states = self.rnn.from_ids(ids, self.embedding.weight, padding_id=PAD)
+            words = None
+        if self.config.pooling != "last":
+            states = pooled(states, words, self.config.pooling)
+        return self._head(states)
 
     def all_states(self, ids: Tensor) -> Tensor:
         """Every RNN state (B, T, H) over the padded ids, whatever the model returns."""
@@ -213,8 +243,10 @@ class SequenceModel(nn.Module):
         if config.architecture in GATED:
             self.rnn = GatedRNN(config.architecture, F_, H)
         else:
-            self.rnn = recurrent(config, F_, return_sequences=forecast)
-        width = self.rnn.hidden_size
+            sequences = forecast or config.pooling != "last"
+            self.rnn = recurrent(config, F_, return_sequences=sequences)
+        width = head_width(config, self.rnn.hidden_size)
+        self.head_dropout = nn.Dropout(config.head_dropout)
         self.dense = nn.Linear(width, F_ if forecast else output_units(classes))
         keras_dense_init(self.dense)
 
@@ -236,12 +268,16 @@ class SequenceModel(nn.Module):
                 states = self.rnn(values, lengths=lengths)
             predictions = self._head(states)  # zeros after the longest: there is no target
             return F.pad(predictions, (0, 0, 0, steps - predictions.shape[1]))
-        return self._head(self.rnn(values, lengths=lengths))
+        states = self.rnn(values, lengths=lengths)
+        if self.config.pooling != "last":
+            read = torch.arange(values.shape[1], device=x.device)[None, :] < lengths[:, None]
+            states = pooled(states, read, self.config.pooling)
+        return self._head(states)
 
     def _head(self, features: Tensor) -> Tensor:
         """Dense layer -> next-step predictions (B, T, F), logits (B,) for two classes, or
         (B, C) for more."""
-        outputs = self.dense(features)
+        outputs = self.dense(self.head_dropout(features))
         return outputs.squeeze(-1) if self.task == "binary" else outputs
 
     def read_chunk(self, x: Tensor, h0: Tensor | None = None) -> tuple[Tensor, Tensor]:
@@ -249,8 +285,10 @@ class SequenceModel(nn.Module):
         as ``forward`` gives them for the chunk, and the state after it (B, H). Chained over the
         chunks of a series, the last chunk's outputs are the whole series' (truncated
         backpropagation through time; one simple RNN layer)."""
-        if not isinstance(self.rnn, SimpleRNN):
-            raise UserError("--tbptt needs one simple RNN layer (--model rnn --layers 1)")
+        if not isinstance(self.rnn, SimpleRNN) or self.config.pooling != "last":
+            raise UserError(
+                "--tbptt needs one simple RNN layer (--model rnn --layers 1 --pooling last)"
+            )
         values, lengths = skip_missing((x - self.mean) / self.std)
         states = self.rnn.states(values, h0, lengths=lengths)
         last = states[:, -1]

@@ -57,6 +57,14 @@ class RMSprop(torch.optim.Optimizer):
             torch._foreach_addcdiv_(params, grads, denominators, value=-lr)
 
 
+def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    """``config.optimizer``: Keras' RMSprop (lr, rho, epsilon), or torch's Adam (lr, and epsilon
+    as Keras' Adam has it)."""
+    if config.optimizer == "adam":
+        return torch.optim.Adam(model.parameters(), lr=config.lr, eps=config.epsilon)
+    return RMSprop(model.parameters(), lr=config.lr, rho=config.rho, epsilon=config.epsilon)
+
+
 def bce_and_accuracy(logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean binary cross-entropy on logits (stable) and the fraction classified right."""
     loss = F.binary_cross_entropy_with_logits(logits, y)
@@ -476,8 +484,8 @@ def fit(
     progress: bool = True,
     checkpoint: Path | None = None,
 ) -> list[dict[str, float]]:
-    """Train with RMSprop on shuffled batches, validate after every epoch, stop early on
-    ``val_loss`` and restore the best weights. Returns one dict per epoch (the history).
+    """Train with ``config.optimizer`` on shuffled batches, validate after every epoch, stop
+    early on ``val_loss`` and restore the best weights. Returns one dict per epoch (the history).
     The model moves to ``config.device`` (and stays there); checkpoints load onto any device.
     With ``checkpoint``, the whole training state is saved there (atomically) after every epoch
     and when interrupted (Ctrl-C); if the file exists, training resumes from it exactly."""
@@ -485,7 +493,7 @@ def fit(
     if config.tbptt and not hasattr(model, "read_chunk"):
         raise UserError("--tbptt reads numeric sequences in chunks: train series or speech")
     model.to(resolve_device(config.device))
-    optimizer = RMSprop(model.parameters(), lr=config.lr, rho=config.rho, epsilon=config.epsilon)
+    optimizer = make_optimizer(model, config)
     shuffle = torch.Generator().manual_seed(config.seed)
     state = TrainingState(shuffle_state=shuffle.get_state())
     if checkpoint is not None and checkpoint.exists():
