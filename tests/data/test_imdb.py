@@ -251,3 +251,33 @@ def test_truncated_archive_from_the_command_line(tmp_path, small_archive):
     assert result.stderr.strip().splitlines() == [result.stderr.strip()]
     assert "truncated or corrupted" in result.stderr
     assert not list((tmp_path / "cache").glob("*.npz"))
+
+
+def test_movie_split_holds_out_whole_movies(real_archive, real_cache):
+    corpus = encode_corpus(real_archive, real_cache)
+    movies = corpus.movies["train"]
+    assert movies.min() >= 0 and len(np.unique(movies)) > 3000  # every review has its movie
+    config = IMDBConfig(data=str(real_archive), cache_dir=str(real_cache), val_split="movie")
+    data = load_imdb(config, vocab_size=1000, max_len=20, seed=0)
+    assert 5000 <= len(data.val) < 5100 and len(data.train) + len(data.val) == 25_000
+    kept, held_out = imdb.movie_split_rows(movies, 5000, seed=0)
+    assert not set(movies[kept]) & set(movies[held_out])  # no movie on both sides
+    assert 0.45 < corpus.labels["train"][held_out].mean() < 0.55
+    again, _ = imdb.movie_split_rows(movies, 5000, seed=0)
+    other, _ = imdb.movie_split_rows(movies, 5000, seed=1)
+    assert np.array_equal(kept, again) and not np.array_equal(kept, other)
+    # the test reviews are of other movies than the training ones (all but one movie, of two
+    # training reviews, in the official release): what the movie split imitates
+    urls: dict[str, set[str]] = {"train": set(), "test": set()}
+    for match, text in imdb._text_files(real_archive, imdb._REVIEW_OR_URLS):
+        if match.group(5):
+            urls[match.group(1)].update(line.removesuffix("/usercomments") for line in text.split())
+    assert len(urls["train"]) == 3456 and len(urls["train"] & urls["test"]) == 1
+
+
+def test_movie_split_without_urls_files_is_refused(tmp_path, small_archive):
+    config = IMDBConfig(
+        data=str(small_archive), val_size=2, cache_dir=str(tmp_path / "cache"), val_split="movie"
+    )
+    with pytest.raises(UserError, match="use --val-split random"):
+        load_imdb(config, vocab_size=10, max_len=4, seed=0)

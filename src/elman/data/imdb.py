@@ -42,9 +42,13 @@ URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
 MD5 = "7c2ac02c03563afcf9b574c7e56c153a"
 ARCHIVE_NAME = "aclImdb_v1.tar.gz"
 # Bump when tokenization or the cache layout changes, so old caches are not reused.
-ENCODING_VERSION = 1
+ENCODING_VERSION = 2
 
 _REVIEW = re.compile(r"(?:^|/)aclImdb/(train|test)/(pos|neg)/(\d+)_(\d+)\.txt$")
+# Each folder's urls_<label>.txt names, on line i, the movie that review i is about.
+_REVIEW_OR_URLS = re.compile(
+    r"(?:^|/)aclImdb/(train|test)/(?:(pos|neg)/(\d+)_(\d+)\.txt|urls_(pos|neg)\.txt)$"
+)
 _UNLABELED = re.compile(r"(?:^|/)aclImdb/train/unsup/(\d+)_0\.txt$")
 SPLITS = ("train", "test")
 
@@ -157,6 +161,7 @@ class Reviews:
 
     texts: list[str]
     labels: np.ndarray  # (N,) int64, 1 = positive
+    movies: np.ndarray  # (N,) int32: which movie each review is about (-1: no urls file)
 
 
 def _text_files(source: Path, pattern: re.Pattern) -> Iterator[tuple[re.Match, str]]:
@@ -182,9 +187,13 @@ def _text_files(source: Path, pattern: re.Pattern) -> Iterator[tuple[re.Match, s
 def read_reviews(source: Path) -> dict[str, Reviews]:
     """Read the labelled train and test reviews from a .tar.gz or an extracted folder."""
     found: dict[str, list[tuple[int, int, str]]] = {split: [] for split in SPLITS}
-    for match, text in _text_files(source, _REVIEW):
-        split, label, review_id, _rating = match.groups()
-        found[split].append((int(label == "pos"), int(review_id), text))
+    urls: dict[tuple[str, int], list[str]] = {}
+    for match, text in _text_files(source, _REVIEW_OR_URLS):
+        split, label, review_id, _rating, urls_label = match.groups()
+        if urls_label:
+            urls[split, int(urls_label == "pos")] = text.splitlines()
+        else:
+            found[split].append((int(label == "pos"), int(review_id), text))
 
     reviews = {}
     for split, items in found.items():
@@ -198,8 +207,21 @@ def read_reviews(source: Path) -> dict[str, Reviews]:
         reviews[split] = Reviews(
             texts=[text for _, _, text in items],
             labels=np.array([label for label, _, _ in items], dtype=np.int64),
+            movies=_movies(split, [(label, review_id) for label, review_id, _ in items], urls),
         )
     return reviews
+
+
+def _movies(split: str, reviews: list[tuple[int, int]], urls: dict) -> np.ndarray:
+    """A movie number per (label, id) review, from the split's urls files; -1 without them."""
+    numbers: dict[str, int] = {}
+    movies = np.full(len(reviews), -1, dtype=np.int32)
+    for row, (label, review_id) in enumerate(reviews):
+        lines = urls.get((split, label), [])
+        if review_id < len(lines):
+            movie = lines[review_id].strip().removesuffix("/usercomments")
+            movies[row] = numbers.setdefault(movie, len(numbers))
+    return movies
 
 
 def read_unlabeled(source: Path, limit: int | None = None) -> list[str]:
@@ -223,6 +245,7 @@ class EncodedCorpus:
     ids: dict[str, np.ndarray]
     offsets: dict[str, np.ndarray]
     labels: dict[str, np.ndarray]
+    movies: dict[str, np.ndarray]
 
     def sequences(self, split: str, vocab_size: int) -> list[np.ndarray]:
         flat = self.ids[split]
@@ -243,12 +266,13 @@ def encode_corpus(source: Path, cache_dir: Path | None = None) -> EncodedCorpus:
     tokens = {split: [tokenize(text) for text in reviews[split].texts] for split in SPLITS}
     ranked = rank_words(tokens["train"])
     vocabulary = Vocabulary.from_ranked(ranked, len(ranked) + 3)
-    corpus = EncodedCorpus(ranked, {}, {}, {})
+    corpus = EncodedCorpus(ranked, {}, {}, {}, {})
     for split in SPLITS:
         encoded = [vocabulary.encode(review) for review in tokens[split]]
         corpus.ids[split] = np.fromiter((i for review in encoded for i in review), dtype=np.int32)
         corpus.offsets[split] = np.cumsum([0] + [len(review) for review in encoded])
         corpus.labels[split] = reviews[split].labels
+        corpus.movies[split] = reviews[split].movies
     _save_cache(cache_file, corpus)
     return corpus
 
@@ -260,6 +284,7 @@ def _save_cache(path: Path, corpus: EncodedCorpus) -> None:
         arrays[f"{split}_ids"] = corpus.ids[split]
         arrays[f"{split}_offsets"] = corpus.offsets[split]
         arrays[f"{split}_labels"] = corpus.labels[split]
+        arrays[f"{split}_movies"] = corpus.movies[split]
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -273,6 +298,7 @@ def _load_cache(path: Path) -> EncodedCorpus:
             ids={split: arrays[f"{split}_ids"] for split in SPLITS},
             offsets={split: arrays[f"{split}_offsets"] for split in SPLITS},
             labels={split: arrays[f"{split}_labels"] for split in SPLITS},
+            movies={split: arrays[f"{split}_movies"] for split in SPLITS},
         )
 
 
@@ -292,6 +318,12 @@ class IMDBConfig:
         "pre", "where long reviews are cut (pre: keep the end)", choices=("pre", "post")
     )
     val_size: int = setting(5_000, "training reviews held out for validation")
+    val_split: str = setting(
+        "random",
+        "random: a seeded shuffle; movie: whole movies held out, so validation reviews are of "
+        "other movies than training's, as the test reviews are",
+        choices=("random", "movie"),
+    )
     cache_dir: str | None = setting(
         None, "where downloads and encoded arrays are cached (none: $ELMAN_CACHE or ~/.cache)"
     )
@@ -329,9 +361,29 @@ def load_imdb(
             f"val-size must be between 1 and {len(full_train) - 1} (the archive has "
             f"{len(full_train)} training reviews), got {config.val_size}"
         )
-    train_rows, val_rows = split_rows(len(full_train), config.val_size, seed, "val-size")
+    if config.val_split == "movie":
+        train_rows, val_rows = movie_split_rows(corpus.movies["train"], config.val_size, seed)
+    else:
+        train_rows, val_rows = split_rows(len(full_train), config.val_size, seed, "val-size")
     vocabulary = Vocabulary.from_ranked(corpus.ranked_words, vocab_size)
     return IMDBData(full_train.take(train_rows), full_train.take(val_rows), test, vocabulary)
+
+
+def movie_split_rows(movies: np.ndarray, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(kept, held out) rows with whole movies held out: movies in a seeded shuffle are taken
+    until they hold at least ``size`` reviews. IMDB's test reviews are of other movies than its
+    training reviews; a random split puts reviews of the same movie on both sides, and its
+    accuracy then flatters the model (names and plots recur)."""
+    if (movies < 0).any():
+        raise UserError(
+            "val-split movie needs the archive's urls_pos.txt/urls_neg.txt (which movie each "
+            "review is about); this copy lacks them: use --val-split random"
+        )
+    order = np.random.default_rng(seed).permutation(int(movies.max()) + 1)
+    reviews_per_movie = np.bincount(movies, minlength=len(order))
+    taken = order[: int(np.searchsorted(np.cumsum(reviews_per_movie[order]), size)) + 1]
+    held_out = np.isin(movies, taken)
+    return np.flatnonzero(~held_out), np.flatnonzero(held_out)
 
 
 # 5. The source: what elman train/evaluate/predict call ------------------------------------------
