@@ -116,7 +116,11 @@ def run_config(args: argparse.Namespace):
     """The preset for the source and ``--model``, with every option the user gave applied."""
     from elman.config import preset, updated
 
-    config = preset(getattr(args, "source", "imdb"), getattr(args, "architecture", "rnn"))
+    config = preset(
+        getattr(args, "source", "imdb"),
+        getattr(args, "architecture", "rnn"),
+        getattr(args, "preset", "reference"),
+    )
     return updated(config, vars(args))
 
 
@@ -244,6 +248,15 @@ def _add_train(commands) -> None:
     sources = train.add_subparsers(dest="source", required=True, metavar="SOURCE")
     for name, source in SOURCES.items():
         parser = sources.add_parser(name, help=source.help, description=source.description)
+        if source.recipes:
+            parser.add_argument(
+                "--preset",
+                choices=["reference", *source.recipes],
+                default="reference",
+                help="a named recipe of settings (options given beside it win): "
+                + "; ".join(f"{recipe}: {text}" for recipe, text in source.recipe_help.items())
+                + " (default: reference)",
+            )
         config = preset(name)
         add_settings(parser, config.model, skip=tuple(source.fixed))
         add_settings(parser, config.data)

@@ -232,18 +232,27 @@ ARCHITECTURE_PRESETS = {
 }
 
 
-def preset(source: str = "imdb", architecture: str = "rnn") -> RunConfig:
-    """A run's defaults: the dataclasses', then the source's preset, then the architecture's."""
+def preset(source: str = "imdb", architecture: str = "rnn", recipe: str = "reference") -> RunConfig:
+    """A run's defaults: the dataclasses', then the source's preset, then the named ``recipe``
+    of the source (``reference``: none), then the architecture's."""
     if source not in SOURCES:
         raise UserError(f"unknown source {source!r}: choose one of {', '.join(SOURCES)}")
     kind = SOURCES[source]
-    overrides: dict[str, dict[str, Any]] = {"model": {"architecture": architecture}, "train": {}}
-    for extra in (kind.preset, ARCHITECTURE_PRESETS.get(architecture, {}), {"model": kind.fixed}):
+    if recipe != "reference" and recipe not in kind.recipes:
+        names = ", ".join(["reference", *kind.recipes])
+        raise UserError(f"{source} has no preset {recipe!r}: choose one of {names}")
+    overrides: dict[str, dict[str, Any]] = {
+        "model": {"architecture": architecture},
+        "data": {},
+        "train": {},
+    }
+    extras = (kind.preset, kind.recipes.get(recipe, {}), ARCHITECTURE_PRESETS.get(architecture, {}))
+    for extra in (*extras, {"model": kind.fixed}):
         for part, values in extra.items():
             overrides[part].update(values)
     return RunConfig(
         model=NETWORKS[kind.network](**overrides["model"]),
-        data=kind.config(),
+        data=kind.config(**overrides["data"]),
         train=TrainConfig(**overrides["train"]),
         source=source,
     )

@@ -94,14 +94,20 @@ def recurrent(config: LayerConfig, input_size: int, return_sequences: bool) -> n
 def pooled(states: Tensor, mask: Tensor | None, pooling: str) -> Tensor:
     """States (B, T, H) -> features (B, H), or (B, 2H) for ``max+mean``: over each row's steps
     read (``mask`` (B, T) True there; None: all steps). A row that read nothing gives zeros."""
-    read = torch.ones(states.shape[:2], dtype=torch.bool) if mask is None else mask
-    read = read.to(states.device)[..., None]
+    unread = None if mask is None else ~mask.to(states.device)[..., None]
     features = []
     if "max" in pooling:
         lowest = torch.finfo(states.dtype).min
-        features.append(torch.where(read.any(1), states.masked_fill(~read, lowest).amax(1), 0))
+        kept = states if unread is None else states.masked_fill(unread, lowest)
+        # max with indices: its backward scatters to one step per unit (amax's compares all)
+        highest = kept.max(1).values
+        features.append(highest if unread is None else highest.masked_fill(highest == lowest, 0))
     if "mean" in pooling:
-        features.append((states * read).sum(1) / read.sum(1).clamp(min=1))
+        if unread is None:
+            features.append(states.mean(1))
+        else:
+            read = (~unread).sum(1).clamp(min=1)
+            features.append(states.masked_fill(unread, 0).sum(1) / read)
     return torch.cat(features, -1)
 
 
@@ -172,7 +178,10 @@ class ReviewClassifier(nn.Module):
             return self._head(self.embedding(ids))
         if self.config.mask_padding and not isinstance(self.rnn, GatedRNN):
             words = ids != PAD  # padding steps carry the state; pooling leaves them out
-            states = self.rnn(self.embedding(ids), mask=words)
+            if layer_by_layer:
+                states = self.rnn(self.embedding(ids), mask=words)
+            else:
+                states = self.rnn.from_ids(ids, self.embedding.weight, PAD, words_only=True)
         elif layer_by_layer or isinstance(self.rnn, GatedRNN):
             states, words = self.rnn(self.embedding(ids)), None
         else:

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from elman.kernels import BACKENDS, run_backend, run_ids
+from elman.kernels import BACKENDS, run_backend, run_ids, run_words, words_start
 from elman.kernels.reference import ACTIVATIONS, lengths_to_mask
 
 
@@ -167,10 +167,15 @@ class SimpleRNN(nn.Module):
             self.backend, x, self.A, self.b, h0, mask, self.activation, recurrent_mask
         )
 
-    def from_ids(self, ids: Tensor, embedding: Tensor, padding_id: int = 0) -> Tensor:
+    def from_ids(
+        self, ids: Tensor, embedding: Tensor, padding_id: int = 0, words_only: bool = False
+    ) -> Tensor:
         """The layer over embedded token ids: ``self(F.embedding(ids, embedding))``, computed
         faster. ids: (B, T) int64, embedding: (V, input_size). Returns (B, H), or (B, T, H)
-        with ``return_sequences``; zero initial state, padding (``padding_id``) read as input.
+        with ``return_sequences``; zero initial state, padding (``padding_id``) read as input;
+        with ``words_only``, masked instead: ``self(F.embedding(ids, embedding), mask=ids !=
+        padding_id)``, the state carried over the padding (the fused kernel then starts each
+        row at its first word, in either direction, when the padding is in front).
 
         On CPU the padding every review shares is read once, and the ``fused``/``auto`` backend
         also fuses the embedding lookup into the compiled loop (``elman.kernels.ids``).
@@ -180,6 +185,8 @@ class SimpleRNN(nn.Module):
         keeps this path's speed; ``self(F.embedding(ids, embedding))`` drops on the padding as
         Keras does). Reading backwards or carrying states, rows differ from the first step on:
         the layer then reads the embedded ids as any input."""
+        if words_only:
+            return self._words_only(ids, embedding, padding_id)
         if self.go_backwards or self.stateful:
             return self(F.embedding(ids, embedding))
         input_mask = recurrent_mask = None
@@ -200,6 +207,29 @@ class SimpleRNN(nn.Module):
             cache=self._ids_cache,
             input_mask=input_mask,
             recurrent_mask=recurrent_mask,
+        )
+
+    def _words_only(self, ids: Tensor, embedding: Tensor, padding_id: int) -> Tensor:
+        """``from_ids`` with the padding masked: by the token-id kernel where it applies
+        (``elman.kernels.run_words``; no input dropout, not stateful), else the layer."""
+        start = words_start(self.backend, ids, padding_id)
+        if start is None or self.stateful or (self.training and self.dropout):
+            return self(F.embedding(ids, embedding), mask=ids != padding_id)
+        recurrent_mask = None
+        if self.training:  # drawn as ``states`` draws it (no input mask here)
+            recurrent_mask = self.dropout_mask(
+                len(ids), self.hidden_size, self.recurrent_dropout, embedding
+            )
+        return run_words(
+            ids,
+            start,
+            embedding,
+            self.A,
+            self.b,
+            self.activation,
+            self.go_backwards,
+            not self.return_sequences,
+            recurrent_mask,
         )
 
     def _initial_state(self, x: Tensor, h0: Tensor | None) -> Tensor:
@@ -256,7 +286,18 @@ class Bidirectional(nn.Module):
     ) -> Tensor:
         """x: (B, T, F) -> (B, T, H') with ``return_sequences``, else (B, H')."""
         ahead = self.forward_layer(x, lengths=lengths, mask=mask)
-        behind = self.backward_layer(x, lengths=lengths, mask=mask)
+        return self._merge(ahead, self.backward_layer(x, lengths=lengths, mask=mask))
+
+    def from_ids(
+        self, ids: Tensor, embedding: Tensor, padding_id: int = 0, words_only: bool = False
+    ) -> Tensor:
+        """As ``SimpleRNN.from_ids``, both directions."""
+        ahead = self.forward_layer.from_ids(ids, embedding, padding_id, words_only)
+        return self._merge(
+            ahead, self.backward_layer.from_ids(ids, embedding, padding_id, words_only)
+        )
+
+    def _merge(self, ahead: Tensor, behind: Tensor) -> Tensor:
         if self.return_sequences:
             behind = behind.flip(1)  # back in time order
         return torch.cat([ahead, behind], -1) if self.merge_mode == "concat" else ahead + behind
@@ -280,14 +321,15 @@ class Stacked(nn.Module):
             x = layer(x, lengths=lengths, mask=mask)
         return x
 
-    def from_ids(self, ids: Tensor, embedding: Tensor, padding_id: int = 0) -> Tensor:
-        """As ``SimpleRNN.from_ids``: the bottom layer reads the token ids (fast when it is a
-        plain SimpleRNN), the others its states."""
+    def from_ids(
+        self, ids: Tensor, embedding: Tensor, padding_id: int = 0, words_only: bool = False
+    ) -> Tensor:
+        """As ``SimpleRNN.from_ids``: the bottom layer reads the token ids (fast for a
+        SimpleRNN or a Bidirectional one), the others its states (with ``words_only``, masked
+        as it is)."""
         bottom, *rest = self.layers
-        if isinstance(bottom, SimpleRNN):
-            x = bottom.from_ids(ids, embedding, padding_id)
-        else:
-            x = bottom(F.embedding(ids, embedding))
+        x = bottom.from_ids(ids, embedding, padding_id, words_only)
+        mask = ids != padding_id if words_only else None
         for layer in rest:
-            x = layer(x)
+            x = layer(x, mask=mask)
         return x

@@ -56,3 +56,60 @@ def test_equals_reference_on_random_shapes(batch, steps, vocab, hidden, activati
         results.append([states, *torch.autograd.grad((states * weights).sum(), (table, W_h, h0))])
     for got, want in zip(*results, strict=True):
         torch.testing.assert_close(got, want)
+
+
+@pytest.mark.parametrize("backwards", [False, True])
+@pytest.mark.parametrize("sequences", [False, True])
+@pytest.mark.parametrize("recurrent_dropout", [0.0, 0.4])
+def test_words_only_equals_the_masked_layer_with_gradients(backwards, sequences, recurrent_dropout):
+    from elman import SimpleRNN
+    from elman.kernels import words_start
+
+    torch.manual_seed(3)
+    ids = torch.randint(1, 30, (6, 11))
+    for row, padding in enumerate([0, 2, 5, 10, 11, 7]):
+        ids[row, :padding] = 0
+    embedding = torch.randn(30, 4, dtype=torch.float64, requires_grad=True)
+    layer = SimpleRNN(
+        4,
+        5,
+        return_sequences=sequences,
+        go_backwards=backwards,
+        recurrent_dropout=recurrent_dropout,
+    ).double()
+    assert words_start("fused", ids, 0) is not None  # the kernel's case: padding in front
+    weights = torch.linspace(-1, 1, 5, dtype=torch.float64)
+    results = []
+    for words_only in (True, False):
+        for t in (embedding, layer.A, layer.b):
+            t.grad = None
+        torch.manual_seed(9)
+        if words_only:
+            out = layer.from_ids(ids, embedding, 0, words_only=True)
+        else:  # the layer itself, the padding masked
+            out = layer(torch.nn.functional.embedding(ids, embedding), mask=ids != 0)
+        (out * weights).sum().backward()
+        results.append([out.detach(), embedding.grad, layer.A.grad, layer.b.grad])
+    for got, want in zip(*results, strict=True):
+        torch.testing.assert_close(got, want)
+    layer.eval()
+    with torch.no_grad():  # inference: the last state straight from the kernel
+        torch.testing.assert_close(
+            layer.from_ids(ids, embedding, 0, words_only=True),
+            layer(torch.nn.functional.embedding(ids, embedding), mask=ids != 0),
+        )
+
+
+def test_words_only_falls_back_to_the_mask_when_padding_is_not_in_front():
+    from elman import SimpleRNN
+    from elman.kernels import words_start
+
+    ids = torch.tensor([[5, 6, 7, 0, 0], [0, 0, 8, 9, 4]])  # the first row is padded at its end
+    assert words_start("fused", ids, 0) is None
+    assert words_start("reference", ids[1:], 0) is None  # only the fused kernel reads words
+    embedding = torch.randn(10, 3)
+    layer = SimpleRNN(3, 4, go_backwards=True)
+    torch.testing.assert_close(
+        layer.from_ids(ids, embedding, 0, words_only=True),
+        layer(torch.nn.functional.embedding(ids, embedding), mask=ids != 0),
+    )

@@ -79,6 +79,9 @@ class Source:
     inputs: Callable[[Trained, Given, Log], Inputs]
     preset: dict[str, dict[str, Any]] = field(default_factory=dict)  # {"model"|"train": {...}}
     fixed: dict[str, Any] = field(default_factory=dict)  # model settings it fixes (no option)
+    # Named recipes beyond the reference one (``--preset NAME``): {"model"|"data"|"train": {...}}
+    recipes: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    recipe_help: dict[str, str] = field(default_factory=dict)  # a line per recipe, and reference
     help: str = ""  # one line for ``elman train --help``
     description: str = ""  # a paragraph for ``elman train SOURCE --help``
 

@@ -119,3 +119,38 @@ def run_ids(
     x = x if input_mask is None else x * input_mask[:, None, :]
     states = run_backend(backend, x, A, b, h0, is_word, activation, recurrent_mask)
     return states[:, -1] if last_only else with_padding_states(states, padding, shared)
+
+
+def words_start(backend: str, ids: Tensor, padding_id: int) -> Tensor | None:
+    """Where each row's words begin (B,), if the token-id kernel can read the words alone:
+    the fused backend on CPU, and every row's words running to its end (padding in front, as
+    IMDB's reviews are padded). None otherwise: the caller runs the layer with a mask."""
+    if resolve(backend, ids.device) != "fused" or ids.device.type != "cpu":
+        return None
+    is_word = ids != padding_id
+    has_words = is_word.any(1)
+    if not bool((is_word[:, -1] | ~has_words).all()):
+        return None
+    return torch.where(has_words, is_word.int().argmax(1), ids.shape[1])
+
+
+def run_words(
+    ids: Tensor,
+    start: Tensor,
+    embedding: Tensor,
+    A: Tensor,
+    b: Tensor | None,
+    activation: str,
+    backwards: bool,
+    last_only: bool,
+    recurrent_mask: Tensor | None = None,
+) -> Tensor:
+    """The layer over each row's words only, ``ids[b, start[b]:]`` (``words_start``), the
+    padding masked: ``SimpleRNN(x, mask=ids != padding_id)``, ``go_backwards`` if
+    ``backwards``, by the fused token-id kernel. The last state (B, H) if ``last_only``, else
+    all states (B, T, H) in reading order."""
+    from elman.kernels.ids import fused_over_words
+
+    return fused_over_words(
+        ids, start, embedding, A, b, activation, backwards, last_only, recurrent_mask
+    )

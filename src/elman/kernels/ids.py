@@ -375,3 +375,41 @@ def fused_over_ids(
     padding, h0, shared = start_after_padding(ids, padding_id, zero, padding_states)
     states = embedded_rnn(ids, padding, table, W_h, h0, activation, recurrent_mask)
     return states[:, -1] if last_only else with_padding_states(states, padding, shared)
+
+
+# Words only: padding masked out (the state carries over it), either direction ------------------
+
+
+def fused_over_words(
+    ids: Tensor,
+    start: Tensor,
+    embedding: Tensor,
+    A: Tensor,
+    b: Tensor | None,
+    activation: str,
+    backwards: bool,
+    last_only: bool,
+    recurrent_mask: Tensor | None = None,
+) -> Tensor:
+    """The Simple RNN over each row's words ``ids[b, start[b]:]`` from a zero state, the padding
+    before them masked (the state carries): the last state (B, H) if ``last_only``, else all
+    states (B, T, H), zeros over the padding. ``backwards`` reads the words last to first and
+    lists the states in reading order, as ``SimpleRNN(go_backwards=True)`` with that mask does
+    (the steps after the last word read carry its state)."""
+    B, T = ids.shape
+    H = A.shape[0]
+    steps = torch.arange(T, device=ids.device)[None, :]
+    if backwards:  # each row's words reversed in place: the kernel then reads them forwards
+        ids = ids.gather(
+            1, torch.where(steps >= start[:, None], start[:, None] + T - 1 - steps, steps)
+        )
+    zero = embedding.new_zeros(B, H)
+    table = input_table(embedding, A, b)
+    if last_only and not torch.is_grad_enabled() and recurrent_mask is None:
+        return last_state_from_ids(ids, table, A[:, :H], zero, start, activation)
+    states = embedded_rnn(ids, start, table, A[:, :H], zero, activation, recurrent_mask)
+    if backwards:  # reading order: k-th word read at step k, then the last state carried
+        states = states.gather(
+            1, (start[:, None] + steps).clamp(max=T - 1)[..., None].expand(-1, -1, H)
+        )
+    return states[:, -1] if last_only else states
