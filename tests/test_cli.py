@@ -12,6 +12,7 @@ from elman.analysis.memory import MemoryConfig
 from elman.cli import build_parser, run_config, shown_value
 from elman.config import preset
 from elman.data import SOURCES
+from elman.errors import UserError
 
 
 def _subparser(parser: argparse.ArgumentParser, *path: str) -> argparse.ArgumentParser:
@@ -39,7 +40,7 @@ def test_train_options_are_the_configuration_and_show_its_defaults(source):
     config = preset(source)
     expected = {**asdict(config.model), **asdict(config.data), **asdict(config.train)}
     shown = _shown_defaults(_subparser(parser, "train", source))
-    options = set(shown) - {"out"}
+    options = set(shown) - {"out", "preset"}  # (--preset picks a recipe of settings)
     settable = {
         f.name
         for part in (config.model, config.data, config.train)
@@ -121,3 +122,22 @@ def test_cli_help():
     ):
         result = run_elman(*args)
         assert result.returncode == 0 and "usage: elman" in result.stdout
+
+
+def test_preset_best_is_a_recipe_of_ordinary_options_that_options_override():
+    from elman.data.imdb import BEST
+
+    config = run_config(build_parser().parse_args(["train", "imdb", "--preset", "best"]))
+    assert config == preset("imdb", recipe="best")
+    for part, values in BEST.items():
+        for name, value in values.items():
+            assert getattr(getattr(config, part), name) == value, name
+    assert config.model.bidirectional and config.data.val_split == "movie"
+    given = run_config(
+        build_parser().parse_args(["train", "imdb", "--preset", "best", "--epochs", "1"])
+    )
+    assert given.train.epochs == 1 and given.model.pooling == "max+mean"
+    with pytest.raises(UserError, match="has no preset 'fastest'"):
+        preset("imdb", recipe="fastest")
+    with pytest.raises(SystemExit):  # the command line offers only the source's recipes
+        build_parser().parse_args(["train", "series", "--preset", "best"])
