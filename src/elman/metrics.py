@@ -8,7 +8,7 @@ that repeats the last value (a forecaster that cannot beat it has learnt nothing
 from __future__ import annotations
 
 import numpy as np
-from torch import nn
+from torch import Tensor, nn
 
 from elman.data.split import Split
 from elman.train import predict_outputs
@@ -41,17 +41,26 @@ def per_class_scores(matrix: np.ndarray, names: list[str]) -> list[dict]:
     return scores
 
 
-def predicted_classes(model: nn.Module, split: Split, batch_size: int = 1000) -> np.ndarray:
-    logits = predict_outputs(model, split.x, batch_size)
+def predicted_classes(
+    model: nn.Module, split: Split, batch_size: int = 1000, logits: Tensor | None = None
+) -> np.ndarray:
+    if logits is None:
+        logits = predict_outputs(model, split.x, batch_size)
     return (logits > 0).long().numpy() if logits.dim() == 1 else logits.argmax(-1).numpy()
 
 
 def classification_report(
-    model: nn.Module, split: Split, names: list[str], batch_size: int = 1000
+    model: nn.Module,
+    split: Split,
+    names: list[str],
+    batch_size: int = 1000,
+    logits: Tensor | None = None,
 ) -> dict:
-    """Accuracy, macro F1, per-class scores and the confusion matrix on ``split``."""
+    """Accuracy, macro F1, per-class scores and the confusion matrix on ``split`` (``logits``:
+    the model's outputs for it, when the caller has them already)."""
     true = split.y.astype(np.int64)
-    matrix = confusion_matrix(true, predicted_classes(model, split, batch_size), len(names))
+    predicted = predicted_classes(model, split, batch_size, logits)
+    matrix = confusion_matrix(true, predicted, len(names))
     scores = per_class_scores(matrix, names)
     return {
         "accuracy": float(np.trace(matrix) / matrix.sum()),

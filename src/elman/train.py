@@ -210,23 +210,17 @@ def tbptt_step(
     return (sums[0] / sums[2]).float(), (sums[1] / sums[2]).float()
 
 
-@torch.no_grad()
-def evaluate(model: nn.Module, split: Split, batch_size: int = 1000) -> dict[str, float]:
-    """Loss and the task's metric (``acc`` or ``mae``) over a whole split."""
-    model.eval()
+def evaluate(
+    model: nn.Module, split: Split, batch_size: int = 1000, outputs: torch.Tensor | None = None
+) -> dict[str, float]:
+    """Loss and the task's metric (``acc`` or ``mae``) over a whole split; ``outputs``: the
+    model's outputs for it (``predict_outputs``), when the caller has them already."""
     task = task_of(model)
-    x, y = _tensors(split)
-    device = device_of(model)
-    total_loss = total_metric = total_weight = 0.0
-    for start in range(0, len(y), batch_size):
-        target = y[start : start + batch_size].to(device, non_blocking=True)
-        inputs = x[start : start + batch_size].to(device, non_blocking=True)
-        loss, metric = loss_and_metric(task, model(inputs), target)
-        weight = batch_weight(task, target)
-        total_loss += loss.item() * weight
-        total_metric += metric.item() * weight
-        total_weight += weight
-    return {"loss": total_loss / total_weight, metric_name(task): total_metric / total_weight}
+    if outputs is None:
+        outputs = predict_outputs(model, split.x, batch_size)
+    with torch.no_grad():
+        loss, metric = loss_and_metric(task, outputs, torch.from_numpy(split.y))
+    return {"loss": loss.item(), metric_name(task): metric.item()}
 
 
 @torch.no_grad()

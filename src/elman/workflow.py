@@ -42,7 +42,7 @@ from elman.metrics import (
     format_forecast,
 )
 from elman.models import ReviewClassifier, SequenceModel, build_model, check_memory, summary
-from elman.train import evaluate, fit, metric_name, resolve_device
+from elman.train import evaluate, fit, metric_name, predict_outputs, resolve_device
 
 Log = Callable[[str], None]
 
@@ -141,17 +141,20 @@ def new_model(config: RunConfig, splits: Splits) -> ReviewClassifier | SequenceM
     return model
 
 
-def test_report(
+def scored(
     model: ReviewClassifier | SequenceModel, split: Split, config: RunConfig
-) -> tuple[dict, str]:
-    """The detailed test report (per-class scores and confusion matrix, or forecast errors
-    against the last-value baseline) and its printed form."""
+) -> tuple[dict, dict, str]:
+    """Loss and metric on ``split``, the detailed report (per-class scores and confusion
+    matrix, or forecast errors against the last-value baseline) and its printed form: from ONE
+    pass of the model over the split."""
     batch = config.train.eval_batch_size
+    outputs = predict_outputs(model, split.x, batch)
+    metrics = evaluate(model, split, batch, outputs)
     if model.task == "forecast":
         report = forecast_report(model, split, batch)
-        return report, format_forecast(report)
-    report = classification_report(model, split, config.classes, batch)
-    return report, format_classification(report)
+        return metrics, report, format_forecast(report)
+    report = classification_report(model, split, config.classes, batch, outputs)
+    return metrics, report, format_classification(report)
 
 
 def _metrics(model, test: dict, history: list[dict], report: dict, started: float) -> dict:
@@ -232,8 +235,7 @@ def _train(
     log(summary(model))
     checkpoint = out_dir / CHECKPOINT if out_dir is not None else None
     history = fit(model, splits.train, splits.val, config.train, log, progress, checkpoint)
-    test = evaluate(model, splits.test, config.train.eval_batch_size)
-    report, printed = test_report(model, splits.test, config)
+    test, report, printed = scored(model, splits.test, config)
     metrics = _metrics(model, test, history, report, started)
     metric = metric_name(model.task)
     log(f"Test: loss {test['loss']:.4f} - {metric} {test[metric]:.4f}")
@@ -266,8 +268,7 @@ def evaluate_saved(
         trained.config = updated(trained.config, {"cache_dir": cache_dir})
     config = trained.config
     test = SOURCES[config.source].evaluation(trained, Path(data_path) if data_path else None, log)
-    metrics = evaluate(trained.model, test, config.train.eval_batch_size)
-    report, printed = test_report(trained.model, test, config)
+    metrics, report, printed = scored(trained.model, test, config)
     return {**metrics, "samples": len(test), "report": report, "printed": printed}
 
 
