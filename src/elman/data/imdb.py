@@ -426,7 +426,7 @@ BEST = {
         "bidirectional": True,
         "pooling": "max+mean",
         "mask_padding": True,
-        "dropout": 0.3,
+        "dropout": 0.5,
         "head_dropout": 0.5,
     },
     "data": {"val_split": "movie"},
