@@ -83,3 +83,23 @@ def test_pooling_is_refused_where_there_are_no_states_to_pool(settings):
         ModelConfig(**settings).validate()
     with pytest.raises(UserError, match="use --pooling last"):
         SequenceConfig(input_size=2, task="forecast", pooling="max").validate()
+
+
+def test_lr_decay_sets_each_epochs_rate(small_real):
+    from elman.train import fit
+
+    train, val = small_real
+
+    def trained(**settings) -> dict:
+        torch.manual_seed(0)
+        model = ReviewClassifier(ModelConfig(vocab_size=2000, max_len=40, hidden_size=6))
+        config = TrainConfig(patience=None, **settings)
+        fit(model, train, val, config, log=lambda _: None, progress=False)
+        return model.state_dict()
+
+    one = trained(epochs=1)
+    frozen_after_one = trained(epochs=2, lr_decay=1e-9)  # epoch 2 at 1e-12: hardly moves
+    plain = trained(epochs=2)
+    for name, weights in one.items():
+        torch.testing.assert_close(frozen_after_one[name], weights, rtol=0, atol=1e-6)
+    assert not torch.allclose(plain["dense.weight"], one["dense.weight"], atol=1e-4)

@@ -163,6 +163,7 @@ class TrainConfig:
     epochs: int = setting(3, "passes over the training data")
     batch_size: int = setting(32, "samples per step")
     lr: float = setting(1e-3, "learning rate")
+    lr_decay: float = setting(1.0, "multiply the learning rate by this after each epoch")
     rho: float = setting(0.9, "RMSprop decay of the squared-gradient average")
     epsilon: float = setting(1e-7, "RMSprop epsilon (inside the square root, as Keras)")
     patience: int | None = setting(
@@ -190,7 +191,9 @@ class TrainConfig:
 
     def validate(self, train_size: int | None = None) -> None:
         """The settings' ranges, and with ``train_size`` that a batch fits in the data."""
-        require_positive(self, "epochs", "batch_size", "eval_batch_size", "lr", "epsilon")
+        require_positive(
+            self, "epochs", "batch_size", "eval_batch_size", "lr", "epsilon", "lr_decay"
+        )
         for name in ("clip_norm", "threads", "checkpoint_every", "tbptt"):
             if getattr(self, name) is not None:
                 require_positive(self, name)

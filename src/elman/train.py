@@ -384,6 +384,8 @@ def _train_batches(
     when Ctrl-C asked to stop). Returns the seconds spent."""
     from tqdm import tqdm
 
+    for group in optimizer.param_groups:  # the epoch's rate, from its number: resumes alike
+        group["lr"] = config.lr * config.lr_decay ** (state.epoch - 1)
     device = device_of(model)
     x, y = (tensor.to(device) for tensor in _tensors(train))  # an accelerator holds it all
     task = task_of(model)
