@@ -10,6 +10,11 @@ Architectures (``ModelConfig.architecture``):
 - ``lstm`` / ``gru``: the reference model with ``torch.nn.LSTM``/``GRU`` of the same width in
   place of the simple RNN, for comparisons (``elman analyze``).
 
+The simple RNN of ``rnn`` can be stacked (``layers``), bidirectional, and read with dropout
+(``elman.models.recurrent``). The dense layer reads its last state, or with ``pooling`` the max
+and/or mean of all its states over the steps read (``pooled``), through ``head_dropout``. With
+``mask_padding`` a text model reads each review's words only (the state carries over padding).
+
 A review (text) classifier maps ids (B, T) to logits: (B,) for two classes (one sigmoid unit, as
 the reference model), (B, C) for C > 2 (softmax). The sigmoid/softmax is applied in the loss
 (stable) and in ``predict_proba``.
