@@ -23,10 +23,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from elman.config import TrainConfig
+from elman.config import DEVICES, TrainConfig
 from elman.data.split import Split
 from elman.errors import UserError
 from elman.files import atomic_write
+from elman.settings import choose
 
 
 class RMSprop(torch.optim.Optimizer):
@@ -137,12 +138,11 @@ def _tensors(split: Split) -> tuple[torch.Tensor, torch.Tensor]:
 def resolve_device(name: str = "auto") -> torch.device:
     """``auto``: CUDA when present, else the CPU. Asking for CUDA where there is none is an
     error, not a silent fallback."""
+    choose(name, DEVICES, "device")
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
         raise UserError("--device cuda: this machine has no CUDA device; use --device cpu or auto")
-    if name not in ("cpu", "cuda"):
-        raise UserError(f"device must be one of auto, cpu, cuda, got {name!r}")
     return torch.device(name)
 
 

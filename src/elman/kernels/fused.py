@@ -32,6 +32,7 @@ from elman.kernels.loops import (
     partition,
     step,
 )
+from elman.kernels.reference import needs_autograd
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
@@ -210,10 +211,7 @@ def fused_rnn(
 
     Without gradients (inference, or no input requiring one) it skips autograd altogether, so
     nothing is kept for a backward pass."""
-    needs_grad = torch.is_grad_enabled() and any(
-        t is not None and t.requires_grad for t in (x, A, b, h0)
-    )
-    if not needs_grad:
+    if not needs_autograd(x, A, b, h0):
         P = input_projection(x, A, b)
         return recurrence(P, A[:, : A.shape[0]], h0, mask, activation, recurrent_mask)
     return FusedRNNFunction.apply(x, A, b, h0, mask, activation, recurrent_mask)

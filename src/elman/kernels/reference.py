@@ -14,6 +14,12 @@ from torch import Tensor
 ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {"tanh": torch.tanh, "relu": torch.relu}
 
 
+def needs_autograd(*tensors: Tensor | None) -> bool:
+    """Whether a kernel must record for backward: gradients on, and an input that wants one.
+    (Without, the fast kernels skip autograd and keep nothing for a backward pass.)"""
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+
+
 def rnn_cell(h_prev: Tensor, x_t: Tensor, A: Tensor, b: Tensor | None, activation: str) -> Tensor:
     """One step of the Simple RNN: ``act(A · [h_prev; x_t] + b)``.
 

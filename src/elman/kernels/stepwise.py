@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from elman.kernels.fused import input_projection
+from elman.kernels.reference import needs_autograd
 
 
 def _derivative(states: Tensor, activation: str) -> Tensor:
@@ -113,9 +114,6 @@ def stepwise_rnn(
     recurrent_mask: Tensor | None = None,
 ) -> Tensor:
     """Same contract as ``elman.kernels.reference.reference_rnn``: all states (B, T, H)."""
-    needs_grad = torch.is_grad_enabled() and any(
-        t is not None and t.requires_grad for t in (x, A, b, h0)
-    )
-    if not needs_grad:
+    if not needs_autograd(x, A, b, h0):
         return _forward(x, A, b, h0, mask, activation, recurrent_mask).transpose(0, 1)
     return StepwiseRNNFunction.apply(x, A, b, h0, mask, activation, recurrent_mask)
