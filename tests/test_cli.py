@@ -40,7 +40,8 @@ def test_train_options_are_the_configuration_and_show_its_defaults(source):
     config = preset(source)
     expected = {**asdict(config.model), **asdict(config.data), **asdict(config.train)}
     shown = _shown_defaults(_subparser(parser, "train", source))
-    options = set(shown) - {"out", "preset"}  # (--preset picks a recipe of settings)
+    # (--preset picks a recipe of settings; --nproc-per-node how many processes run it)
+    options = set(shown) - {"out", "preset", "nproc_per_node"}
     settable = {
         f.name
         for part in (config.model, config.data, config.train)

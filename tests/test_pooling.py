@@ -74,7 +74,7 @@ def test_adam_and_rmsprop_are_both_offered():
 @pytest.mark.parametrize(
     "settings",
     [
-        {"architecture": "lstm", "pooling": "max"},
+        {"architecture": "shallow", "pooling": "max"},
         {"architecture": "rnn-all-states", "pooling": "mean"},
     ],
 )
@@ -103,3 +103,36 @@ def test_lr_decay_sets_each_epochs_rate(small_real):
     for name, weights in one.items():
         torch.testing.assert_close(frozen_after_one[name], weights, rtol=0, atol=1e-6)
     assert not torch.allclose(plain["dense.weight"], one["dense.weight"], atol=1e-4)
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+@pytest.mark.parametrize("pooling", ["last", "max+mean"])
+def test_gated_models_take_the_same_ingredients(kind, pooling):
+    """--model lstm|gru with --bidirectional --mask-padding --pooling: each review's words read
+    forwards and backwards by torch's own layer, one review at a time, without any padding."""
+    model = _classifier(architecture=kind, bidirectional=True, mask_padding=True, pooling=pooling)
+    ids = torch.randint(3, 40, (3, 12))
+    ids[0, :4] = 0  # padding in front of two reviews (pre-padding, as IMDB's)
+    ids[1, :9] = 0
+    layer, H = model.rnn.layer, 5
+    expected = []
+    for row in ids:
+        embedded = model.embedding(row[row != 0])[None]  # (1, words, E)
+        states, final = layer(embedded)  # one review alone: no padding anywhere
+        hidden = final[0] if kind == "lstm" else final
+        if pooling == "last":
+            expected.append(torch.cat([hidden[0, 0], hidden[1, 0]]))
+        else:
+            expected.append(torch.cat([states[0].max(0).values, states[0].mean(0)]))
+        assert states.shape[-1] == 2 * H
+    logits = model.dense(torch.stack(expected)).squeeze(-1)
+    torch.testing.assert_close(model(ids), logits)
+    bigger = torch.cat([torch.zeros(3, 5, dtype=torch.long), ids], 1)  # more padding: same
+    torch.testing.assert_close(model(bigger), model(ids))
+
+
+def test_gated_models_refuse_what_they_do_not_have():
+    with pytest.raises(UserError, match="the lstm model takes none of them"):
+        ModelConfig(architecture="lstm", layers=2).validate()
+    with pytest.raises(UserError, match="the shallow model has none"):
+        ModelConfig(architecture="shallow", bidirectional=True).validate()

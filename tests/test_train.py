@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 
@@ -42,7 +43,7 @@ def test_early_stopping_restores_best_weights(small_real, monkeypatch):
     scripted = iter([0.5, 0.4, 0.6, 0.7, 0.8])
     snapshots = []
 
-    def fake_evaluate(model, split, batch_size):
+    def fake_evaluate(model, split, batch_size, **_):
         snapshots.append({k: v.clone() for k, v in model.state_dict().items()})
         return {"loss": next(scripted), "acc": 0.5}
 
@@ -64,3 +65,32 @@ def test_bad_training_settings(small_real):
         fit(model, *small_real, TrainConfig(batch_size=641), progress=False)
     with pytest.raises(UserError, match="epochs"):
         fit(model, *small_real, TrainConfig(epochs=0), progress=False)
+
+
+def test_no_validation_trains_every_epoch_and_keeps_the_last_weights(small_real):
+    """val-size 0 (Keras' validation_split=0): nothing held out, no early stopping, the
+    last epoch's weights, records without val scores."""
+    train, val = small_real
+    empty = val.take(np.arange(0))
+
+    def trained(epochs: int) -> tuple[list, dict]:
+        torch.manual_seed(0)
+        model = ReviewClassifier(ModelConfig(vocab_size=2000, max_len=40, hidden_size=6))
+        config = TrainConfig(epochs=epochs, patience=0, lr=0.05)  # would stop after epoch 2
+        history = fit(model, train, empty, config, log=lambda _: None, progress=False)
+        return history, model.state_dict()
+
+    history, weights = trained(4)
+    assert [record["epoch"] for record in history] == [1, 2, 3, 4]
+    assert all("val_loss" not in record and "loss" in record for record in history)
+    _, three = trained(3)
+    assert not torch.equal(weights["rnn.A"], three["rnn.A"])  # epoch 4's weights, kept
+
+
+def test_val_size_zero_holds_nothing_out_and_test_size_zero_is_refused():
+    from elman.data.split import split_rows
+
+    kept, held = split_rows(10, 0, seed=0, what="val-size", least=0)
+    assert sorted(kept) == list(range(10)) and len(held) == 0
+    with pytest.raises(UserError, match="test-size must leave samples on both sides"):
+        split_rows(10, 0, seed=0, what="test-size")

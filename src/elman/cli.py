@@ -128,15 +128,33 @@ def run_config(args: argparse.Namespace):
 
 
 def cmd_train(args: argparse.Namespace) -> None:
+    from elman.distributed import World, launch
     from elman.workflow import train_model
 
+    world = World.from_environment()  # started by torchrun (or alike): join its job
+    if args.nproc_per_node > 1 and not world.distributed:
+        raise SystemExit(launch(args.nproc_per_node, _without_nproc(args.argv)))
     train_model(
         run_config(args),
         out_dir=args.resume or args.out,
         progress=not args.no_progress,
         overwrite=args.overwrite,
         resume=args.resume is not None,
+        world=world,
     )
+
+
+def _without_nproc(argv: list[str]) -> list[str]:
+    """The command line each worker runs: the same, less ``--nproc-per-node N``."""
+    kept, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--nproc-per-node":
+            skip = True
+        elif not arg.startswith("--nproc-per-node="):
+            kept.append(arg)
+    return kept
 
 
 def cmd_summary(args: argparse.Namespace) -> None:
@@ -277,6 +295,15 @@ def _add_train(commands) -> None:
             help="continue the interrupted run saved in DIR (its settings are used)",
         )
         parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+        parser.add_argument(
+            "--nproc-per-node",
+            type=_workers,
+            default=1,
+            metavar="N",
+            help="train data-parallel in N local worker processes (torch.distributed; "
+            "--batch-size is per worker); under torchrun, the job it starts is joined instead "
+            "(default: 1)",
+        )
         parser.set_defaults(handler=cmd_train)
 
 
@@ -421,13 +448,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _workers(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of workers >= 1, got {text!r}")
+    return int(text)
+
+
 def main(argv: list[str] | None = None) -> int:
+    from elman.distributed import PEER_LOST, PeerLost
+
+    argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
+    args.argv = argv
     try:
         args.handler(args)
     except UserError as error:
-        print(f"elman: error: {error}", file=sys.stderr)
+        print(f"elman: error: {_ranked(error)}", file=sys.stderr)
         return 1
+    except PeerLost as error:
+        print(
+            f"elman: {_ranked('stopped: another worker stopped or died')} ({error})",
+            file=sys.stderr,
+        )
+        return PEER_LOST
     except OSError as error:  # the file system said no: a read-only or full disk, permissions
         where = f" {error.filename}" if error.filename else ""
         print(
@@ -440,6 +483,15 @@ def main(argv: list[str] | None = None) -> int:
         print("elman: interrupted", file=sys.stderr)
         return 130
     return 0
+
+
+def _ranked(message: object) -> str:
+    """A worker's message names its rank (under a launcher); a single process's does not."""
+    import os
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        return f"rank {os.environ.get('RANK', '?')}: {message}"
+    return str(message)
 
 
 if __name__ == "__main__":

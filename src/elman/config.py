@@ -78,28 +78,25 @@ class LayerConfig:
         require_positive(self, "layers")
         architecture = getattr(self, "architecture", "rnn")
         if self.pooling != "last" and (
-            architecture != "rnn" or getattr(self, "task", "") == "forecast"
+            architecture not in ("rnn", *GATED) or getattr(self, "task", "") == "forecast"
         ):
             raise UserError(
-                f"pooling {self.pooling} reads the states of --model rnn classifying; "
-                "use --pooling last"
+                f"pooling {self.pooling} reads the states of --model rnn, lstm or gru "
+                "classifying; use --pooling last"
             )
         for name in ("dropout", "recurrent_dropout", "head_dropout"):
             if not 0 <= getattr(self, name) < 1:
                 raise UserError(
                     f"{name.replace('_', '-')} must be in [0, 1), got {getattr(self, name)}"
                 )
-        plain = (self.layers, self.bidirectional, self.dropout, self.recurrent_dropout) == (
-            1,
-            False,
-            0.0,
-            0.0,
-        )
-        if not plain and getattr(self, "architecture", "rnn") not in ("rnn", "rnn-all-states"):
+        plain = (self.layers, self.dropout, self.recurrent_dropout) == (1, 0.0, 0.0)
+        if not plain and architecture not in ("rnn", "rnn-all-states"):
             raise UserError(
-                "layers, bidirectional, dropout and recurrent-dropout shape the simple RNN: "
-                f"the {self.architecture} model takes none of them"
+                "layers, dropout and recurrent-dropout shape the simple RNN: "
+                f"the {architecture} model takes none of them"
             )
+        if self.bidirectional and architecture not in ("rnn", "rnn-all-states", *GATED):
+            raise UserError(f"bidirectional reads with an RNN: the {architecture} model has none")
         if self.bidirectional and getattr(self, "task", "") == "forecast":
             raise UserError("a forecaster cannot read backwards: the future would leak in")
 

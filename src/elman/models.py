@@ -39,37 +39,55 @@ from elman.rnn import Bidirectional, SimpleRNN, Stacked
 
 
 class GatedRNN(nn.Module):
-    """``torch.nn.LSTM`` or ``nn.GRU`` returning the last state (B, H) (``states``: all of them).
-    Only for comparisons: same width, same data, same training as the simple RNN."""
+    """``torch.nn.LSTM`` or ``nn.GRU``, for comparisons: same width, same data, same training as
+    the simple RNN, and the same choices of direction and pooling. Returns the last state
+    (B, W), or with ``return_sequences`` all of them (B, T, W); W = ``hidden_size``, the output
+    width (twice the state when ``bidirectional``)."""
 
-    def __init__(self, kind: str, input_size: int, hidden_size: int) -> None:
+    def __init__(
+        self,
+        kind: str,
+        input_size: int,
+        hidden_size: int,
+        *,
+        bidirectional: bool = False,
+        return_sequences: bool = False,
+    ) -> None:
         super().__init__()
         layer = nn.LSTM if kind == "lstm" else nn.GRU
-        self.kind, self.hidden_size = kind, hidden_size
-        self.layer = layer(input_size, hidden_size, batch_first=True)
+        self.kind, self.return_sequences = kind, return_sequences
+        self.directions = 2 if bidirectional else 1
+        self.hidden_size = hidden_size * self.directions
+        self.layer = layer(input_size, hidden_size, batch_first=True, bidirectional=bidirectional)
         if kind == "lstm":
             keras_forget_bias(self.layer)
+
+    def _read(self, x: Tensor, lengths: Tensor | None) -> tuple[Tensor, Tensor]:
+        """All states (B, T, W) and the last one of each direction (B, W). With ``lengths``
+        (B,), only each row's leading ``lengths`` steps are read (packed); states after them
+        are zero, and backwards a row starts at its last step read."""
+        if lengths is None:
+            states, final = self.layer(x)
+        else:
+            packed = nn.utils.rnn.pack_padded_sequence(
+                x, lengths.cpu(), batch_first=True, enforce_sorted=False
+            )
+            packed_states, final = self.layer(packed)
+            states, _ = nn.utils.rnn.pad_packed_sequence(
+                packed_states, batch_first=True, total_length=x.shape[1]
+            )
+        hidden = final[0] if self.kind == "lstm" else final  # (directions, B, H)
+        return states, torch.cat(list(hidden[-self.directions :]), -1)
 
     def states(
         self, x: Tensor, h0: Tensor | None = None, *, lengths: Tensor | None = None, **_: object
     ) -> Tensor:
-        """All hidden states (B, T, H) from a zero initial state. With ``lengths`` (B,), only
-        each row's leading ``lengths`` steps are read (packed); states after them are zero."""
-        if lengths is None:
-            return self.layer(x)[0]
-        packed = nn.utils.rnn.pack_padded_sequence(
-            x, lengths.cpu(), batch_first=True, enforce_sorted=False
-        )
-        states, _ = nn.utils.rnn.pad_packed_sequence(
-            self.layer(packed)[0], batch_first=True, total_length=x.shape[1]
-        )
-        return states
+        """All hidden states (B, T, W) from a zero initial state (see ``_read``)."""
+        return self._read(x, lengths)[0]
 
     def forward(self, x: Tensor, *, lengths: Tensor | None = None) -> Tensor:
-        states = self.states(x, lengths=lengths)
-        if lengths is None:
-            return states[:, -1]
-        return states[torch.arange(len(x)), lengths.to(x.device) - 1]
+        states, last = self._read(x, lengths)
+        return states if self.return_sequences else last
 
 
 def recurrent(config: LayerConfig, input_size: int, return_sequences: bool) -> nn.Module:
@@ -94,6 +112,17 @@ def recurrent(config: LayerConfig, input_size: int, return_sequences: bool) -> n
     widths = [input_size] + [width] * (config.layers - 1)
     last = config.layers - 1
     return Stacked([layer(w, i < last or return_sequences) for i, w in enumerate(widths)])
+
+
+def gated(config: LayerConfig, input_size: int, return_sequences: bool) -> GatedRNN:
+    """The LSTM or GRU ``config`` names, one layer, in the directions it asks for."""
+    return GatedRNN(
+        config.architecture,
+        input_size,
+        config.hidden_size,
+        bidirectional=config.bidirectional,
+        return_sequences=return_sequences,
+    )
 
 
 def pooled(states: Tensor, mask: Tensor | None, pooling: str) -> Tensor:
@@ -147,15 +176,15 @@ class ReviewClassifier(nn.Module):
         super().__init__()
         config.validate()
         self.config, self.classes = config, check_classes(classes)
-        E, H, T = config.embedding_dim, config.hidden_size, config.max_len
+        E, T = config.embedding_dim, config.max_len
         self.embedding = nn.Embedding(config.vocab_size, E)
         nn.init.uniform_(self.embedding.weight, -0.05, 0.05)  # Keras' embedding initializer
         if config.architecture == "shallow":
             self.rnn = None
             features = T * E
         elif config.architecture in GATED:
-            self.rnn = GatedRNN(config.architecture, E, H)
-            features = H
+            self.rnn = gated(config, E, return_sequences=config.pooling != "last")
+            features = head_width(config, self.rnn.hidden_size)
         else:
             all_states = config.architecture == "rnn-all-states"
             sequences = all_states or config.pooling != "last"
@@ -181,13 +210,15 @@ class ReviewClassifier(nn.Module):
         other over every step (the plain path; the summary uses it to see each layer)."""
         if self.rnn is None:
             return self._head(self.embedding(ids))
-        if self.config.mask_padding and not isinstance(self.rnn, GatedRNN):
+        if isinstance(self.rnn, GatedRNN):
+            states, words = self._gated_states(ids)
+        elif self.config.mask_padding:
             words = ids != PAD  # padding steps carry the state; pooling leaves them out
             if layer_by_layer:
                 states = self.rnn(self.embedding(ids), mask=words)
             else:
                 states = self.rnn.from_ids(ids, self.embedding.weight, PAD, words_only=True)
-        elif layer_by_layer or isinstance(self.rnn, GatedRNN):
+        elif layer_by_layer:
             states, words = self.rnn(self.embedding(ids)), None
         else:
             states = self.rnn.from_ids(ids, self.embedding.weight, padding_id=PAD)
@@ -195,6 +226,17 @@ class ReviewClassifier(nn.Module):
         if self.config.pooling != "last":
             states = pooled(states, words, self.config.pooling)
         return self._head(states)
+
+    def _gated_states(self, ids: Tensor) -> tuple[Tensor, Tensor | None]:
+        """The gated layer's output over ``ids`` and the steps it read (None: all). With
+        ``mask_padding`` the words move to the front and are read packed (cuDNN's and
+        PyTorch's way to skip padding), so pooling reads the states of the words only."""
+        embedded = self.embedding(ids)
+        if not self.config.mask_padding:
+            return self.rnn(embedded), None
+        words, lengths = to_front(embedded, ids != PAD)
+        read = torch.arange(ids.shape[1], device=ids.device)[None, :] < lengths[:, None]
+        return self.rnn(words, lengths=lengths.clamp(min=1)), read
 
     def all_states(self, ids: Tensor) -> Tensor:
         """Every RNN state (B, T, H) over the padded ids, whatever the model returns."""
@@ -227,10 +269,15 @@ def skip_missing(x: Tensor) -> tuple[Tensor, Tensor]:
 
     A step with any NaN feature counts as missing. Reading only the present steps is what a
     simple RNN does when a mask holds its state over the missing ones."""
-    present = ~torch.isnan(x).any(-1)
-    order = torch.argsort((~present).to(torch.int8), dim=1, stable=True)
-    moved = torch.gather(torch.nan_to_num(x, nan=0.0), 1, order[..., None].expand_as(x))
-    lengths = present.sum(1)
+    return to_front(torch.nan_to_num(x, nan=0.0), ~torch.isnan(x).any(-1))
+
+
+def to_front(x: Tensor, kept: Tensor) -> tuple[Tensor, Tensor]:
+    """Steps (B, T, F) and which to keep (B, T) bool -> the kept steps moved to the front, in
+    order, zeros after them (B, T, F), and how many each row has (B,)."""
+    order = torch.argsort((~kept).to(torch.int8), dim=1, stable=True)
+    moved = torch.gather(x, 1, order[..., None].expand_as(x))
+    lengths = kept.sum(1)
     moved = moved * (
         torch.arange(x.shape[1], device=x.device)[None, :, None] < lengths[:, None, None]
     )
@@ -251,11 +298,11 @@ class SequenceModel(nn.Module):
         config.validate()
         forecast = config.task == "forecast"
         self.config, self.classes = config, classes if forecast else check_classes(classes)
-        F_, H = config.input_size, config.hidden_size
+        F_ = config.input_size
         self.register_buffer("mean", torch.zeros(F_))
         self.register_buffer("std", torch.ones(F_))
         if config.architecture in GATED:
-            self.rnn = GatedRNN(config.architecture, F_, H)
+            self.rnn = gated(config, F_, return_sequences=forecast or config.pooling != "last")
         else:
             sequences = forecast or config.pooling != "last"
             self.rnn = recurrent(config, F_, return_sequences=sequences)
@@ -276,10 +323,7 @@ class SequenceModel(nn.Module):
         steps = x.shape[1]
         values = values[:, : max(int(lengths.max()), 1)]
         if self.config.task == "forecast":
-            if isinstance(self.rnn, GatedRNN):
-                states = self.rnn.states(values, lengths=lengths)
-            else:
-                states = self.rnn(values, lengths=lengths)
+            states = self.rnn(values, lengths=lengths)
             predictions = self._head(states)  # zeros after the longest: there is no target
             return F.pad(predictions, (0, 0, 0, steps - predictions.shape[1]))
         states = self.rnn(values, lengths=lengths)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
+import math
 import signal
 import threading
 import time
@@ -25,6 +26,7 @@ from torch import nn
 
 from elman.config import DEVICES, TrainConfig
 from elman.data.split import Split
+from elman.distributed import World, device_for
 from elman.errors import UserError
 from elman.files import atomic_write
 from elman.settings import choose
@@ -105,7 +107,7 @@ def batch_weight(task: str, y: torch.Tensor) -> int:
 
 
 def task_of(model: nn.Module) -> str:
-    return getattr(model, "task", "binary")
+    return getattr(getattr(model, "module", model), "task", "binary")  # (DDP wraps a module)
 
 
 def batch_order(
@@ -157,13 +159,20 @@ def train_step(
     x: torch.Tensor,
     y: torch.Tensor,
     clip_norm: float | None = None,
+    world: World | None = None,
+    share: float = 1.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One training step: forward, the task's loss, backward, gradient clipping, update.
     Returns the batch's loss and metric. A loss that is not finite is returned before any
-    update, so the weights stay as they were (``fit`` stops there; so can any caller)."""
+    update, so the weights stay as they were (``fit`` stops there; so can any caller).
+    Distributed (``model`` in DDP), ``share`` scales this worker's loss (``World.shard``) and
+    no worker updates unless every worker's loss is finite."""
     loss, metric = loss_and_metric(task_of(model), model(x), y)
-    if torch.isfinite(loss):
-        _update(model, optimizer, loss, clip_norm)
+    finite = torch.isfinite(loss).item()
+    if world is not None and world.distributed:
+        finite = world.total([float(not finite)])[0] == 0
+    if finite:
+        _update(model, optimizer, loss * share if share != 1.0 else loss, clip_norm)
     return loss, metric
 
 
@@ -211,29 +220,38 @@ def tbptt_step(
 
 
 def evaluate(
-    model: nn.Module, split: Split, batch_size: int = 1000, outputs: torch.Tensor | None = None
+    model: nn.Module,
+    split: Split,
+    batch_size: int = 1000,
+    outputs: torch.Tensor | None = None,
+    world: World | None = None,
 ) -> dict[str, float]:
     """Loss and the task's metric (``acc`` or ``mae``) over a whole split; ``outputs``: the
-    model's outputs for it (``predict_outputs``), when the caller has them already."""
+    model's outputs for it (``predict_outputs``), when the caller has them already. With a
+    ``world``, the workers share the split's batches and each gets the whole split's scores."""
     task = task_of(model)
     if outputs is None:
-        outputs = predict_outputs(model, split.x, batch_size)
+        outputs = predict_outputs(model, split.x, batch_size, world)
     with torch.no_grad():
         loss, metric = loss_and_metric(task, outputs, torch.from_numpy(split.y))
     return {"loss": loss.item(), metric_name(task): metric.item()}
 
 
 @torch.no_grad()
-def predict_outputs(model: nn.Module, x: np.ndarray, batch_size: int = 1000) -> torch.Tensor:
-    """The model's raw outputs (logits or predictions) for every row of ``x``, in batches."""
+def predict_outputs(
+    model: nn.Module, x: np.ndarray, batch_size: int = 1000, world: World | None = None
+) -> torch.Tensor:
+    """The model's raw outputs (logits or predictions) for every row of ``x``, in batches.
+    With a ``world`` of several workers, each computes a contiguous run of the batches and all
+    get every output, in order: the same batches as one process, so the same numbers."""
     model.eval()
     inputs, device = torch.from_numpy(x), device_of(model)
-    return torch.cat(
-        [
-            model(inputs[i : i + batch_size].to(device, non_blocking=True)).cpu()
-            for i in range(0, max(len(x), 1), batch_size)
-        ]
-    )
+    starts = range(0, max(len(x), 1), batch_size)
+    world = world or World()
+    per_worker = -(-len(starts) // world.size)
+    mine = starts[world.rank * per_worker : (world.rank + 1) * per_worker]
+    pieces = [model(inputs[i : i + batch_size].to(device, non_blocking=True)).cpu() for i in mine]
+    return world.gathered(torch.cat(pieces) if pieces else None)
 
 
 @dataclass
@@ -253,6 +271,7 @@ class TrainingState:
     best_weights: dict[str, torch.Tensor] | None = None
     waited: int = 0  # epochs since val_loss last improved
     finished: bool = False
+    workers: int = 1  # the world size it trains with (its global batch, its data order)
 
 
 def save_checkpoint(
@@ -346,7 +365,7 @@ def _next_epoch(
         state.waited,
         state.finished,
     )
-    if patience is not None:
+    if patience is not None and "val_loss" in record:
         if record["val_loss"] < best_loss:
             best_loss, best_weights, waited = (
                 record["val_loss"],
@@ -366,6 +385,7 @@ def _next_epoch(
         best_weights=best_weights,
         waited=waited,
         finished=finished,
+        workers=state.workers,
     )
 
 
@@ -378,10 +398,11 @@ def _train_batches(
     shuffle: torch.Generator,
     between_steps: Callable[[float], None],
     progress: bool,
+    world: World,
 ) -> float:
-    """Train the epoch ``state`` is in, from its step on, updating ``state``'s running sums;
-    ``between_steps(seconds so far)`` runs before each step (it saves checkpoints, and raises
-    when Ctrl-C asked to stop). Returns the seconds spent."""
+    """Train the epoch ``state`` is in, from its step on, updating ``state``'s running sums
+    (over all workers); ``between_steps(seconds so far)`` runs before each step (it saves
+    checkpoints, and raises when Ctrl-C asked to stop). Returns the seconds spent."""
     from tqdm import tqdm
 
     for group in optimizer.param_groups:  # the epoch's rate, from its number: resumes alike
@@ -391,7 +412,8 @@ def _train_batches(
     task = task_of(model)
     metric = metric_name(task)
     shuffle.set_state(state.shuffle_state)
-    batches = batch_order(train.lengths, config.batch_size, config.bucket, shuffle)
+    # The global batches; each worker trains on its part (World.shard) of each.
+    batches = batch_order(train.lengths, config.batch_size * world.size, config.bucket, shuffle)
     bar = tqdm(
         total=len(batches),
         initial=state.step,
@@ -404,22 +426,18 @@ def _train_batches(
     with bar:
         while state.step < len(batches):
             between_steps(time.perf_counter() - started)
-            rows = batches[state.step].to(device)
+            rows, share = world.shard(batches[state.step])
+            rows = rows.to(device)
             if config.tbptt:
                 loss, batch_metric = tbptt_step(
                     model, optimizer, x[rows], y[rows], config.tbptt, config.clip_norm
                 )
             else:
                 loss, batch_metric = train_step(
-                    model, optimizer, x[rows], y[rows], config.clip_norm
+                    model, optimizer, x[rows], y[rows], config.clip_norm, world, share
                 )
-            if not torch.isfinite(loss):
-                raise NonFiniteLoss(loss.item(), state.epoch, state.step + 1)
-            weight = batch_weight(task, y[rows])
-            state.loss_sum += loss.item() * weight
-            state.metric_sum += batch_metric.item() * weight
-            state.seen += weight
-            state.step += 1
+            weight = batch_weight(task, y[rows]) if share else 0
+            _count(state, world.total([loss.item() * weight, batch_metric.item() * weight, weight]))
             bar.update()
             if state.step % 10 == 0:
                 bar.set_postfix(
@@ -427,6 +445,16 @@ def _train_batches(
                     **{metric: f"{state.metric_sum / state.seen:.4f}"},
                 )
     return time.perf_counter() - started
+
+
+def _count(state: TrainingState, totals: list[float]) -> None:
+    """A step's (loss, metric, weight) totals into the epoch's running sums; the step done."""
+    if not math.isfinite(totals[0]):  # (NaN times a weight of 0 is NaN too)
+        raise NonFiniteLoss(totals[0] / max(totals[2], 1), state.epoch, state.step + 1)
+    state.loss_sum += totals[0]
+    state.metric_sum += totals[1]
+    state.seen += totals[2]
+    state.step += 1
 
 
 class NonFiniteLoss(Exception):
@@ -437,19 +465,24 @@ class NonFiniteLoss(Exception):
 
 
 def _epoch_record(
-    model: nn.Module, val: Split, state: TrainingState, seconds: float, config: TrainConfig
+    model: nn.Module,
+    val: Split,
+    state: TrainingState,
+    seconds: float,
+    config: TrainConfig,
+    world: World | None = None,
 ) -> dict[str, float]:
     """The finished epoch's record: its training means, the validation scores, its time."""
     metric = metric_name(task_of(model))
-    val_metrics = evaluate(model, val, config.eval_batch_size)
-    return {
+    record = {
         "epoch": state.epoch,
         "loss": state.loss_sum / state.seen,
         metric: state.metric_sum / state.seen,
-        "val_loss": val_metrics["loss"],
-        f"val_{metric}": val_metrics[metric],
-        "seconds": state.seconds + seconds,
     }
+    if len(val):  # none held out (val-size 0): nothing to score, nothing to stop early on
+        val_metrics = evaluate(model, val, config.eval_batch_size, world=world)
+        record.update(val_loss=val_metrics["loss"], **{f"val_{metric}": val_metrics[metric]})
+    return {**record, "seconds": state.seconds + seconds}
 
 
 def _epoch_line(record: dict[str, float], epochs: int) -> str:
@@ -479,58 +512,103 @@ def fit(
     log: Callable[[str], None] = print,
     progress: bool = True,
     checkpoint: Path | None = None,
+    world: World | None = None,
 ) -> list[dict[str, float]]:
     """Train with ``config.optimizer`` on shuffled batches, validate after every epoch, stop
-    early on ``val_loss`` and restore the best weights. Returns one dict per epoch (the history).
+    early on ``val_loss`` and restore the best weights (an empty ``val``: all ``config.epochs``,
+    the last weights). Returns one dict per epoch (the history).
     The model moves to ``config.device`` (and stays there); checkpoints load onto any device.
     With ``checkpoint``, the whole training state is saved there (atomically) after every epoch
-    and when interrupted (Ctrl-C); if the file exists, training resumes from it exactly."""
-    config.validate(len(train))
-    if config.tbptt and not hasattr(model, "read_chunk"):
-        raise UserError("--tbptt reads numeric sequences in chunks: train series or speech")
-    model.to(resolve_device(config.device))
-    optimizer = make_optimizer(model, config)
-    shuffle = torch.Generator().manual_seed(config.seed)
-    state = TrainingState(shuffle_state=shuffle.get_state())
-    if checkpoint is not None and checkpoint.exists():
-        state = load_checkpoint(checkpoint, model, optimizer)
-        log(f"Resuming from {checkpoint}: epoch {state.epoch}, step {state.step}")
+    and when interrupted (Ctrl-C); if the file exists, training resumes from it exactly.
+    With a ``world`` of workers (``elman.distributed``), each calls ``fit`` and trains on
+    ``batch_size`` rows of every global batch (``batch_size · world.size``); rank 0 saves."""
+    world = world or World()
+    optimizer, shuffle, state = _start(model, train, config, checkpoint, world, log)
+    network = world.wrap(model)  # what the steps call: DDP averages the gradients
+    saving = checkpoint if world.main else None
     saved = {"step": state.step, "time": time.perf_counter()}
     with _deferred_interrupt() as interrupted:
 
         def between_steps(seconds: float = 0.0) -> None:
-            """At a safe point: a checkpoint when one is due; on Ctrl-C, save and stop."""
-            if interrupted():
+            """At a safe point: a checkpoint when one is due; on Ctrl-C (on any worker: they
+            all stop at the same step), save and stop."""
+            if world.total([float(interrupted())])[0]:
                 state.seconds += seconds
-                _stop(checkpoint, model, optimizer, state, log)
-            if checkpoint is not None and _due(config, saved, state.step):
+                _stop(saving, model, optimizer, state, log)
+            if saving is not None and _due(config, saved, state.step):
                 save_checkpoint(
-                    checkpoint, model, optimizer, replace(state, seconds=state.seconds + seconds)
+                    saving, model, optimizer, replace(state, seconds=state.seconds + seconds)
                 )
                 saved.update(step=state.step, time=time.perf_counter())
 
         while state.epoch <= config.epochs and not state.finished:
-            model.train()
-            try:
+            network.train()
+            with _explained_non_finite(checkpoint):
                 seconds = _train_batches(
-                    model, optimizer, train, state, config, shuffle, between_steps, progress
+                    network,
+                    optimizer,
+                    train,
+                    state,
+                    config,
+                    shuffle,
+                    between_steps,
+                    progress,
+                    world,
                 )
-            except NonFiniteLoss as error:
-                kept = ""
-                if checkpoint is not None and checkpoint.exists():
-                    kept = f" ({checkpoint} keeps the last good state)"
-                raise UserError(
-                    f"{error}; training stopped{kept}: lower --lr or set --clip-norm"
-                ) from None
-            record = _epoch_record(model, val, state, seconds, config)
+            record = _epoch_record(model, val, state, seconds, config, world)
             log(_epoch_line(record, config.epochs))
             state = _next_epoch(state, record, model, config.patience, shuffle, log)
-            if checkpoint is not None:
-                save_checkpoint(checkpoint, model, optimizer, state)
+            if saving is not None:
+                save_checkpoint(saving, model, optimizer, state)
                 saved.update(step=0, time=time.perf_counter())
             between_steps()
     _restore_best(model, state, log)
     return state.history
+
+
+@contextlib.contextmanager
+def _explained_non_finite(checkpoint: Path | None) -> Iterator[None]:
+    """A loss that became NaN or infinite, as the one-line error that says what to do."""
+    try:
+        yield
+    except NonFiniteLoss as error:
+        kept = f" ({checkpoint} keeps the last good state)" if _exists(checkpoint) else ""
+        raise UserError(f"{error}; training stopped{kept}: lower --lr or set --clip-norm") from None
+
+
+def _exists(path: Path | None) -> bool:
+    return path is not None and path.exists()
+
+
+def _start(
+    model: nn.Module,
+    train: Split,
+    config: TrainConfig,
+    checkpoint: Path | None,
+    world: World,
+    log: Callable[[str], None],
+) -> tuple[torch.optim.Optimizer, torch.Generator, TrainingState]:
+    """The settings checked, the model on its device, the optimizer, the shuffling generator
+    and the training state: fresh, or the checkpoint's."""
+    config.validate(len(train))
+    if config.tbptt and not hasattr(model, "read_chunk"):
+        raise UserError("--tbptt reads numeric sequences in chunks: train series or speech")
+    if config.tbptt and world.distributed:
+        raise UserError("--tbptt trains in one process: leave out --nproc-per-node")
+    model.to(device_for(world, resolve_device(config.device)))
+    optimizer = make_optimizer(model, config)
+    shuffle = torch.Generator().manual_seed(config.seed)
+    state = TrainingState(shuffle_state=shuffle.get_state(), workers=world.size)
+    if _exists(checkpoint):
+        state = load_checkpoint(checkpoint, model, optimizer)
+        if state.workers != world.size:
+            raise UserError(
+                f"{checkpoint} was trained by {state.workers} worker(s) and this run has "
+                f"{world.size}: resume with --nproc-per-node {state.workers} (the global batch "
+                "and the data order depend on it)"
+            )
+        log(f"Resuming from {checkpoint}: epoch {state.epoch}, step {state.step}")
+    return optimizer, shuffle, state
 
 
 def _restore_best(model: nn.Module, state: TrainingState, log: Callable[[str], None]) -> None:

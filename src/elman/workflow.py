@@ -7,9 +7,10 @@ a saved model, predict with one. Each source's specifics are behind ``elman.data
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +34,7 @@ from elman.config import (
 from elman.data import SOURCES
 from elman.data.source import Given, Inputs, Splits
 from elman.data.split import Split
+from elman.distributed import World, check_same, device_for, fingerprint, joined, share_cores
 from elman.errors import UserError
 from elman.files import LOCK, locked_folder, refuse_if_locked
 from elman.metrics import (
@@ -142,13 +144,16 @@ def new_model(config: RunConfig, splits: Splits) -> ReviewClassifier | SequenceM
 
 
 def scored(
-    model: ReviewClassifier | SequenceModel, split: Split, config: RunConfig
+    model: ReviewClassifier | SequenceModel,
+    split: Split,
+    config: RunConfig,
+    world: World | None = None,
 ) -> tuple[dict, dict, str]:
     """Loss and metric on ``split``, the detailed report (per-class scores and confusion
     matrix, or forecast errors against the last-value baseline) and its printed form: from ONE
-    pass of the model over the split."""
+    pass of the model over the split (shared by the ``world``'s workers)."""
     batch = config.train.eval_batch_size
-    outputs = predict_outputs(model, split.x, batch)
+    outputs = predict_outputs(model, split.x, batch, world)
     metrics = evaluate(model, split, batch, outputs)
     if model.task == "forecast":
         report = forecast_report(model, split, batch)
@@ -159,15 +164,18 @@ def scored(
 
 def _metrics(model, test: dict, history: list[dict], report: dict, started: float) -> dict:
     metric = metric_name(model.task)
-    best = min(history, key=lambda record: record["val_loss"])
+    scores = {"test_loss": test["loss"], f"test_{metric}": test[metric]}
+    if "val_loss" in history[-1]:  # validated (val-size 0 holds nothing out)
+        best = min(history, key=lambda record: record["val_loss"])
+        scores |= {
+            "best_epoch": best["epoch"],
+            "best_val_loss": best["val_loss"],
+            f"best_val_{metric}": (min if metric == "mae" else max)(
+                record[f"val_{metric}"] for record in history
+            ),
+        }
     return {
-        "test_loss": test["loss"],
-        f"test_{metric}": test[metric],
-        "best_epoch": best["epoch"],
-        "best_val_loss": best["val_loss"],
-        f"best_val_{metric}": (min if metric == "mae" else max)(
-            record[f"val_{metric}"] for record in history
-        ),
+        **scores,
         "seconds_per_epoch": float(np.mean([record["seconds"] for record in history])),
         "total_seconds": time.perf_counter() - started,
         "report": report,
@@ -181,30 +189,49 @@ def train_model(
     progress: bool = True,
     overwrite: bool = False,
     resume: bool = False,
+    world: World | None = None,
 ) -> TrainedClassifier | TrainedSequenceModel:
     """Load the data, build and summarise the model, train, test, save into ``out_dir``.
 
     The folder is locked for the run. The configuration is written first and checkpoints
     during and after every epoch, so ``resume=True`` (with the same ``out_dir``; ``config`` is
     then read from it) continues an interrupted run and ends with the same weights as an
-    uninterrupted one (a run stopped before its first checkpoint starts again)."""
-    if out_dir is None:
-        return _train(config, None, log, progress)
-    out_dir = Path(out_dir)
-    config.model.validate()
-    config.train.validate()
-    check_tbptt(config)
-    refuse_if_locked(out_dir)  # another run's folder: say so first, whatever it holds
-    check_output(out_dir, overwrite, resume)  # before the lock: a refused folder gets nothing
-    with claimed(out_dir):
-        check_output(out_dir, overwrite, resume)  # again: another run may just have saved
-        if resume:  # the run's settings, saved; where it runs is this machine's choice
-            device = config.train.device
-            config = load_config(out_dir)
-            config = replace(config, train=replace(config.train, device=device))
-            if not (out_dir / CHECKPOINT).exists():
-                log(f"{out_dir} has no checkpoint yet: the run starts again from its first step")
-        return _train(config, out_dir, log, progress, save_settings=not resume)
+    uninterrupted one (a run stopped before its first checkpoint starts again).
+
+    ``world``: this process's place among data-parallel workers (``World.from_environment()``
+    under torchrun); every worker calls ``train_model`` with the same arguments, rank 0 alone
+    prints and writes ``out_dir``, the others only read it."""
+    world = world or World()
+    device = device_for(world, resolve_device(config.train.device))
+    with joined(world, device):
+        if not world.main:
+            log, progress = (lambda _: None), False
+        if out_dir is None:
+            return _train(config, None, log, progress, world=world)
+        out_dir = Path(out_dir)
+        config.model.validate()
+        config.train.validate()
+        check_tbptt(config)
+        if not world.main:  # rank 0 checks and locks the folder; a refusal stops everyone
+            config = _resumed(config, out_dir) if resume else config
+            return _train(config, out_dir, log, progress, save_settings=False, world=world)
+        refuse_if_locked(out_dir)  # another run's folder: say so first, whatever it holds
+        check_output(out_dir, overwrite, resume)  # before the lock: a refused folder gets nothing
+        with claimed(out_dir):
+            check_output(out_dir, overwrite, resume)  # again: another run may just have saved
+            if resume:
+                config = _resumed(config, out_dir)
+                if not (out_dir / CHECKPOINT).exists():
+                    log(
+                        f"{out_dir} has no checkpoint yet: the run starts again from its first step"
+                    )
+            return _train(config, out_dir, log, progress, save_settings=not resume, world=world)
+
+
+def _resumed(config: RunConfig, out_dir: Path) -> RunConfig:
+    """The run's settings, saved; where it runs is this machine's choice."""
+    saved = load_config(out_dir)
+    return replace(saved, train=replace(saved.train, device=config.train.device))
 
 
 def _train(
@@ -213,39 +240,65 @@ def _train(
     log: Log,
     progress: bool,
     save_settings: bool = True,
+    world: World | None = None,
 ) -> TrainedClassifier | TrainedSequenceModel:
+    world = world or World()
     config.model.validate()
     resolve_device(config.train.device)  # a device this machine lacks: refused before any work
-    if config.train.threads:
+    threads = share_cores(world, config.train.threads) if world.distributed else None
+    if threads is None and config.train.threads:
         torch.set_num_threads(config.train.threads)
     started = time.perf_counter()
     config, splits = prepare_data(config, log)  # before anything is written: bad data fails first
     config.model.validate()
     config.train.validate(len(splits.train))  # before anything is written or printed
     check_memory(config, steps=splits.train.x.shape[1])
-    if out_dir is not None and save_settings:
+    if world.distributed:
+        print(
+            f"elman: rank {world.rank}/{world.size} (pid {os.getpid()}): {threads} thread(s)",
+            flush=True,
+        )
+        check_same(world, _fingerprints(config, splits))
+    if out_dir is not None and save_settings and world.main:
         for name in (CHECKPOINT, WEIGHTS, VOCABULARY, HISTORY, METRICS):  # an old model's
             (out_dir / name).unlink(missing_ok=True)
         save_config(out_dir, config)
+    world.barrier()  # the others read the folder only once rank 0 has cleared it
     log(
         f"{config.source}: {len(splits.train)} train, {len(splits.val)} validation, "
         f"{len(splits.test)} test samples ({time.perf_counter() - started:.1f}s to load)"
+        + (
+            f"; {world.size} workers, global batch {config.train.batch_size * world.size}"
+            if world.distributed
+            else ""
+        )
     )
     model = new_model(config, splits)
     log(summary(model))
     checkpoint = out_dir / CHECKPOINT if out_dir is not None else None
-    history = fit(model, splits.train, splits.val, config.train, log, progress, checkpoint)
-    test, report, printed = scored(model, splits.test, config)
+    history = fit(model, splits.train, splits.val, config.train, log, progress, checkpoint, world)
+    test, report, printed = scored(model, splits.test, config, world)
     metrics = _metrics(model, test, history, report, started)
     metric = metric_name(model.task)
     log(f"Test: loss {test['loss']:.4f} - {metric} {test[metric]:.4f}")
     log(printed)
-    if out_dir is not None:
+    if out_dir is not None and world.main:
         save_bundle(out_dir, model, splits.vocabulary, config, history, metrics)
         log(f"Saved to {out_dir}")
     if splits.vocabulary is not None:
         return TrainedClassifier(model, config, metrics, splits.vocabulary)
     return TrainedSequenceModel(model, config, metrics)
+
+
+def _fingerprints(config: RunConfig, splits: Splits) -> dict[str, str]:
+    """What every worker must share: its settings (where it runs aside) and its data."""
+    settings = asdict(replace(config, train=replace(config.train, device="")))
+    data = [
+        getattr(split, name)
+        for split in (splits.train, splits.val, splits.test)
+        for name in ("x", "y")
+    ]
+    return {"settings": fingerprint(settings), "data": fingerprint(*data)}
 
 
 # The IMDB job is train_model with an "imdb" configuration (``imdb_preset``); the name stays.

@@ -213,7 +213,7 @@ def test_interrupted_download_is_never_used(tmp_path, dropping_server):
         (["--max-len", "0"], "must be positive"),
         (["--vocab-size", "3"], "exceed the 3 reserved ids"),
         (["--val-size", "2", "--batch-size", "30000"], "larger than the 4 training samples"),
-        ([], "val-size must be between 1 and 5 (the archive has 6 training reviews)"),
+        ([], "val-size must be between 0 and 5 (the archive has 6 training reviews)"),
     ],
 )
 def test_impossible_settings_get_one_line_errors(tmp_path, small_archive, args, message):

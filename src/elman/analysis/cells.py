@@ -22,7 +22,7 @@ State = Tensor | tuple[Tensor, Tensor]
 def step_function(model: ReviewClassifier) -> tuple[Callable[[State, Tensor], State], State]:
     """(step, zero state) for the model's recurrence; ``step(state, x_t)`` -> next state."""
     rnn = model.rnn
-    if not isinstance(rnn, SimpleRNN | GatedRNN):
+    if not isinstance(rnn, SimpleRNN | GatedRNN) or getattr(rnn, "directions", 1) > 1:
         raise UserError(
             "gradient flow is measured through one recurrent layer read forwards; this model "
             "stacks layers or reads both ways (train one with --layers 1, no --bidirectional)"

@@ -322,7 +322,7 @@ def numeric_splits(
             raise UserError(
                 f"{place} has fewer than {minimum} values present: nothing to learn from"
             )
-    kept, held = split_rows(len(train.values), val_size, seed, "val-size")
+    kept, held = split_rows(len(train.values), val_size, seed, "val-size", least=0)
     train, val = train.take(kept), train.take(held)
     mean, std = statistics(train.values)
     if task == "forecast":

@@ -85,20 +85,24 @@ def encode_labels(labels: Sequence[str], names: Sequence[str], where: Sequence[s
     return ids.astype(np.float32) if len(names) == 2 else ids
 
 
-def holdout_size(size: float, total: int, what: str) -> int:
-    """``size`` as a count (>= 1) or a fraction (< 1) of ``total``, checked to leave both sides."""
+def holdout_size(size: float, total: int, what: str, least: int = 1) -> int:
+    """``size`` as a count (>= ``least``) or a fraction (< 1) of ``total``, checked to leave
+    samples on both sides; ``least=0`` lets 0 hold out nothing (validation: train on
+    everything, as Keras' ``validation_split=0``)."""
     count = int(round(size * total)) if 0 < size < 1 else int(size)
-    if not 0 < count < total:
+    if not least <= count < total:
         raise UserError(
             f"{what} must leave samples on both sides: got {size} of {total} samples; give a "
-            "fraction between 0 and 1 or a count between 1 and the number of samples - 1"
+            f"fraction between 0 and 1 or a count between {least} and the number of samples - 1"
         )
     return count
 
 
-def split_rows(total: int, size: float, seed: int, what: str) -> tuple[np.ndarray, np.ndarray]:
+def split_rows(
+    total: int, size: float, seed: int, what: str, least: int = 1
+) -> tuple[np.ndarray, np.ndarray]:
     """A seeded shuffle of ``range(total)`` cut into (kept, held out); the held-out rows are the
     last ``size`` of the shuffle (the same rule as the IMDB validation split)."""
-    count = holdout_size(size, total, what)
+    count = holdout_size(size, total, what, least)
     order = np.random.default_rng(seed).permutation(total)
-    return order[:-count], order[-count:]
+    return order[: total - count], order[total - count :]

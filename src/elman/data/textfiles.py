@@ -349,7 +349,7 @@ def load_texts(
         )
         train_split = full_train
     else:
-        kept, held = split_rows(len(full_train), config.val_size, seed, "val-size")
+        kept, held = split_rows(len(full_train), config.val_size, seed, "val-size", least=0)
         train_split, val_split = full_train.take(kept), full_train.take(held)
     return TextData(train_split, val_split, arrays(test), vocabulary, list(names))
 
