@@ -46,6 +46,29 @@ def test_split_is_seeded(tmp_path, small_archive):
     assert not np.array_equal(first.train.x, other.train.x)
 
 
+def test_padded_arrays_are_memory_mapped_from_one_file_per_setting(tmp_path, small_archive):
+    """Every process that loads the same data maps the same files (data-parallel workers share
+    one copy in memory); a damaged file is written again."""
+    from elman.data.text import pad_sequences
+
+    config = IMDBConfig(data=str(small_archive), val_size=2, cache_dir=str(tmp_path / "cache"))
+    first, again = (load_imdb(config, vocab_size=100, max_len=6, seed=0) for _ in range(2))
+    for name in ("train", "val", "test"):
+        one, other = getattr(first, name).x, getattr(again, name).x
+        assert isinstance(one, np.memmap) and one.filename == other.filename
+    corpus = encode_corpus(small_archive, tmp_path / "cache")
+    expected, _ = pad_sequences(corpus.sequences("test", 100), 6)
+    np.testing.assert_array_equal(first.test.x, expected)
+    assert load_imdb(config, vocab_size=100, max_len=7, seed=0).test.x.shape == (6, 7)
+    damaged = first.test.x.filename
+    del first, again, one, other
+    with open(damaged, "wb") as file:
+        file.write(b"not an array")
+    np.testing.assert_array_equal(
+        load_imdb(config, vocab_size=100, max_len=6, seed=0).test.x, expected
+    )
+
+
 def test_encoding_is_cached_and_reused(tmp_path, small_archive, monkeypatch):
     cache = tmp_path / "cache"
     first = encode_corpus(small_archive, cache)

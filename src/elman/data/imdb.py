@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from elman.data.source import Log, Source, Splits
-from elman.data.split import Split, split_rows
+from elman.data.split import Split, mapped, split_rows
 from elman.data.text import OOV, Vocabulary, pad_sequences, rank_words, tokenize
 from elman.data.textfiles import text_inputs
 from elman.errors import UserError
@@ -246,6 +246,7 @@ class EncodedCorpus:
     offsets: dict[str, np.ndarray]
     labels: dict[str, np.ndarray]
     movies: dict[str, np.ndarray]
+    key: str = ""  # the cache file's name: what the arrays derived from it are named after
 
     def sequences(self, split: str, vocab_size: int) -> list[np.ndarray]:
         flat = self.ids[split]
@@ -259,7 +260,7 @@ def encode_corpus(source: Path, cache_dir: Path | None = None) -> EncodedCorpus:
     cache_file = cache_dir / f"imdb-{fingerprint(source)[:20]}-v{ENCODING_VERSION}.npz"
     if cache_file.exists():
         try:
-            return _load_cache(cache_file)
+            return replace(_load_cache(cache_file), key=cache_file.stem)
         except Exception:  # an unreadable cache is rebuilt, never trusted
             pass
     reviews = read_reviews(source)
@@ -274,7 +275,7 @@ def encode_corpus(source: Path, cache_dir: Path | None = None) -> EncodedCorpus:
         corpus.labels[split] = reviews[split].labels
         corpus.movies[split] = reviews[split].movies
     _save_cache(cache_file, corpus)
-    return corpus
+    return replace(corpus, key=cache_file.stem)
 
 
 def _save_cache(path: Path, corpus: EncodedCorpus) -> None:
@@ -349,8 +350,9 @@ def load_imdb(
         raise UserError(f"max-len must be positive, got {max_len}")
     if vocab_size <= 3:
         raise UserError(f"vocab-size must exceed the 3 reserved ids, got {vocab_size}")
-    source = resolve_source(config.data, Path(config.cache_dir) if config.cache_dir else None, log)
-    corpus = encode_corpus(source, Path(config.cache_dir) if config.cache_dir else None)
+    cache_dir = Path(config.cache_dir) if config.cache_dir else None
+    source = resolve_source(config.data, cache_dir, log)
+    corpus = encode_corpus(source, cache_dir)
 
     def split_arrays(split: str) -> Split:
         sequences = corpus.sequences(split, vocab_size)
@@ -370,7 +372,16 @@ def load_imdb(
             len(full_train), config.val_size, seed, "val-size", least=0
         )
     vocabulary = Vocabulary.from_ranked(corpus.ranked_words, vocab_size)
-    return IMDBData(full_train.take(train_rows), full_train.take(val_rows), test, vocabulary)
+    # The padded arrays, memory-mapped from the cache: the workers of one machine share them.
+    arrays = Path(cache_dir or default_cache_dir()) / "arrays"
+    shape = f"{corpus.key}-{vocab_size}-{max_len}-{config.padding}-{config.truncating}"
+    held = f"{config.val_split}-{config.val_size}-seed{seed}"
+    return IMDBData(
+        mapped(full_train.take(train_rows), arrays / f"{shape}-train-{held}.npy"),
+        mapped(full_train.take(val_rows), arrays / f"{shape}-val-{held}.npy"),
+        mapped(test, arrays / f"{shape}-test.npy"),
+        vocabulary,
+    )
 
 
 def movie_split_rows(movies: np.ndarray, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -9,6 +9,8 @@ indices for more, or (N, T, F) float32 next-step targets for forecasting.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import re
 import tarfile
 import zlib
@@ -19,6 +21,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from elman.errors import UserError
+from elman.files import atomic_write
 
 
 def files_in(path: Path, suffix: str) -> dict[PurePosixPath, bytes]:
@@ -96,6 +99,21 @@ def holdout_size(size: float, total: int, what: str, least: int = 1) -> int:
             f"fraction between 0 and 1 or a count between {least} and the number of samples - 1"
         )
     return count
+
+
+def mapped(split: Split, path: Path) -> Split:
+    """``split`` with its inputs ``x`` memory-mapped from the .npy file ``path`` (written once,
+    atomically, if missing): processes that map one file share one copy of it in memory (the
+    workers of a data-parallel job), and arrays larger than memory are paged in as read. The
+    mapping is copy-on-write: the file never changes."""
+    if path.exists():
+        with contextlib.suppress(ValueError, OSError):  # unreadable: written again
+            return Split(np.load(path, mmap_mode="c"), split.y, split.lengths)
+    buffer = io.BytesIO()
+    np.save(buffer, np.ascontiguousarray(split.x))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, buffer.getvalue())
+    return Split(np.load(path, mmap_mode="c"), split.y, split.lengths)
 
 
 def split_rows(
