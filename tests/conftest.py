@@ -61,6 +61,58 @@ def real_cache(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("elman-cache")
 
 
+TRAIN_REVIEWS, TEST_REVIEWS = 600, 200  # of each class, in the real-subset archive
+
+
+@pytest.fixture(scope="session")
+def subset_archive(real_archive, tmp_path_factory) -> Path:
+    """The first reviews of each class of the real archive, in the official layout: 1,200
+    training and 400 test reviews (for jobs that must start many times, quickly)."""
+    wanted = {
+        f"aclImdb/{split}/{label}/": count
+        for split, count in (("train", TRAIN_REVIEWS), ("test", TEST_REVIEWS))
+        for label in ("pos", "neg")
+    }
+    taken = dict.fromkeys(wanted, 0)
+    out = tmp_path_factory.mktemp("subset") / "aclImdb_subset.tar.gz"
+    with tarfile.open(real_archive) as source, tarfile.open(out, "w:gz") as subset:
+        for member in source:
+            folder = member.name.rsplit("/", 1)[0] + "/"
+            if member.isfile() and folder in wanted and taken[folder] < wanted[folder]:
+                data = source.extractfile(member).read()
+                info = tarfile.TarInfo(member.name)
+                info.size = len(data)
+                subset.addfile(info, io.BytesIO(data))
+                taken[folder] += 1
+            if taken == wanted:
+                break
+    assert taken == wanted
+    return out
+
+
+@pytest.fixture(scope="session")
+def subset_model(subset_archive, real_cache, tmp_path_factory) -> Path:
+    """A reference-architecture classifier trained on the real-subset archive (2 epochs of
+    1,000 reviews, 150 words), saved as ``elman train`` saves it."""
+    from elman.config import preset, updated
+    from elman.workflow import train_model
+
+    out = tmp_path_factory.mktemp("subset-model") / "model"
+    config = updated(
+        preset("imdb"),
+        {
+            "data": str(subset_archive),
+            "cache_dir": str(real_cache),
+            "max_len": 150,
+            "hidden_size": 16,
+            "val_size": 200,
+            "epochs": 2,
+        },
+    )
+    train_model(config, out, log=lambda _: None, progress=False)
+    return out
+
+
 def run_elman(*args: str, stdin: str | None = None, timeout: int = 600):
     """The ``elman`` command in a fresh process, as a user runs it."""
     return subprocess.run(

@@ -5,48 +5,20 @@ elman``, or processes given the launcher's variables by hand), on a subset of th
 archive: 1,200 training and 400 test reviews, 60 words, 2,000 ids.
 """
 
-import io
 import json
 import os
 import signal
 import socket
 import subprocess
 import sys
-import tarfile
 import time
 from pathlib import Path
 
 import pytest
 import torch
 
+from conftest import TEST_REVIEWS
 from elman.distributed import PEER_LOST, World, failure_line
-
-TRAIN_REVIEWS, TEST_REVIEWS = 600, 200  # of each class
-
-
-@pytest.fixture(scope="module")
-def subset_archive(real_archive, tmp_path_factory) -> Path:
-    """The first reviews of each class of the real archive, in the official layout."""
-    wanted = {
-        f"aclImdb/{split}/{label}/": count
-        for split, count in (("train", TRAIN_REVIEWS), ("test", TEST_REVIEWS))
-        for label in ("pos", "neg")
-    }
-    taken = dict.fromkeys(wanted, 0)
-    out = tmp_path_factory.mktemp("subset") / "aclImdb_subset.tar.gz"
-    with tarfile.open(real_archive) as source, tarfile.open(out, "w:gz") as subset:
-        for member in source:
-            folder = member.name.rsplit("/", 1)[0] + "/"
-            if member.isfile() and folder in wanted and taken[folder] < wanted[folder]:
-                data = source.extractfile(member).read()
-                info = tarfile.TarInfo(member.name)
-                info.size = len(data)
-                subset.addfile(info, io.BytesIO(data))
-                taken[folder] += 1
-            if taken == wanted:
-                break
-    assert taken == wanted
-    return out
 
 
 def job_args(archive: Path, cache: Path, out: Path, *extra: str) -> list[str]:

@@ -245,6 +245,20 @@ def cmd_lm_next(args: argparse.Namespace) -> None:
         print(f"{word:<16} {probability:.4f}")
 
 
+def cmd_serve(args: argparse.Namespace) -> None:
+    from elman.serve import ServeSettings, serve
+
+    settings = ServeSettings(max_body_bytes=args.max_body_bytes, max_texts=args.max_texts)
+    serve(args.model, args.host, args.port, settings, log=_warn)
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    from elman.export import export_onnx
+
+    export_onnx(args.model, args.onnx)
+    print(f"Wrote {args.onnx}")
+
+
 def cmd_explain(args: argparse.Namespace) -> None:
     from elman.analysis.explain import explain
 
@@ -442,10 +456,43 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(commands)
     _add_use(commands)
     _add_analysis(commands)
+    _add_serve(commands)
     summary = commands.add_parser("summary", help="print a model's layers and parameter counts")
     add_settings(summary, preset("imdb").model)
     summary.set_defaults(handler=cmd_summary)
     return parser
+
+
+def _add_serve(commands) -> None:
+    """serve and export: a saved model for other programs."""
+    serve = commands.add_parser(
+        "serve",
+        help="serve a saved model over HTTP, with a page that shows it reading",
+        description="POST /predict, POST /explain, GET /health, GET /model; the page at /.",
+    )
+    serve.add_argument("--model", type=Path, required=True, help="folder written by train")
+    serve.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)"
+    )
+    serve.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
+    serve.add_argument(
+        "--max-body-bytes",
+        type=int,
+        default=4_000_000,
+        help="larger request bodies are refused with 413 (default: 4000000)",
+    )
+    serve.add_argument(
+        "--max-texts", type=int, default=10_000, help="inputs per request (default: 10000)"
+    )
+    serve.set_defaults(handler=cmd_serve)
+    export = commands.add_parser(
+        "export",
+        help="write a saved model as a standard ONNX graph",
+        description="The recurrence becomes ONNX's own RNN operator (W, R, B from A and b).",
+    )
+    export.add_argument("--model", type=Path, required=True, help="folder written by train")
+    export.add_argument("--onnx", type=Path, required=True, help="the .onnx file to write")
+    export.set_defaults(handler=cmd_export)
 
 
 def _workers(text: str) -> int:

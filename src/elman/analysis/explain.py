@@ -9,7 +9,7 @@ coloured by its change) and a PNG plot of p_t against t.
 from __future__ import annotations
 
 import html
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -24,6 +24,7 @@ class Reading:
     words: list[str]  # the words the model read, in order (after the start token)
     probabilities: list[float]  # p_t after each word
     start_probability: float  # after the start token, before any word
+    states: list[list[float]] = field(default_factory=list)  # h_t after each word (words, H)
 
     def changes(self) -> list[float]:
         previous = [self.start_probability, *self.probabilities[:-1]]
@@ -55,8 +56,13 @@ def read_word_by_word(classifier: TrainedClassifier, text: str) -> Reading:
     words = tokenize(text)[-kept:] if kept > 0 else []
     if ids[0, start].item() != 1:  # the start token was cut off: every position is a word
         words = tokenize(text)[-(len(ids[0]) - start) :]
-        return Reading(words, probabilities[start:].tolist(), float("nan"))
-    return Reading(words, probabilities[start + 1 :].tolist(), float(probabilities[start]))
+        return Reading(words, probabilities[start:].tolist(), float("nan"), states[start:].tolist())
+    return Reading(
+        words,
+        probabilities[start + 1 :].tolist(),
+        float(probabilities[start]),
+        states[start + 1 :].tolist(),
+    )
 
 
 def write_html(reading: Reading, path: Path, title: str = "elman explain") -> None:

@@ -1,0 +1,113 @@
+"""``elman export``: a saved text classifier as a standard ONNX graph, runnable by any ONNX
+runtime without elman or PyTorch.
+
+    ids (N, T) int64 -> Gather(embedding) -> Transpose (T, N, E) -> RNN -> Y_h (N, H)
+        -> Gemm(dense) -> Sigmoid (two classes: P(positive), (N,)) or Softmax (N, C)
+
+The recurrence is ONNX's own ``RNN`` operator, ``H_t = f(X_t·Wᵀ + H_{t-1}·Rᵀ + Wb + Rb)``.
+elman's ``A`` multiplies ``[h_{t-1}; x_t]``, so ``R = A[:, :H]``, ``W = A[:, H:]``, ``Wb = b``
+and ``Rb = 0``. The padding in front of a review is read as the model reads it (the reference
+model's way), so the probabilities are elman's.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from elman.errors import UserError
+from elman.files import atomic_write
+
+OPSET = 17
+ACTIVATIONS = {"tanh": "Tanh", "relu": "Relu"}
+
+
+def onnx_graph(trained):
+    """The ``onnx.ModelProto`` of a trained text classifier (one forward SimpleRNN layer whose
+    last state feeds the dense layer: the reference architecture)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from elman.rnn import SimpleRNN
+
+    model, config = trained.model, trained.config.model
+    if (
+        not trained.config.reads_text
+        or not isinstance(model.rnn, SimpleRNN)
+        or model.rnn.return_sequences
+        or config.mask_padding
+        or config.activation not in ACTIVATIONS
+    ):
+        raise UserError(
+            "export writes the reference architecture (one SimpleRNN read forwards, its last "
+            "state into the dense layer, the padding read, tanh or relu); this model differs: "
+            "train one with --model rnn, no --layers/--bidirectional/--pooling/--mask-padding"
+        )
+    H = config.hidden_size
+    A = model.rnn.A.detach().cpu().numpy()
+    b = model.rnn.b.detach().cpu().numpy() if model.rnn.b is not None else np.zeros(H, np.float32)
+    weights = {
+        "embedding": model.embedding.weight.detach().cpu().numpy(),
+        "W": A[None, :, H:],
+        "R": A[None, :, :H],
+        "B": np.concatenate([b, np.zeros(H, np.float32)])[None],
+        "dense_weight": model.dense.weight.detach().cpu().numpy(),
+        "dense_bias": model.dense.bias.detach().cpu().numpy(),
+        "first": np.array([0], dtype=np.int64),  # axes to squeeze
+        "second": np.array([1], dtype=np.int64),
+    }
+    two_classes = model.classes == 2
+    nodes = [
+        helper.make_node("Gather", ["embedding", "ids"], ["embedded"]),
+        helper.make_node("Transpose", ["embedded"], ["steps_first"], perm=[1, 0, 2]),
+        helper.make_node(
+            "RNN",
+            ["steps_first", "W", "R", "B"],
+            ["", "last_state"],
+            hidden_size=H,
+            activations=[ACTIVATIONS[config.activation]],
+        ),
+        helper.make_node("Squeeze", ["last_state", "first"], ["h"]),
+        helper.make_node("Gemm", ["h", "dense_weight", "dense_bias"], ["logits"], transB=1),
+    ]
+    if two_classes:
+        nodes += [
+            helper.make_node("Sigmoid", ["logits"], ["sigmoid"]),
+            helper.make_node("Squeeze", ["sigmoid", "second"], ["probability"]),
+        ]
+        output = helper.make_tensor_value_info("probability", TensorProto.FLOAT, ["batch"])
+    else:
+        nodes.append(helper.make_node("Softmax", ["logits"], ["probability"], axis=1))
+        output = helper.make_tensor_value_info(
+            "probability", TensorProto.FLOAT, ["batch", model.classes]
+        )
+    graph = helper.make_graph(
+        nodes,
+        "elman",
+        [helper.make_tensor_value_info("ids", TensorProto.INT64, ["batch", config.max_len])],
+        [output],
+        initializer=[
+            numpy_helper.from_array(np.ascontiguousarray(v), k) for k, v in weights.items()
+        ],
+    )
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+    proto.doc_string = (
+        f"elman {trained.config.source} classifier; classes {trained.config.classes}; "
+        f"ids from its vocabulary.txt, padded in front to {config.max_len}"
+    )
+    onnx.checker.check_model(proto)
+    return proto
+
+
+def export_onnx(folder: str | Path, path: str | Path) -> Path:
+    """Write the model saved in ``folder`` to ``path`` as ONNX (atomically)."""
+    from elman.bundle import load
+
+    path = Path(path)
+    if path.suffix != ".onnx":
+        raise UserError(f"--onnx {path}: give a file name ending in .onnx")
+    proto = onnx_graph(load(folder))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, proto.SerializeToString())
+    return path

@@ -1,0 +1,231 @@
+"""``elman serve`` against a running server (started and stopped here, on a free loopback port),
+with a model trained on real reviews; answers held equal to ``elman predict`` and ``explain``."""
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import tarfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import run_elman
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class Running:
+    """An ``elman serve`` process and a client for it."""
+
+    def __init__(self, model: Path, *options: str) -> None:
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "elman", "serve", "--model", str(model)]
+            + ["--port", str(self.port), *options],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                self.get("/health")
+                return
+            except OSError:
+                assert self.process.poll() is None, self.process.stderr.read()
+                assert time.monotonic() < deadline, "the server never answered"
+                time.sleep(0.1)
+
+    def request(self, path: str, body: bytes | None = None, content_type="application/json"):
+        """(status, decoded JSON or text) of one request."""
+        request = urllib.request.Request(self.url + path, data=body)
+        if body is not None:
+            request.add_header("Content-Type", content_type)
+        try:
+            with urllib.request.urlopen(request, timeout=120) as response:
+                status, raw, kind = response.status, response.read(), response.headers
+        except urllib.error.HTTPError as error:
+            status, raw, kind = error.code, error.read(), error.headers
+        if kind.get_content_type() == "application/json":
+            return status, json.loads(raw)
+        return status, raw.decode()
+
+    def get(self, path: str):
+        return self.request(path)
+
+    def post(self, path: str, payload) -> tuple[int, dict]:
+        return self.request(path, json.dumps(payload).encode())
+
+    def stop(self) -> int:
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=60)
+
+
+@pytest.fixture(scope="module")
+def server(subset_model):
+    running = Running(subset_model)
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="module")
+def reviews(subset_archive) -> list[str]:
+    """Real test reviews (short and long, both classes)."""
+    texts = []
+    with tarfile.open(subset_archive) as archive:
+        for member in archive:
+            if "/test/" in member.name and member.isfile() and len(texts) < 12:
+                texts.append(archive.extractfile(member).read().decode())
+    return texts
+
+
+def test_health_model_page_and_examples(server, subset_model):
+    assert server.get("/health")[1]["status"] == "ok"
+    status, model = server.get("/model")
+    metrics = json.loads((subset_model / "metrics.json").read_text())
+    assert status == 200 and model["classes"] == ["negative", "positive"]
+    assert model["metrics"]["test_acc"] == metrics["test_acc"]
+    assert model["model"]["hidden_size"] == 16 and model["parameters"] > 0
+    status, page = server.get("/")
+    assert status == 200 and 'id="heatmap"' in page and "http" not in page.split("<script>")[1]
+    status, examples = server.get("/examples")
+    labels = {example["label"] for example in examples["examples"]}
+    assert status == 200 and labels == {"positive", "negative"}
+
+
+def test_predict_equals_elman_predict(server, subset_model, reviews):
+    status, answer = server.post("/predict", {"texts": reviews})
+    assert status == 200
+    cli = run_elman("predict", "--model", str(subset_model), "--json", *reviews)
+    assert cli.returncode == 0, cli.stderr
+    expected = json.loads(cli.stdout)
+    assert [p["label"] for p in answer["predictions"]] == [r["label"] for r in expected]
+    np.testing.assert_allclose(
+        [p["probability"] for p in answer["predictions"]],
+        [r["probability"] for r in expected],
+        rtol=1e-6,
+    )
+
+
+def test_explain_equals_elman_explain_and_gives_the_states(server, subset_model, reviews, tmp_path):
+    text = reviews[0]
+    status, reading = server.post("/explain", {"text": text})
+    assert status == 200
+    cli = run_elman("explain", "--model", str(subset_model), "--out", str(tmp_path), text)
+    assert cli.returncode == 0, cli.stderr
+    expected = json.loads((tmp_path / "explain.json").read_text())
+    assert reading["words"] == expected["words"]
+    np.testing.assert_allclose(reading["probabilities"], expected["probabilities"], rtol=1e-6)
+    changes = [np.nan if change is None else change for change in reading["changes"]]
+    np.testing.assert_allclose(changes, expected["changes"], rtol=1e-5, atol=1e-7)
+    states = np.array(reading["states"])
+    assert states.shape == (len(reading["words"]), 16)
+    assert np.all(np.abs(states) <= 1) and states.std() > 0.01  # tanh states, not constants
+    # the last state's verdict is the prediction's
+    _, predicted = server.post("/predict", {"texts": [text]})
+    assert reading["probabilities"][-1] == pytest.approx(
+        predicted["predictions"][0]["probability"], rel=1e-5
+    )
+
+
+def test_concurrent_requests_are_gathered_into_batches(server, reviews):
+    before = server.get("/health")[1]
+    with ThreadPoolExecutor(max_workers=32) as pool:
+        answers = list(
+            pool.map(lambda i: server.post("/predict", {"texts": [reviews[i % 12]]}), range(96))
+        )
+    assert all(status == 200 for status, _ in answers)
+    alone = server.post("/predict", {"texts": reviews})[1]["predictions"]
+    for i, (_, answer) in enumerate(answers):  # batched, each still gets its own answer
+        assert answer["predictions"][0] == pytest.approx(alone[i % 12])
+    after = server.get("/health")[1]
+    requests = after["requests"] - before["requests"]
+    batches = after["batches"] - before["batches"]
+    assert requests >= 96 and batches < requests, (requests, batches)
+
+
+@pytest.mark.parametrize(
+    "body, status, message",
+    [
+        (b"{not json", 400, "not valid JSON"),
+        (b"\xff\xfe{}", 400, "not UTF-8"),
+        (b'["a list"]', 422, 'send a JSON object with "texts"'),
+        (b'{"texts": "one string"}', 422, "must be a non-empty list"),
+        (b'{"texts": []}', 422, "must be a non-empty list"),
+        (b'{"texts": [1, 2]}', 422, "must hold non-empty strings"),
+        (b'{"texts": ["   "]}', 422, "must hold non-empty strings"),
+        (b'{"texts": ["zzqx qqzx"]}', 422, "no word in the model's vocabulary"),
+        (json.dumps({"texts": ["good"] * 100_000}).encode(), 413, "send at most 10,000"),
+    ],
+)
+def test_bad_requests_get_a_json_error_and_the_server_stays_up(server, body, status, message):
+    got, answer = server.request("/predict", body)
+    assert got == status and message in answer["error"], answer
+    assert server.get("/health")[1]["status"] == "ok"
+
+
+def test_bad_explain_requests(server):
+    assert server.post("/explain", {"text": ""})[0] == 422
+    assert server.post("/explain", {"texts": ["a list"]})[0] == 422
+    assert server.request("/explain", b"\xff")[0] == 400
+
+
+def test_shutdown_answers_the_requests_in_flight(subset_model, reviews):
+    running = Running(subset_model, "--max-texts", "100000", "--max-body-bytes", "100000000")
+    answers = []
+    slow = threading.Thread(  # ~30,000 long reviews: seconds of work
+        target=lambda: answers.append(running.post("/predict", {"texts": reviews * 2_500}))
+    )
+    slow.start()
+    time.sleep(1.0)
+    # uvicorn stops accepting, answers what is in flight, then exits by the signal it got
+    assert running.stop() in (0, -signal.SIGTERM)
+    slow.join(timeout=120)
+    assert answers and answers[0][0] == 200 and len(answers[0][1]["predictions"]) == 30_000
+
+
+def test_a_model_folder_that_does_not_load_stops_serve_at_start(tmp_path):
+    started = time.monotonic()
+    result = run_elman("serve", "--model", str(tmp_path / "missing"), timeout=60)
+    assert result.returncode == 1 and time.monotonic() - started < 30
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("elman: error:"), result.stderr
+
+
+def test_listening_beyond_loopback_warns(subset_model):
+    running = Running(subset_model, "--host", "0.0.0.0")
+    try:
+        assert running.get("/health")[0] == 200
+    finally:
+        running.stop()
+    assert "reachable from the network" in running.process.stderr.read()
+
+
+def test_a_body_over_the_limit_is_refused_before_it_is_read(server):
+    """A 5 MB body: the answer comes from its declared length, before the body is sent (as
+    HTTP has it); the server stays up."""
+    import http.client
+
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    connection.putrequest("POST", "/predict")
+    connection.putheader("Content-Type", "application/json")
+    connection.putheader("Content-Length", str(5_000_000))
+    connection.endheaders()
+    response = connection.getresponse()
+    assert response.status == 413
+    assert "over 4,000,000 bytes" in json.loads(response.read())["error"]
+    connection.close()
+    assert server.get("/health")[1]["status"] == "ok"
