@@ -20,6 +20,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -35,7 +36,7 @@ from elman.config import (
     load_config,
     save_config,
 )
-from elman.data.text import RESERVED, Vocabulary, encode_texts
+from elman.data.text import RESERVED, Vocabulary
 from elman.errors import UserError
 from elman.files import atomic_write, json_bytes
 from elman.models import (
@@ -122,12 +123,18 @@ class TrainedClassifier(Trained):
     """A text classifier with everything needed to read raw text: ``predict(["great film"])``."""
 
     vocabulary: Vocabulary = field(default_factory=lambda: Vocabulary(()))
+    _encoder: Any = field(default=None, init=False, repr=False, compare=False)
 
     def encode(self, texts: Sequence[str], notes: list[str] | None = None) -> np.ndarray:
         """Texts -> ids (N, max_len), exactly as the training texts were encoded (see
-        ``elman.data.text.encode_texts``: texts the model cannot read are refused)."""
+        ``elman.data.text.encode_texts``: texts the model cannot read are refused), by the
+        compiled encoder (``elman.data.fast_text``, held equal to it)."""
+        from elman.data.fast_text import FastEncoder
+
+        if self._encoder is None or self._encoder.vocabulary is not self.vocabulary:
+            self._encoder = FastEncoder(self.vocabulary)
         data, max_len = self.config.data, self.config.model.max_len
-        return encode_texts(texts, self.vocabulary, max_len, data.padding, data.truncating, notes)
+        return self._encoder.encode_texts(texts, max_len, data.padding, data.truncating, notes)
 
     def predict_proba(
         self, texts: Sequence[str], batch_size: int = 1000, notes: list[str] | None = None

@@ -24,39 +24,23 @@ ACTIVATIONS = {"tanh": "Tanh", "relu": "Relu"}
 
 
 def onnx_graph(trained):
-    """The ``onnx.ModelProto`` of a trained text classifier (one forward SimpleRNN layer whose
-    last state feeds the dense layer: the reference architecture)."""
+    """The ``onnx.ModelProto`` of a trained text classifier (the reference architecture)."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     from elman.rnn import SimpleRNN
 
     model, config = trained.model, trained.config.model
-    if (
-        not trained.config.reads_text
-        or not isinstance(model.rnn, SimpleRNN)
-        or model.rnn.return_sequences
-        or config.mask_padding
-        or config.activation not in ACTIVATIONS
+    plain = isinstance(model.rnn, SimpleRNN) and not model.rnn.return_sequences
+    if not (trained.config.reads_text and plain and not config.mask_padding) or (
+        config.activation not in ACTIVATIONS
     ):
         raise UserError(
             "export writes the reference architecture (one SimpleRNN read forwards, its last "
             "state into the dense layer, the padding read, tanh or relu); this model differs: "
             "train one with --model rnn, no --layers/--bidirectional/--pooling/--mask-padding"
         )
-    H = config.hidden_size
-    A = model.rnn.A.detach().cpu().numpy()
-    b = model.rnn.b.detach().cpu().numpy() if model.rnn.b is not None else np.zeros(H, np.float32)
-    weights = {
-        "embedding": model.embedding.weight.detach().cpu().numpy(),
-        "W": A[None, :, H:],
-        "R": A[None, :, :H],
-        "B": np.concatenate([b, np.zeros(H, np.float32)])[None],
-        "dense_weight": model.dense.weight.detach().cpu().numpy(),
-        "dense_bias": model.dense.bias.detach().cpu().numpy(),
-        "first": np.array([0], dtype=np.int64),  # axes to squeeze
-        "second": np.array([1], dtype=np.int64),
-    }
+    weights = _weights(model, config.hidden_size)
     two_classes = model.classes == 2
     nodes = [
         helper.make_node("Gather", ["embedding", "ids"], ["embedded"]),
@@ -65,7 +49,7 @@ def onnx_graph(trained):
             "RNN",
             ["steps_first", "W", "R", "B"],
             ["", "last_state"],
-            hidden_size=H,
+            hidden_size=config.hidden_size,
             activations=[ACTIVATIONS[config.activation]],
         ),
         helper.make_node("Squeeze", ["last_state", "first"], ["h"]),
@@ -98,6 +82,24 @@ def onnx_graph(trained):
     )
     onnx.checker.check_model(proto)
     return proto
+
+
+def _weights(model, hidden_size: int) -> dict[str, np.ndarray]:
+    """The graph's constant tensors: the embedding, ONNX RNN's W, R, B from ``A`` and ``b``,
+    the dense layer, and the axes to squeeze."""
+    H = hidden_size
+    A = model.rnn.A.detach().cpu().numpy()
+    b = model.rnn.b.detach().cpu().numpy() if model.rnn.b is not None else np.zeros(H, np.float32)
+    return {
+        "embedding": model.embedding.weight.detach().cpu().numpy(),
+        "W": A[None, :, H:],
+        "R": A[None, :, :H],
+        "B": np.concatenate([b, np.zeros(H, np.float32)])[None],
+        "dense_weight": model.dense.weight.detach().cpu().numpy(),
+        "dense_bias": model.dense.bias.detach().cpu().numpy(),
+        "first": np.array([0], dtype=np.int64),  # axes to squeeze
+        "second": np.array([1], dtype=np.int64),
+    }
 
 
 def export_onnx(folder: str | Path, path: str | Path) -> Path:

@@ -22,7 +22,6 @@ import asyncio
 import contextlib
 import json
 import math
-import tarfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -104,37 +103,15 @@ def model_info(trained) -> dict:
     }
 
 
-def example_reviews(trained, count: int = 6) -> list[dict]:
-    """A few test reviews (half positive, half negative) from the model's IMDB archive, when
-    it is at hand (the archive lists its test reviews first: this reads only the start)."""
-    data = getattr(trained.config.data, "data", None)
-    if trained.config.source != "imdb" or not data or not Path(data).is_file():
-        return []
-    found: dict[str, list[dict]] = {"pos": [], "neg": []}
-    try:
-        with tarfile.open(data) as archive:
-            for member in archive:
-                parts = member.name.split("/")
-                if len(parts) == 4 and parts[1] == "test" and parts[2] in found:
-                    if len(found[parts[2]]) < count // 2 and member.isfile():
-                        text = archive.extractfile(member).read().decode("utf-8", "replace")
-                        if len(text) < 1500:  # short ones read well on a page
-                            label = "positive" if parts[2] == "pos" else "negative"
-                            found[parts[2]].append({"text": text, "label": label})
-                if all(len(v) >= count // 2 for v in found.values()):
-                    break
-    except (OSError, tarfile.TarError):
-        return []
-    return [review for pair in zip(found["pos"], found["neg"], strict=False) for review in pair]
-
-
 class Server:
     """The routes' work, apart from HTTP: inputs checked and encoded, outputs as JSON."""
 
     def __init__(self, trained, settings: ServeSettings) -> None:
         self.trained, self.settings = trained, settings
         self.reads_text = trained.config.reads_text
-        self.speech = trained.config.source == "speech"
+        from elman.data import SOURCES
+
+        self.source = SOURCES[trained.config.source]
         self.forecasts = trained.model.task == "forecast"
         run = trained.forecast if self.forecasts else trained.probabilities
         self.batcher = Batcher(run, settings.max_batch, settings.wait)
@@ -142,8 +119,15 @@ class Server:
 
     def inputs(self, body: bytes, content_type: str) -> np.ndarray:
         """The request's rows for the model: ids (N, T) or values (N, T, F)."""
-        if self.speech:
-            return self._wav(body)
+        if self.source.upload is not None:  # a file as the body (speech: a WAV recording)
+            if not body:
+                raise BadRequest(422, "send the file (a WAV recording) as the request body")
+            try:
+                return self.source.upload(self.trained, body)
+            except (UserError, RuntimeError, ValueError, OSError) as error:
+                raise BadRequest(
+                    422, f"the body is not a recording this model can read ({error})"
+                ) from None
         payload = parse_json(body)
         key = "texts" if self.reads_text else "values"
         if not isinstance(payload, dict) or key not in payload:
@@ -182,20 +166,6 @@ class Server:
             )  # fmt: skip
         return values
 
-    def _wav(self, body: bytes) -> np.ndarray:
-        from elman.data.speech import features, pad_with_nan, read_wav
-
-        if not body:
-            raise BadRequest(422, "send a WAV recording as the request body")
-        config = self.trained.config.data
-        try:
-            samples, rate = read_wav(body, "the body", config.sample_rate, set())
-            return pad_with_nan([features(samples, rate, config)])
-        except (UserError, RuntimeError, ValueError, OSError) as error:
-            raise BadRequest(
-                422, f"the body is not a WAV recording this model can read ({error})"
-            ) from None
-
     def answer(self, outputs: np.ndarray) -> dict:
         from elman.bundle import to_predictions
 
@@ -217,6 +187,7 @@ class Server:
             reading = read_word_by_word(self.trained, text)
         except UserError as error:
             raise BadRequest(422, str(error)) from None
+
         def finite(value: float) -> float | None:  # (the start token cut off: no "before")
             return None if math.isnan(value) else value
 
@@ -240,6 +211,33 @@ def parse_json(body: bytes):
         raise BadRequest(400, f"the body is not valid JSON ({error})") from None
 
 
+async def read_body(request, limit: int) -> bytes:
+    """The request's body, refused (413) as soon as it is known to be over ``limit`` bytes:
+    from its declared length before reading, else while reading."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise BadRequest(413, f"the body is over {limit:,} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BadRequest(413, f"the body is over {limit:,} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def refused(request, error: BadRequest):
+    from starlette.responses import JSONResponse
+
+    return JSONResponse({"error": str(error)}, status_code=error.status)
+
+
+async def failed(request, error: Exception):
+    from starlette.responses import JSONResponse
+
+    return JSONResponse({"error": f"the server failed: {error!r}"}, status_code=500)
+
+
 def create_app(folder: str | Path, settings: ServeSettings | None = None):
     """The ASGI application serving the model saved in ``folder`` (loaded now: a folder that
     does not load raises its UserError here, before any request)."""
@@ -255,16 +253,7 @@ def create_app(folder: str | Path, settings: ServeSettings | None = None):
     page = (Path(__file__).parent / "web" / "index.html").read_text(encoding="utf-8")
 
     async def body_of(request: Request) -> bytes:
-        declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > settings.max_body_bytes:
-            raise BadRequest(413, f"the body is over {settings.max_body_bytes:,} bytes")
-        chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > settings.max_body_bytes:
-                raise BadRequest(413, f"the body is over {settings.max_body_bytes:,} bytes")
-            chunks.append(chunk)
-        return b"".join(chunks)
+        return await read_body(request, settings.max_body_bytes)
 
     async def predict(request: Request) -> JSONResponse:
         body = await body_of(request)
@@ -276,14 +265,9 @@ def create_app(folder: str | Path, settings: ServeSettings | None = None):
 
     async def examples(request: Request) -> JSONResponse:
         if server.examples is None:
-            server.examples = await asyncio.to_thread(example_reviews, server.trained)
+            read = server.source.examples or (lambda trained, count: [])
+            server.examples = await asyncio.to_thread(read, server.trained, 6)
         return JSONResponse({"examples": server.examples})
-
-    async def refused(request: Request, error: BadRequest) -> JSONResponse:
-        return JSONResponse({"error": str(error)}, status_code=error.status)
-
-    async def failed(request: Request, error: Exception) -> JSONResponse:
-        return JSONResponse({"error": f"the server failed: {error!r}"}, status_code=500)
 
     @contextlib.asynccontextmanager
     async def lifespan(app):

@@ -439,6 +439,31 @@ BEST = {
     "train": {"epochs": 4, "lr_decay": 0.5},
 }
 
+
+def examples(trained: Trained, count: int = 6) -> list[dict]:
+    """A few test reviews (half positive, half negative) from the model's IMDB archive, when
+    it is at hand (the archive lists its test reviews first: this reads only the start)."""
+    data = trained.config.data.data
+    if not data or not Path(data).is_file():
+        return []
+    found: dict[str, list[dict]] = {"pos": [], "neg": []}
+    try:
+        with tarfile.open(data) as archive:
+            for member in archive:
+                parts = member.name.split("/")
+                if len(parts) == 4 and parts[1] == "test" and parts[2] in found:
+                    if len(found[parts[2]]) < count // 2 and member.isfile():
+                        text = archive.extractfile(member).read().decode("utf-8", "replace")
+                        if len(text) < 1500:  # short ones read well on a page
+                            label = "positive" if parts[2] == "pos" else "negative"
+                            found[parts[2]].append({"text": text, "label": label})
+                if all(len(v) >= count // 2 for v in found.values()):
+                    break
+    except (OSError, tarfile.TarError):
+        return []
+    return [review for pair in zip(found["pos"], found["neg"], strict=False) for review in pair]
+
+
 SOURCE = Source(
     name="imdb",
     config=IMDBConfig,
@@ -449,6 +474,7 @@ SOURCE = Source(
     help="IMDB sentiment (Large Movie Review Dataset)",
     description="Train on 20,000 IMDB reviews, validate on 5,000, test on 25,000.",
     recipes={"best": BEST},
+    examples=examples,
     recipe_help={
         "reference": "the book's SimpleRNN(32) over 500 words, RMSprop",
         "best": "the reference, reading both directions over the words only, max and mean "

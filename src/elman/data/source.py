@@ -82,6 +82,10 @@ class Source:
     # Named recipes beyond the reference one (``--preset NAME``): {"model"|"data"|"train": {...}}
     recipes: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     recipe_help: dict[str, str] = field(default_factory=dict)  # a line per recipe, and reference
+    # elman serve: a few test samples to show ({"text", "label"}), and for sources read from
+    # files, a request body (the file's bytes) -> the rows the model reads
+    examples: Callable[[Trained, int], list[dict]] | None = None
+    upload: Callable[[Trained, bytes], np.ndarray] | None = None
     help: str = ""  # one line for ``elman train --help``
     description: str = ""  # a paragraph for ``elman train SOURCE --help``
 

@@ -244,6 +244,13 @@ def inputs(trained: Trained, given: Given, log: Log = print) -> Inputs:
     return Inputs(x, [str(p) for p in paths], [str(p) for p in paths])
 
 
+def upload(trained: Trained, body: bytes) -> np.ndarray:
+    """A recording's bytes (a WAV file) -> its features (1, frames, n), as in training."""
+    config = trained.config.data
+    samples, rate = read_wav(body, "the recording", config.sample_rate, set())
+    return pad_with_nan([features(samples, rate, config)])
+
+
 SOURCE = Source(
     name="speech",
     config=SpeechConfig,
@@ -251,6 +258,7 @@ SOURCE = Source(
     read=read,
     evaluation=evaluation,
     inputs=inputs,
+    upload=upload,
     preset={"model": {"hidden_size": 128}, "train": {"epochs": 100, "patience": 10}},
     fixed={"task": "classify"},
     help="spoken words: WAV files labelled by file-name prefix or folder",

@@ -120,20 +120,29 @@ def encode_texts(
     sequences = []
     for number, text in enumerate(texts, start=1):
         tokens = tokenize(text)
-        if not tokens:
-            raise UserError(f"review {number} has no words: give it some text")
         ids = vocabulary.encode(tokens)
-        if all(i == OOV for i in ids[1:]):
-            raise UserError(
-                f"review {number} has no word in the model's vocabulary ({len(tokens)} "
-                "words, all unknown): give text like the model's training texts"
-            )
+        check_words(number, len(tokens), sum(i != OOV for i in ids[1:]))
         if notes is not None and len(ids) > max_len:
-            kept = "last" if truncating == "pre" else "first"
-            notes.append(
-                f"review {number} has {len(tokens):,} words; the model reads its {kept} "
-                f"{max_len - (1 if truncating == 'post' else 0)}"
-            )
+            notes.append(cut_note(number, len(tokens), max_len, truncating))
         sequences.append(ids)
     ids, _ = pad_sequences(sequences, max_len, padding, truncating)
     return ids
+
+
+def check_words(number: int, words: int, known: int) -> None:
+    """Refuse text ``number`` (from 1) if it has no words, or none the vocabulary knows."""
+    if not words:
+        raise UserError(f"review {number} has no words: give it some text")
+    if not known:
+        raise UserError(
+            f"review {number} has no word in the model's vocabulary ({words} "
+            "words, all unknown): give text like the model's training texts"
+        )
+
+
+def cut_note(number: int, words: int, max_len: int, truncating: str) -> str:
+    kept = "last" if truncating == "pre" else "first"
+    return (
+        f"review {number} has {words:,} words; the model reads its {kept} "
+        f"{max_len - (1 if truncating == 'post' else 0)}"
+    )
