@@ -1,8 +1,14 @@
 import hashlib
 import io
+import json
+import signal
+import socket
 import subprocess
 import sys
 import tarfile
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -111,6 +117,60 @@ def subset_model(subset_archive, real_cache, tmp_path_factory) -> Path:
     )
     train_model(config, out, log=lambda _: None, progress=False)
     return out
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class Running:
+    """An ``elman serve`` process and a client for it."""
+
+    def __init__(self, model: Path, *options: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "elman", "serve", "--model", str(model)]
+            + ["--port", str(self.port), *options],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                self.get("/health")
+                return
+            except OSError:
+                assert self.process.poll() is None, self.process.stderr.read()
+                assert time.monotonic() < deadline, "the server never answered"
+                time.sleep(0.1)
+
+    def request(self, path: str, body: bytes | None = None, content_type="application/json"):
+        """(status, decoded JSON or text) of one request."""
+        request = urllib.request.Request(self.url + path, data=body)
+        if body is not None:
+            request.add_header("Content-Type", content_type)
+        try:
+            with urllib.request.urlopen(request, timeout=120) as response:
+                status, raw, kind = response.status, response.read(), response.headers
+        except urllib.error.HTTPError as error:
+            status, raw, kind = error.code, error.read(), error.headers
+        if kind.get_content_type() == "application/json":
+            return status, json.loads(raw)
+        return status, raw.decode()
+
+    def get(self, path: str):
+        return self.request(path)
+
+    def post(self, path: str, payload) -> tuple[int, dict]:
+        return self.request(path, json.dumps(payload).encode())
+
+    def stop(self) -> int:
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=60)
 
 
 def run_elman(*args: str, stdin: str | None = None, timeout: int = 600):

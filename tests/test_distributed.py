@@ -8,7 +8,6 @@ archive: 1,200 training and 400 test reviews, 60 words, 2,000 ids.
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import TEST_REVIEWS
+from conftest import TEST_REVIEWS, free_port
 from elman.distributed import PEER_LOST, World, failure_line
 
 
@@ -127,16 +126,10 @@ def test_torchrun_starts_the_same_job(two_workers, subset_archive, real_cache, t
         assert torch.equal(weights(out)[name], value), name
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def test_workers_with_different_settings_are_refused(subset_archive, real_cache, tmp_path):
     """Two processes given the launcher's variables by hand (any launcher may start them),
     one of them with another learning rate: both refuse to start, saying why."""
-    env = {"WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port())}
+    env = {"WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port())}
     workers = [
         subprocess.Popen(
             [sys.executable, "-m", "elman"]
