@@ -1,5 +1,7 @@
 """Batch prediction from raw text with a saved model: the 25,000 IMDB test reviews, through
-``elman.load(DIR).predict_proba(texts)`` (tokenize, encode, pad, infer), and the model alone.
+``elman.load(DIR).predict_proba(texts)`` (tokenize, encode, pad, infer), and the model alone;
+beside it the reference tokenizer, and the ONNX export run by onnxruntime (reference
+architecture only; its probabilities are checked against elman's).
 
     python benchmarks/predict.py --model runs/imdb --data ../shared/data/aclImdb.tar.gz
 """
@@ -14,6 +16,7 @@ import torch
 
 import elman
 from elman.data.imdb import read_reviews, resolve_source
+from elman.data.text import encode_texts
 
 
 def main() -> None:
@@ -36,10 +39,49 @@ def main() -> None:
         model_seconds = time.perf_counter() - model_started
     accuracy = float(np.mean((probabilities > 0.5) == test.labels))
     n = len(test.texts)
+    data = classifier.config.data
+    reference_started = time.perf_counter()
+    reference = encode_texts(
+        test.texts, classifier.vocabulary, classifier.config.model.max_len, data.padding,
+        data.truncating,
+    )  # fmt: skip
+    reference_seconds = time.perf_counter() - reference_started
+    assert np.array_equal(reference, ids), "the compiled text path differs from the reference"
     print(f"{n:,} test reviews, {torch.get_num_threads()} threads, accuracy {accuracy:.4f}")
-    print(f"  text -> prediction: {n / (finished - encoded):>9,.0f} reviews/s")
-    print(f"  text -> ids only:   {n / (encoded - started):>9,.0f} reviews/s")
-    print(f"  ids -> prediction:  {n / model_seconds:>9,.0f} reviews/s")
+    print(f"  text -> prediction:           {n / (finished - encoded):>9,.0f} reviews/s")
+    print(f"  text -> ids (compiled):       {n / (encoded - started):>9,.0f} reviews/s")
+    print(f"  text -> ids (reference):      {n / reference_seconds:>9,.0f} reviews/s")
+    print(f"  ids -> prediction:            {n / model_seconds:>9,.0f} reviews/s")
+    onnx_speed(args.model, classifier, ids, probabilities)
+
+
+def onnx_speed(folder: str, classifier, ids: np.ndarray, probabilities: np.ndarray) -> None:
+    """The exported graph under onnxruntime: reviews/s from ids, and its largest difference."""
+    import tempfile
+
+    import onnxruntime
+
+    from elman.errors import UserError
+    from elman.export import export_onnx
+
+    with tempfile.TemporaryDirectory() as out:
+        try:
+            path = export_onnx(folder, f"{out}/model.onnx")
+        except UserError as error:
+            print(f"  onnxruntime: not exported ({error})")
+            return
+        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        session.run(None, {"ids": ids[:1000]})
+        started = time.perf_counter()
+        outputs = np.concatenate(
+            [session.run(None, {"ids": ids[i : i + 1000]})[0] for i in range(0, len(ids), 1000)]
+        )
+        seconds = time.perf_counter() - started
+    difference = float(np.abs(outputs - probabilities).max())
+    print(
+        f"  ids -> prediction (onnxruntime): {len(ids) / seconds:>6,.0f} reviews/s "
+        f"(largest difference from elman {difference:.1e})"
+    )
 
 
 if __name__ == "__main__":

@@ -1,0 +1,119 @@
+"""``elman serve`` over HTTP on loopback: throughput of batch requests and latency of single
+reviews under concurrent clients (bounded in requests; real IMDB test reviews).
+
+    python benchmarks/serve.py --model runs/imdb --data ../shared/data/aclImdb.tar.gz
+
+Starts the server on a free loopback port, warms it up, then
+- throughput: 4 clients each send ``--batches`` requests of 100 reviews: reviews/s;
+- latency: 1, 10 and 50 clients each send ``--singles`` one-review requests: p50 and p99 ms,
+printing the error count beside each (any non-200 answer or failed connection).
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import socket
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from elman.data.imdb import read_reviews, resolve_source
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class Client:
+    """One keep-alive connection: ``post(texts)`` -> (ok, seconds)."""
+
+    def __init__(self, port: int) -> None:
+        self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+
+    def post(self, texts: list[str]) -> tuple[bool, float]:
+        body = json.dumps({"texts": texts})
+        started = time.perf_counter()
+        try:
+            self.connection.request("POST", "/predict", body, {"Content-Type": "application/json"})
+            response = self.connection.getresponse()
+            answer = json.loads(response.read())
+            ok = response.status == 200 and len(answer["predictions"]) == len(texts)
+        except (OSError, http.client.HTTPException, ValueError):
+            self.connection.close()
+            ok = False
+        return ok, time.perf_counter() - started
+
+
+def run_clients(port: int, clients: int, requests: int, texts_of) -> tuple[list[float], int, float]:
+    """``clients`` threads, each sending ``requests`` requests: latencies, errors, wall time."""
+
+    def client(index: int) -> list[tuple[bool, float]]:
+        connection = Client(port)
+        return [connection.post(texts_of(index, i)) for i in range(requests)]
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=clients) as pool:
+        results = [r for rs in pool.map(client, range(clients)) for r in rs]
+    wall = time.perf_counter() - started
+    return [s for _, s in results], sum(not ok for ok, _ in results), wall
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", required=True, help="folder written by elman train")
+    parser.add_argument("--data", help="aclImdb archive (default: $ELMAN_DATA or download)")
+    parser.add_argument("--batches", type=int, default=50, help="batch requests per client")
+    parser.add_argument("--singles", type=int, default=100, help="single requests per client")
+    args = parser.parse_args()
+    reviews = read_reviews(resolve_source(args.data))["test"].texts
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "elman", "serve", "--model", args.model, "--port", str(port)],
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not Client(port).post(reviews[:1])[0]:
+            if time.monotonic() > deadline:
+                raise SystemExit("the server did not start")
+            time.sleep(0.2)
+        run_clients(port, 4, 5, lambda c, i: reviews[:100])  # warm-up: compiled kernels
+        pick = np.random.default_rng(0).integers(0, len(reviews), size=10**6)
+
+        def batch(client: int, i: int) -> list[str]:
+            start = (client * 997 + i * 100) % (len(reviews) - 100)
+            return reviews[start : start + 100]
+
+        _, errors, wall = run_clients(port, 4, args.batches, batch)
+        total = 4 * args.batches * 100
+        print(f"elman serve --model {args.model}, loopback, {len(reviews):,} test reviews")
+        print("| load | requests | reviews/s | p50 ms | p99 ms | errors |")
+        print("|---|---:|---:|---:|---:|---:|")
+        print(
+            f"| 4 clients, batches of 100 | {4 * args.batches} | {total / wall:,.0f} | | "
+            f"| {errors} |"
+        )
+        for clients in (1, 10, 50):
+            latencies, errors, wall = run_clients(
+                port, clients, args.singles, lambda c, i: [reviews[pick[c * 10_000 + i]]]
+            )
+            p50, p99 = np.percentile(latencies, [50, 99]) * 1000
+            n = clients * args.singles
+            print(
+                f"| {clients} client(s), 1 review each | {n} | {n / wall:,.0f} | {p50:.1f} "
+                f"| {p99:.1f} | {errors} |"
+            )
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+
+
+if __name__ == "__main__":
+    main()
