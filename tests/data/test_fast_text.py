@@ -60,3 +60,24 @@ def test_the_same_ids_refusals_and_notes_on_real_reviews(real_archive):
             encode_texts(bad, vocabulary, 50)
         with pytest.raises(UserError, match=str(expected.value).split(" (")[0]):
             fast.encode_texts(bad, 50)
+
+
+def test_the_corpus_is_ranked_and_encoded_as_the_reference_does(subset_archive):
+    """Real reviews plus some beyond Latin-1 (read the reference way), and words tied in
+    frequency (ranked alphabetically)."""
+    from elman.data.imdb import Reviews, encode_reviews, encode_reviews_reference, read_reviews
+
+    reviews = read_reviews(subset_archive)
+    extra = ["İstanbul naïve café ½ x_y", "Σίσυφος ς ς don't", "zeta alpha", "alpha zeta 😀"]
+    train = reviews["train"]
+    reviews["train"] = Reviews(
+        texts=train.texts + extra,
+        labels=np.concatenate([train.labels, [1, 0, 1, 0]]),
+        movies=np.concatenate([train.movies, [-1] * 4]),
+    )
+    fast, reference = encode_reviews(reviews), encode_reviews_reference(reviews)
+    assert fast.ranked_words == reference.ranked_words
+    for split in ("train", "test"):
+        np.testing.assert_array_equal(fast.ids[split], reference.ids[split])
+        np.testing.assert_array_equal(fast.offsets[split], reference.offsets[split])
+        assert fast.ids[split].dtype == reference.ids[split].dtype

@@ -128,6 +128,107 @@ def _padded(flat, out_starts, max_len, pad_front, cut_front):
     return padded
 
 
+def as_bytes(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """The texts without ``<br />`` tags, lowercased, as one Latin-1 byte array with each text's
+    start (N + 1,), and the rows beyond Latin-1 (left empty there: the reference reads them)."""
+    encoded, elsewhere = [], []
+    for row, text in enumerate(texts):
+        try:
+            encoded.append(_BREAK.sub(" ", text).lower().encode("latin-1"))
+        except UnicodeEncodeError:
+            encoded.append(b"")
+            elsewhere.append(row)
+    text = np.frombuffer(b"".join(encoded) or b"\0", dtype=np.uint8)
+    return text, np.cumsum([0] + [len(b) for b in encoded]).astype(np.int64), elsewhere
+
+
+@njit(cache=True, parallel=True)
+def _spans(text, text_starts, word, out_starts):
+    """Every word's start, end and hash, flat (each text's from ``out_starts[row]``)."""
+    total = out_starts[-1]
+    starts, ends = np.empty(total, np.int64), np.empty(total, np.int64)
+    hashes = np.empty(total, np.uint64)
+    for row in prange(len(text_starts) - 1):
+        i, end, k = text_starts[row], text_starts[row + 1], out_starts[row]
+        while i < end:
+            if word[text[i]]:
+                j = _word_end(text, i, end, word)
+                starts[k], ends[k], hashes[k] = i, j, _hash(text, i, j)
+                k += 1
+                i = j
+            else:
+                i += 1
+    return starts, ends, hashes
+
+
+@njit(cache=True)
+def _same_bytes(text, a_start, a_end, b_start, b_end) -> bool:
+    if a_end - a_start != b_end - b_start:
+        return False
+    for k in range(a_end - a_start):
+        if text[a_start + k] != text[b_start + k]:
+            return False
+    return True
+
+
+@njit(cache=True)
+def _distinct(text, starts, ends, hashes):
+    """The distinct words (as the index of a first occurrence) and how often each occurs: an
+    open-addressing table keyed by hash, words compared byte by byte (exact, whatever the
+    hashes), grown to stay at most half full."""
+    size = 1 << 16
+    slots = np.full(size, -1, np.int64)
+    counts = np.zeros(size, np.int64)
+    used = 0
+    for k in range(len(starts)):
+        if 2 * (used + 1) > size:  # grow: the same words in a table twice the size
+            old_slots, old_counts = slots, counts
+            size *= 2
+            slots, counts = np.full(size, -1, np.int64), np.zeros(size, np.int64)
+            for entry in range(len(old_slots)):
+                if old_slots[entry] >= 0:
+                    slot = np.int64(hashes[old_slots[entry]] & np.uint64(size - 1))
+                    while slots[slot] >= 0:
+                        slot = (slot + 1) & (size - 1)
+                    slots[slot], counts[slot] = old_slots[entry], old_counts[entry]
+        slot = np.int64(hashes[k] & np.uint64(size - 1))
+        while slots[slot] >= 0:
+            first = slots[slot]
+            if hashes[first] == hashes[k] and _same_bytes(
+                text, starts[first], ends[first], starts[k], ends[k]
+            ):
+                break
+            slot = (slot + 1) & (size - 1)
+        if slots[slot] < 0:
+            slots[slot] = k
+            used += 1
+        counts[slot] += 1
+    kept = slots >= 0
+    return slots[kept], counts[kept]
+
+
+def ranked_words(texts: Sequence[str]) -> list[str]:
+    """``text.rank_words`` of the texts' tokens: every distinct word, most frequent first, ties
+    in alphabetical order."""
+    from collections import Counter
+
+    text, text_starts, elsewhere = as_bytes(texts)
+    counts = _count_words(text, text_starts, WORD_BYTES)
+    out_starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    starts, ends, hashes = _spans(text, text_starts, WORD_BYTES, out_starts)
+    firsts, frequency = _distinct(text, starts, ends, hashes)
+    raw = text.tobytes()
+    words = Counter(
+        {
+            raw[starts[i] : ends[i]].decode("latin-1"): int(n)
+            for i, n in zip(firsts, frequency, strict=True)
+        }
+    )
+    for row in elsewhere:
+        words.update(tokenize(texts[row]))
+    return sorted(words, key=lambda word: (-words[word], word))
+
+
 class FastEncoder:
     """``encode(texts)``: each text's ids, START first, as ``vocabulary.encode(tokenize(text))``."""
 
@@ -155,16 +256,7 @@ class FastEncoder:
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """ids (N, max_len) as ``pad_sequences`` makes them, and for each text its number of
         words and of words the vocabulary knows (N,), (N,)."""
-        cleaned = [_BREAK.sub(" ", text).lower() for text in texts]
-        encoded, elsewhere = [], []
-        for row, text in enumerate(cleaned):
-            try:
-                encoded.append(text.encode("latin-1"))
-            except UnicodeEncodeError:
-                encoded.append(b"")
-                elsewhere.append(row)
-        text = np.frombuffer(b"".join(encoded) or b"\0", dtype=np.uint8)
-        text_starts = np.cumsum([0] + [len(b) for b in encoded]).astype(np.int64)
+        text, text_starts, elsewhere = as_bytes(texts)
         counts = _count_words(text, text_starts, WORD_BYTES)
         out_starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         flat, known = _encode(
@@ -199,3 +291,22 @@ class FastEncoder:
                 for row in np.flatnonzero(counts + 1 > max_len)
             )
         return ids
+
+    def sequences(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Every text's ids, START first, uncut: one flat int32 array and each text's offset
+        (N + 1,), as ``EncodedCorpus`` keeps them."""
+        text, text_starts, elsewhere = as_bytes(texts)
+        counts = _count_words(text, text_starts, WORD_BYTES)
+        out_starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        flat, _ = _encode(
+            text, text_starts, WORD_BYTES, out_starts, self.table, self.ids,
+            self.word_bytes, self.word_starts,
+        )  # fmt: skip
+        with_start = np.insert(flat, out_starts[:-1], START)
+        if elsewhere:
+            rows = np.split(with_start, out_starts[1:-1] + np.arange(1, len(counts)))
+            for row in elsewhere:
+                rows[row] = np.array(self.vocabulary.encode(tokenize(texts[row])))
+            with_start = np.concatenate(rows)
+            counts = np.array([len(r) - 1 for r in rows])
+        return with_start.astype(np.int32), np.concatenate([[0], np.cumsum(counts + 1)])

@@ -264,6 +264,29 @@ def encode_corpus(source: Path, cache_dir: Path | None = None) -> EncodedCorpus:
         except Exception:  # an unreadable cache is rebuilt, never trusted
             pass
     reviews = read_reviews(source)
+    corpus = encode_reviews(reviews)
+    _save_cache(cache_file, corpus)
+    return replace(corpus, key=cache_file.stem)
+
+
+def encode_reviews(reviews: dict[str, Reviews]) -> EncodedCorpus:
+    """Rank the training reviews' words and encode every review with all of them, by the
+    compiled text path (``elman.data.fast_text``: the reference's words and ids, held equal to
+    ``encode_reviews_reference`` in the tests)."""
+    from elman.data.fast_text import FastEncoder, ranked_words
+
+    ranked = ranked_words(reviews["train"].texts)
+    encoder = FastEncoder(Vocabulary.from_ranked(ranked, len(ranked) + 3))
+    corpus = EncodedCorpus(ranked, {}, {}, {}, {})
+    for split in SPLITS:
+        corpus.ids[split], corpus.offsets[split] = encoder.sequences(reviews[split].texts)
+        corpus.labels[split] = reviews[split].labels
+        corpus.movies[split] = reviews[split].movies
+    return corpus
+
+
+def encode_reviews_reference(reviews: dict[str, Reviews]) -> EncodedCorpus:
+    """``encode_reviews`` in plain Python: ``tokenize``, ``rank_words``, ``Vocabulary.encode``."""
     tokens = {split: [tokenize(text) for text in reviews[split].texts] for split in SPLITS}
     ranked = rank_words(tokens["train"])
     vocabulary = Vocabulary.from_ranked(ranked, len(ranked) + 3)
@@ -274,8 +297,7 @@ def encode_corpus(source: Path, cache_dir: Path | None = None) -> EncodedCorpus:
         corpus.offsets[split] = np.cumsum([0] + [len(review) for review in encoded])
         corpus.labels[split] = reviews[split].labels
         corpus.movies[split] = reviews[split].movies
-    _save_cache(cache_file, corpus)
-    return replace(corpus, key=cache_file.stem)
+    return corpus
 
 
 def _save_cache(path: Path, corpus: EncodedCorpus) -> None:
