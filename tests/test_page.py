@@ -4,13 +4,11 @@ the verdict, the coloured words and the heat map show the values the API returns
 
 import os
 import shutil
-from pathlib import Path
 
 import pytest
 
 from conftest import Running
 
-SCREENSHOT = Path(__file__).resolve().parents[1] / "docs" / "serve.png"
 REVIEW = (
     "I expected a dull remake, but this film is wonderful: the acting is superb and the story "
     "moved me. A bit long in the middle, yet I loved every minute of the ending."
@@ -86,9 +84,5 @@ def test_the_page_shows_the_verdict_words_and_states_the_api_gives(server, tmp_p
         assert examples.count() >= 2
         assert not errors, errors
         page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
-        if os.environ.get("ELMAN_SCREENSHOT"):  # the README's picture: ELMAN_SCREENSHOT=1
-            SCREENSHOT.parent.mkdir(exist_ok=True)
-            page.set_viewport_size({"width": 900, "height": 1400})
-            page.screenshot(path=str(SCREENSHOT), full_page=True)
         browser.close()
     assert (tmp_path / "page.png").stat().st_size > 10_000
