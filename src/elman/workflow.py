@@ -7,7 +7,10 @@ a saved model, predict with one. Each source's specifics are behind ``elman.data
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, replace
@@ -234,6 +237,42 @@ def _resumed(config: RunConfig, out_dir: Path) -> RunConfig:
     return replace(saved, train=replace(saved.train, device=config.train.device))
 
 
+def compile_ahead(config: RunConfig) -> subprocess.Popen | None:
+    """Compile the run's kernels in a second process while this one reads the data (numba
+    keeps what it compiles on disk, where this process then finds it): a first run on a fresh
+    install overlaps its two slowest parts. Text models only (the others' kernels depend on
+    the data's width); None if there is nothing to do."""
+    if not config.reads_text or config.model.architecture != "rnn" or (os.cpu_count() or 1) < 2:
+        return None
+    compiled = Path(__file__).parent / "kernels" / "__pycache__"
+    if any(compiled.glob("ids.*.nbi")):  # compiled before (numba's index files): nothing to do
+        return None
+    settings = json.dumps(asdict(config.model))
+    code = "import sys; from elman.workflow import warm_kernels; warm_kernels(sys.argv[1])"
+    return subprocess.Popen(
+        [sys.executable, "-c", code, settings],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def warm_kernels(model_settings: str) -> None:
+    """One training step and one prediction of a tiny model built like the run's: the same
+    compiled specialisations (they depend on types and options, not on sizes)."""
+    from elman.config import ModelConfig
+    from elman.models import ReviewClassifier
+    from elman.train import RMSprop, train_step
+
+    settings = {**json.loads(model_settings), "vocab_size": 40, "max_len": 12}
+    torch.set_num_threads(1)
+    model = ReviewClassifier(ModelConfig(**settings))
+    ids = torch.randint(3, 40, (4, 12))
+    ids[0, :5] = 0  # padding in front, as real reviews have
+    train_step(model, RMSprop(model.parameters()), ids, torch.tensor([0.0, 1.0, 0.0, 1.0]))
+    with torch.no_grad():
+        model.eval()(ids)
+
+
 def _train(
     config: RunConfig,
     out_dir: Path | None,
@@ -249,7 +288,12 @@ def _train(
     if threads is None and config.train.threads:
         torch.set_num_threads(config.train.threads)
     started = time.perf_counter()
+    compiling = compile_ahead(config) if world.main else None
     config, splits = prepare_data(config, log)  # before anything is written: bad data fails first
+    if compiling is not None:  # its kernels are on disk when it ends: waiting beats compiling
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            compiling.wait(timeout=300)
+        compiling.kill()
     config.model.validate()
     config.train.validate(len(splits.train))  # before anything is written or printed
     check_memory(config, steps=splits.train.x.shape[1])
