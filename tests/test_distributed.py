@@ -210,7 +210,7 @@ def test_a_stopped_job_resumes_to_the_uninterrupted_weights(
     else:
         assert job.returncode == 130
         assert "Interrupted: saved" in rest and lines[-1].startswith("elman: stopped by SIGINT")
-    assert "Traceback" not in err
+    assert "Traceback" not in err, err
     resumed = elman(
         *job_args(subset_archive, real_cache, out), "--resume", str(out), "--nproc-per-node", "2"
     )
@@ -257,4 +257,7 @@ def test_the_failure_line_names_the_cause_not_the_workers_it_stopped():
 
     line = failure_line({0: failure(0, PEER_LOST), 1: failure(1, -signal.SIGKILL)})
     assert line.startswith("worker rank 1 was killed (SIGKILL); the job stopped")
+    stopped_by_the_launcher = failure(0, -signal.SIGTERM)
+    line = failure_line({0: stopped_by_the_launcher, 1: failure(1, -signal.SIGKILL)})
+    assert line.startswith("worker rank 1 was killed (SIGKILL)")
     assert "worker rank 0 exited with status 1" in failure_line({0: failure(0, 1)})

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from dataclasses import fields
 from pathlib import Path
@@ -516,8 +517,11 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"elman: {_ranked('stopped: another worker stopped or died')} ({error})",
             file=sys.stderr,
+            flush=True,
         )
-        return PEER_LOST
+        sys.stdout.flush()
+        # At once: the broken process group's threads would abort a normal exit.
+        os._exit(PEER_LOST)
     except OSError as error:  # the file system said no: a read-only or full disk, permissions
         where = f" {error.filename}" if error.filename else ""
         print(

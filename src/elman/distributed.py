@@ -23,6 +23,7 @@ import hashlib
 import inspect
 import json
 import os
+import signal
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -164,8 +165,14 @@ def joined(world: World, device: torch.device) -> Iterator[None]:
         ) from None
     try:
         yield
-    finally:
+    except (PeerLost, dist.DistError) as error:  # (DDP's all-reduce fails inside backward)
+        # The group is broken: tearing it down can abort the process. It ends as it is.
+        raise PeerLost(str(error).splitlines()[0] if str(error) else "") from None
+    except BaseException:
         dist.destroy_process_group()
+        raise
+    _collective(dist.barrier)  # every worker done before any leaves the group
+    dist.destroy_process_group()
 
 
 def device_for(world: World, device: torch.device) -> torch.device:
@@ -245,7 +252,10 @@ def launch(workers: int, argv: list[str]) -> int:
 def failure_line(failures: dict) -> str:
     """One line for a failed job: the worker that caused it (not one that stopped because
     another did), how it ended."""
-    causes = {rank: f for rank, f in failures.items() if f.exitcode != PEER_LOST} or failures
+    # The others end with PEER_LOST, or by the launcher's SIGTERM as it stops the job.
+    collateral = (PEER_LOST, -signal.SIGTERM)
+    causes = {rank: f for rank, f in failures.items() if f.exitcode not in collateral}
+    causes = causes or failures
     rank = min(causes, key=lambda r: (causes[r].exitcode >= 0, causes[r].timestamp, r))
     failure = causes[rank]
     if failure.exitcode < 0:
@@ -264,4 +274,4 @@ def _quiet_launcher() -> None:
     import logging
 
     for name in ("torch.distributed.elastic", "torch.distributed.run"):
-        logging.getLogger(name).setLevel(logging.ERROR)
+        logging.getLogger(name).setLevel(logging.CRITICAL)

@@ -26,7 +26,7 @@ from torch import nn
 
 from elman.config import DEVICES, TrainConfig
 from elman.data.split import Split
-from elman.distributed import World, device_for
+from elman.distributed import PeerLost, World, device_for
 from elman.errors import UserError
 from elman.files import atomic_write
 from elman.settings import choose
@@ -159,21 +159,35 @@ def train_step(
     x: torch.Tensor,
     y: torch.Tensor,
     clip_norm: float | None = None,
-    world: World | None = None,
-    share: float = 1.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One training step: forward, the task's loss, backward, gradient clipping, update.
     Returns the batch's loss and metric. A loss that is not finite is returned before any
-    update, so the weights stay as they were (``fit`` stops there; so can any caller).
-    Distributed (``model`` in DDP), ``share`` scales this worker's loss (``World.shard``) and
-    no worker updates unless every worker's loss is finite."""
+    update, so the weights stay as they were (``fit`` stops there; so can any caller)."""
     loss, metric = loss_and_metric(task_of(model), model(x), y)
-    finite = torch.isfinite(loss).item()
-    if world is not None and world.distributed:
-        finite = world.total([float(not finite)])[0] == 0
-    if finite:
-        _update(model, optimizer, loss * share if share != 1.0 else loss, clip_norm)
+    if torch.isfinite(loss):
+        _update(model, optimizer, loss, clip_norm)
     return loss, metric
+
+
+def _shared_step(model, optimizer, x, y, clip_norm, world: World, share, weight, stop) -> list:
+    """``fit``'s step: forward, then ONE sum over the workers (a single collective, as each
+    costs a round trip) of [loss·weight, metric·weight, weight, not finite, Ctrl-C]: the epoch's
+    sums and the decisions every worker must take alike; then, if every worker's loss was
+    finite, backward (DDP averages the gradients, each worker's loss scaled by its ``share``)
+    and the update."""
+    loss, metric = loss_and_metric(task_of(model), model(x), y)
+    finite = bool(torch.isfinite(loss))
+    totals = world.total(
+        [loss.item() * weight, metric.item() * weight, weight, float(not finite), float(stop)]
+    )
+    if not totals[3]:
+        try:
+            _update(model, optimizer, loss * share if share != 1.0 else loss, clip_norm)
+        except RuntimeError as error:  # DDP's all-reduce, in backward, lost a worker
+            if not world.distributed:
+                raise
+            raise PeerLost(str(error).splitlines()[0]) from None
+    return totals
 
 
 def _update(model: nn.Module, optimizer, loss: torch.Tensor, clip_norm: float | None) -> None:
@@ -396,13 +410,14 @@ def _train_batches(
     state: TrainingState,
     config: TrainConfig,
     shuffle: torch.Generator,
-    between_steps: Callable[[float], None],
+    between_steps: Callable[[float, bool | None], None],
     progress: bool,
     world: World,
+    interrupted: Callable[[], bool],
 ) -> float:
     """Train the epoch ``state`` is in, from its step on, updating ``state``'s running sums
-    (over all workers); ``between_steps(seconds so far)`` runs before each step (it saves
-    checkpoints, and raises when Ctrl-C asked to stop). Returns the seconds spent."""
+    (over all workers); ``between_steps(seconds so far, Ctrl-C agreed)`` runs before each step
+    (it saves checkpoints, and raises when Ctrl-C asked to stop). Returns the seconds spent."""
     from tqdm import tqdm
 
     for group in optimizer.param_groups:  # the epoch's rate, from its number: resumes alike
@@ -422,22 +437,27 @@ def _train_batches(
         desc=f"Epoch {state.epoch}/{config.epochs}",
         disable=not progress,
     )
-    started = time.perf_counter()
+    started, stop = time.perf_counter(), None
     with bar:
         while state.step < len(batches):
-            between_steps(time.perf_counter() - started)
+            between_steps(time.perf_counter() - started, stop)
             rows, share = world.shard(batches[state.step])
             rows = rows.to(device)
+            weight = batch_weight(task, y[rows]) if share else 0
             if config.tbptt:
                 loss, batch_metric = tbptt_step(
                     model, optimizer, x[rows], y[rows], config.tbptt, config.clip_norm
                 )
+                finite = bool(torch.isfinite(loss))
+                totals = [loss.item() * weight, batch_metric.item() * weight, weight, not finite]
+                totals.append(interrupted())
             else:
-                loss, batch_metric = train_step(
-                    model, optimizer, x[rows], y[rows], config.clip_norm, world, share
-                )
-            weight = batch_weight(task, y[rows]) if share else 0
-            _count(state, world.total([loss.item() * weight, batch_metric.item() * weight, weight]))
+                totals = _shared_step(
+                    model, optimizer, x[rows], y[rows], config.clip_norm, world, share, weight,
+                    interrupted(),
+                )  # fmt: skip
+            _count(state, totals)
+            stop = bool(totals[4])  # Ctrl-C on any worker: all stop before the next step
             bar.update()
             if state.step % 10 == 0:
                 bar.set_postfix(
@@ -449,7 +469,7 @@ def _train_batches(
 
 def _count(state: TrainingState, totals: list[float]) -> None:
     """A step's (loss, metric, weight) totals into the epoch's running sums; the step done."""
-    if not math.isfinite(totals[0]):  # (NaN times a weight of 0 is NaN too)
+    if totals[3] or not math.isfinite(totals[0]):  # (NaN times a weight of 0 is NaN too)
         raise NonFiniteLoss(totals[0] / max(totals[2], 1), state.epoch, state.step + 1)
     state.loss_sum += totals[0]
     state.metric_sum += totals[1]
@@ -529,10 +549,12 @@ def fit(
     saved = {"step": state.step, "time": time.perf_counter()}
     with _deferred_interrupt() as interrupted:
 
-        def between_steps(seconds: float = 0.0) -> None:
+        def between_steps(seconds: float = 0.0, stop: bool | None = None) -> None:
             """At a safe point: a checkpoint when one is due; on Ctrl-C (on any worker: they
-            all stop at the same step), save and stop."""
-            if world.total([float(interrupted())])[0]:
+            all stop at the same step; ``stop``: what the last step's sum said), save, stop."""
+            if stop is None or not world.distributed:
+                stop = bool(stop) or bool(world.total([float(interrupted())])[0])
+            if stop:
                 state.seconds += seconds
                 _stop(saving, model, optimizer, state, log)
             if saving is not None and _due(config, saved, state.step):
@@ -545,16 +567,9 @@ def fit(
             network.train()
             with _explained_non_finite(checkpoint):
                 seconds = _train_batches(
-                    network,
-                    optimizer,
-                    train,
-                    state,
-                    config,
-                    shuffle,
-                    between_steps,
-                    progress,
-                    world,
-                )
+                    network, optimizer, train, state, config, shuffle, between_steps, progress,
+                    world, interrupted,
+                )  # fmt: skip
             record = _epoch_record(model, val, state, seconds, config, world)
             log(_epoch_line(record, config.epochs))
             state = _next_epoch(state, record, model, config.patience, shuffle, log)
