@@ -76,7 +76,7 @@ def test_preset_best_beats_the_reference_recipe_on_the_test_reviews(real_archive
         config.data.data, config.data.cache_dir = str(real_archive), str(real_cache)
         trained = train_imdb(config, log=lambda _: None, progress=False)
         accuracies[recipe] = trained.metrics["test_acc"]
-    # Seed 0 on the 2-core machine: reference 0.8579, best 0.8784. Five seeds: reference
-    # 0.8583 ± 0.0070, best 0.8816 ± 0.0035 (README), so the margins below hold on other CPUs too.
-    assert accuracies["best"] >= accuracies["reference"] + 0.005, accuracies
-    assert accuracies["best"] >= 0.865, accuracies
+    # Seed 0 on the 2-core machine: reference 0.8579, best 0.8872. Five seeds: reference
+    # 0.8583 ± 0.0070, best 0.8861 ± 0.0013 (README), so the margins below hold on other CPUs too.
+    assert accuracies["best"] >= accuracies["reference"] + 0.01, accuracies
+    assert accuracies["best"] >= 0.875, accuracies
