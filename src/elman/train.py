@@ -441,16 +441,14 @@ def _train_batches(
     with bar:
         while state.step < len(batches):
             between_steps(time.perf_counter() - started, stop)
-            rows, share = world.shard(batches[state.step])
-            rows = rows.to(device)
+            rows, share = world.shard(batches[state.step].to(device))
             weight = batch_weight(task, y[rows]) if share else 0
             if config.tbptt:
                 loss, batch_metric = tbptt_step(
                     model, optimizer, x[rows], y[rows], config.tbptt, config.clip_norm
                 )
-                finite = bool(torch.isfinite(loss))
-                totals = [loss.item() * weight, batch_metric.item() * weight, weight, not finite]
-                totals.append(interrupted())
+                totals = [loss.item() * weight, batch_metric.item() * weight, weight]
+                totals += [not torch.isfinite(loss), interrupted()]
             else:
                 totals = _shared_step(
                     model, optimizer, x[rows], y[rows], config.clip_norm, world, share, weight,
