@@ -538,8 +538,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def _ranked(message: object) -> str:
     """A worker's message names its rank (under a launcher); a single process's does not."""
-    import os
-
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         return f"rank {os.environ.get('RANK', '?')}: {message}"
     return str(message)

@@ -41,6 +41,11 @@ TIMEOUT = datetime.timedelta(minutes=10)  # longest wait in a collective (a hung
 class PeerLost(RuntimeError):
     """Another worker stopped or died: this one cannot go on, and is not the cause."""
 
+    @classmethod
+    def after(cls, error: BaseException) -> PeerLost:
+        """The loss of a peer, as ``error`` (a failed collective) said it, in one line."""
+        return cls(str(error).splitlines()[0] if str(error) else type(error).__name__)
+
 
 @dataclass(frozen=True)
 class World:
@@ -143,7 +148,7 @@ def _collective(call, *args, **kwargs):
     try:
         return call(*args, **kwargs)
     except (RuntimeError, dist.DistError) as error:
-        raise PeerLost(str(error).splitlines()[0] if str(error) else type(error).__name__) from None
+        raise PeerLost.after(error) from None
 
 
 @contextlib.contextmanager
@@ -167,7 +172,7 @@ def joined(world: World, device: torch.device) -> Iterator[None]:
         yield
     except (PeerLost, dist.DistError) as error:  # (DDP's all-reduce fails inside backward)
         # The group is broken: tearing it down can abort the process. It ends as it is.
-        raise PeerLost(str(error).splitlines()[0] if str(error) else "") from None
+        raise PeerLost.after(error) from None
     except BaseException:
         dist.destroy_process_group()
         raise

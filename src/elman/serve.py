@@ -126,7 +126,7 @@ class Server:
         self.batcher = Batcher(run, settings.max_batch, settings.wait)
         self.examples: list[dict] | None = None
 
-    def inputs(self, body: bytes, content_type: str) -> np.ndarray:
+    def inputs(self, body: bytes) -> np.ndarray:
         """The request's rows for the model: ids (N, T) or values (N, T, F)."""
         if self.source.upload is not None:  # a file as the body (speech: a WAV recording)
             if not body:
@@ -266,11 +266,10 @@ def create_app(folder: str | Path, settings: ServeSettings | None = None):
 
     async def predict(request: Request) -> JSONResponse:
         body = await body_of(request)
-        kind = request.headers.get("content-type", "")
         if len(body) < SMALL_BODY:  # a few reviews: encoded here, quicker than a thread hop
-            rows = server.inputs(body, kind)
+            rows = server.inputs(body)
         else:
-            rows = await asyncio.to_thread(server.inputs, body, kind)
+            rows = await asyncio.to_thread(server.inputs, body)
         return JSONResponse(server.answer(await server.batcher.submit(rows)))
 
     async def explain(request: Request) -> JSONResponse:

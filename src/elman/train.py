@@ -186,7 +186,7 @@ def _shared_step(model, optimizer, x, y, clip_norm, world: World, share, weight,
         except RuntimeError as error:  # DDP's all-reduce, in backward, lost a worker
             if not world.distributed:
                 raise
-            raise PeerLost(str(error).splitlines()[0]) from None
+            raise PeerLost.after(error) from None
     return totals
 
 

@@ -251,11 +251,10 @@ class FastEncoder:
                 slot = (slot + 1) & (size - 1)
             self.table[slot] = entry
 
-    def encode(
-        self, texts: Sequence[str], max_len: int, padding: str = "pre", truncating: str = "pre"
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """ids (N, max_len) as ``pad_sequences`` makes them, and for each text its number of
-        words and of words the vocabulary knows (N,), (N,)."""
+    def _flat(self, texts: Sequence[str]):
+        """The compiled pass: every Latin-1 text's word ids, flat, and per text how many the
+        vocabulary knows, how many words it has, where its ids start (N + 1,); and the rows
+        beyond Latin-1, left empty for the reference."""
         text, text_starts, elsewhere = as_bytes(texts)
         counts = _count_words(text, text_starts, WORD_BYTES)
         out_starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
@@ -263,6 +262,14 @@ class FastEncoder:
             text, text_starts, WORD_BYTES, out_starts, self.table, self.ids,
             self.word_bytes, self.word_starts,
         )  # fmt: skip
+        return flat, known, counts, out_starts, elsewhere
+
+    def encode(
+        self, texts: Sequence[str], max_len: int, padding: str = "pre", truncating: str = "pre"
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """ids (N, max_len) as ``pad_sequences`` makes them, and for each text its number of
+        words and of words the vocabulary knows (N,), (N,)."""
+        flat, known, counts, out_starts, elsewhere = self._flat(texts)
         ids = _padded(flat, out_starts, max_len, padding == "pre", truncating == "pre")
         for row in elsewhere:  # beyond Latin-1: the reference's way
             sequence = self.vocabulary.encode(tokenize(texts[row]))
@@ -295,13 +302,7 @@ class FastEncoder:
     def sequences(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """Every text's ids, START first, uncut: one flat int32 array and each text's offset
         (N + 1,), as ``EncodedCorpus`` keeps them."""
-        text, text_starts, elsewhere = as_bytes(texts)
-        counts = _count_words(text, text_starts, WORD_BYTES)
-        out_starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-        flat, _ = _encode(
-            text, text_starts, WORD_BYTES, out_starts, self.table, self.ids,
-            self.word_bytes, self.word_starts,
-        )  # fmt: skip
+        flat, _, counts, out_starts, elsewhere = self._flat(texts)
         with_start = np.insert(flat, out_starts[:-1], START)
         if elsewhere:
             rows = np.split(with_start, out_starts[1:-1] + np.arange(1, len(counts)))
