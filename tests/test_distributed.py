@@ -234,11 +234,11 @@ def test_a_worker_takes_its_part_of_every_global_batch():
     batch = torch.arange(33)
     parts = [World(rank, 2).shard(batch) for rank in (0, 1)]
     assert torch.equal(torch.cat([rows for rows, _ in parts]), batch)
-    shares = [share for _, share in parts]  # 17 and 16 rows: mean losses reweighted
-    assert shares == [2 * 17 / 33, 2 * 16 / 33]
-    rows, share = World(2, 3).shard(torch.arange(2))  # a worker left without rows
-    assert len(rows) == 1 and share == 0.0
-    assert World().shard(batch) == (batch, 1.0)
+    assert [len(rows) for rows, _ in parts] == [17, 16]  # (fit reweights their mean losses)
+    assert all(counted for _, counted in parts)
+    rows, counted = World(2, 3).shard(torch.arange(2))  # a worker left without rows
+    assert len(rows) == 1 and not counted
+    assert World().shard(batch) == (batch, True)
 
 
 def test_the_world_comes_from_the_launchers_variables():

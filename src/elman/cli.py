@@ -145,6 +145,12 @@ def cmd_train(args: argparse.Namespace) -> None:
     )
 
 
+def cmd_encode(args: argparse.Namespace) -> None:
+    from elman.workflow import encode
+
+    encode(run_config(args), args.out, args.shard_size, log=_warn)
+
+
 def _without_nproc(argv: list[str]) -> list[str]:
     """The command line each worker runs: the same, less ``--nproc-per-node N``."""
     kept, skip = [], False
@@ -322,6 +328,42 @@ def _add_train(commands) -> None:
         parser.set_defaults(handler=cmd_train)
 
 
+def _add_encode(commands) -> None:
+    from elman.config import preset
+    from elman.data import SOURCES
+
+    encode = commands.add_parser(
+        "encode",
+        help="read a source once and write it encoded, in shards (train --encoded DIR)",
+        description="Training then streams the shards from disk; data-parallel workers each "
+        "read their own.",
+    )
+    sources = encode.add_subparsers(dest="source", required=True, metavar="SOURCE")
+    for name, source in SOURCES.items():
+        parser = sources.add_parser(name, help=source.help, description=source.description)
+        config = preset(name)
+        shaping = ("vocab_size", "max_len")  # the model settings that shape the arrays
+        add_settings(
+            parser,
+            config.model,
+            skip=tuple(f.name for f in fields(config.model) if f.name not in shaping),
+        )
+        add_settings(parser, config.data)
+        add_settings(
+            parser,
+            config.train,
+            skip=tuple(f.name for f in fields(config.train) if f.name != "seed"),
+        )
+        parser.add_argument("--out", type=Path, required=True, help="the new folder to write")
+        parser.add_argument(
+            "--shard-size",
+            type=_number(int, False, False),
+            default=100_000,
+            help="training samples per shard (default: 100000)",
+        )
+        parser.set_defaults(handler=cmd_encode)
+
+
 def _add_device(parser: argparse.ArgumentParser) -> None:
     from elman.config import DEVICES
 
@@ -455,6 +497,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"elman {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_train(commands)
+    _add_encode(commands)
     _add_use(commands)
     _add_analysis(commands)
     _add_serve(commands)
@@ -533,6 +576,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("elman: interrupted", file=sys.stderr)
         return 130
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        # A worker whose job is done (its group left cleanly) ends here: the C++ threads of
+        # the process group's libraries, torn down at interpreter exit, once in a while abort
+        # a finished worker ("terminate called without an active exception").
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
     return 0
 
 

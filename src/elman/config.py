@@ -174,6 +174,11 @@ class TrainConfig:
     eval_batch_size: int = setting(1000, "samples per batch when evaluating")
     bucket: bool = setting(False, "batch samples of similar length (not the reference run)")
     clip_norm: float | None = setting(None, "clip the gradient norm to this before each step")
+    encoded: str | None = setting(
+        None,
+        "train on a folder written by elman encode: its shards stream from disk, its data "
+        "settings replace the data options",
+    )
     tbptt: int | None = setting(
         None,
         "truncated backpropagation through time: read K steps at a time, the state carried, "

@@ -85,19 +85,18 @@ class World:
         """Rank 0: the one worker that prints, and writes checkpoints and the model folder."""
         return self.rank == 0
 
-    def shard(self, batch: torch.Tensor) -> tuple[torch.Tensor, float]:
+    def shard(self, batch: torch.Tensor) -> tuple[torch.Tensor, bool]:
         """This worker's rows of a global batch (the rows of all workers' batches, in the
-        epoch's seeded order: worker r takes the r-th of ``size`` near-equal parts) and the
-        factor its mean loss is scaled by, ``size · rows / global rows``: DDP averages the
-        workers' gradients, so the average is then the gradient of the global batch's mean
-        loss even when the parts differ (the epoch's last batch). A worker left without rows
-        reads one row at factor 0, so it still takes part in the gradient average."""
+        epoch's seeded order: worker r takes the r-th of ``size`` near-equal parts) and whether
+        they count. A worker left without rows (the epoch's last batch) reads one row that does
+        not count, so that it still takes part in the gradient average (``fit`` scales each
+        worker's loss by its share of the counted samples)."""
         if not self.distributed:
-            return batch, 1.0
+            return batch, True
         part = torch.tensor_split(batch, self.size)[self.rank]
         if len(part) == 0:
-            return batch[:1], 0.0
-        return part, self.size * len(part) / len(batch)
+            return batch[:1], False
+        return part, True
 
     def total(self, values: Sequence[float]) -> list[float]:
         """``values`` summed over all workers (float64: counts stay exact)."""

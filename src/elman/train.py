@@ -25,7 +25,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from elman.config import DEVICES, TrainConfig
-from elman.data.split import Split
+from elman.data.shards import Shards
+from elman.data.split import Split, batch_order
 from elman.distributed import PeerLost, World, device_for
 from elman.errors import UserError
 from elman.files import atomic_write
@@ -110,29 +111,6 @@ def task_of(model: nn.Module) -> str:
     return getattr(getattr(model, "module", model), "task", "binary")  # (DDP wraps a module)
 
 
-def batch_order(
-    lengths: np.ndarray, batch_size: int, bucket: bool, generator: torch.Generator
-) -> list[torch.Tensor]:
-    """The rows of each batch of one epoch, shuffled with ``generator``.
-
-    With ``bucket``, the shuffled rows are cut into pools of 50 batches, each pool is sorted by
-    review length and cut into batches, and the batches are shuffled: every batch then holds
-    reviews of similar length, so little padding is left to compute, while the epoch still
-    mixes all lengths in random order.
-    """
-    order = torch.randperm(len(lengths), generator=generator)
-    if bucket:
-        pool = batch_size * 50
-        lengths_t = torch.from_numpy(np.asarray(lengths))
-        order = torch.cat(
-            [chunk[torch.argsort(lengths_t[chunk], stable=True)] for chunk in order.split(pool)]
-        )
-    batches = list(order.split(batch_size))
-    if bucket:
-        batches = [batches[i] for i in torch.randperm(len(batches), generator=generator)]
-    return batches
-
-
 def _tensors(split: Split) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.from_numpy(split.x), torch.from_numpy(split.y)
 
@@ -169,18 +147,21 @@ def train_step(
     return loss, metric
 
 
-def _shared_step(model, optimizer, x, y, clip_norm, world: World, share, weight, stop) -> list:
+def _shared_step(model, optimizer, x, y, clip_norm, world: World, weight, stop) -> list:
     """``fit``'s step: forward, then ONE sum over the workers (a single collective, as each
     costs a round trip) of [loss·weight, metric·weight, weight, not finite, Ctrl-C]: the epoch's
     sums and the decisions every worker must take alike; then, if every worker's loss was
-    finite, backward (DDP averages the gradients, each worker's loss scaled by its ``share``)
-    and the update."""
+    finite, backward and the update. DDP averages the workers' gradients, so each worker's
+    mean loss is scaled by ``size · weight / total weight``: the average is then the gradient
+    of the mean over all the step's samples, even when the workers' parts differ in size (a
+    worker whose rows do not count has weight 0)."""
     loss, metric = loss_and_metric(task_of(model), model(x), y)
     finite = bool(torch.isfinite(loss))
     totals = world.total(
         [loss.item() * weight, metric.item() * weight, weight, float(not finite), float(stop)]
     )
     if not totals[3]:
+        share = world.size * weight / totals[2] if world.distributed else 1.0
         try:
             _update(model, optimizer, loss * share if share != 1.0 else loss, clip_norm)
         except RuntimeError as error:  # DDP's all-reduce, in backward, lost a worker
@@ -406,7 +387,7 @@ def _next_epoch(
 def _train_batches(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
-    train: Split,
+    train: Split | Shards,
     state: TrainingState,
     config: TrainConfig,
     shuffle: torch.Generator,
@@ -422,13 +403,10 @@ def _train_batches(
 
     for group in optimizer.param_groups:  # the epoch's rate, from its number: resumes alike
         group["lr"] = config.lr * config.lr_decay ** (state.epoch - 1)
-    device = device_of(model)
-    x, y = (tensor.to(device) for tensor in _tensors(train))  # an accelerator holds it all
+    shuffle.set_state(state.shuffle_state)
+    batches, batch = _epoch_batches(train, config, world, shuffle, device_of(model))
     task = task_of(model)
     metric = metric_name(task)
-    shuffle.set_state(state.shuffle_state)
-    # The global batches; each worker trains on its part (World.shard) of each.
-    batches = batch_order(train.lengths, config.batch_size * world.size, config.bucket, shuffle)
     bar = tqdm(
         total=len(batches),
         initial=state.step,
@@ -441,19 +419,18 @@ def _train_batches(
     with bar:
         while state.step < len(batches):
             between_steps(time.perf_counter() - started, stop)
-            rows, share = world.shard(batches[state.step].to(device))
-            weight = batch_weight(task, y[rows]) if share else 0
+            x, y, counted = batch(state.step)
+            weight = batch_weight(task, y) if counted else 0
             if config.tbptt:
                 loss, batch_metric = tbptt_step(
-                    model, optimizer, x[rows], y[rows], config.tbptt, config.clip_norm
+                    model, optimizer, x, y, config.tbptt, config.clip_norm
                 )
                 totals = [loss.item() * weight, batch_metric.item() * weight, weight]
                 totals += [not torch.isfinite(loss), interrupted()]
             else:
                 totals = _shared_step(
-                    model, optimizer, x[rows], y[rows], config.clip_norm, world, share, weight,
-                    interrupted(),
-                )  # fmt: skip
+                    model, optimizer, x, y, config.clip_norm, world, weight, interrupted()
+                )
             _count(state, totals)
             stop = bool(totals[4])  # Ctrl-C on any worker: all stop before the next step
             bar.update()
@@ -463,6 +440,37 @@ def _train_batches(
                     **{metric: f"{state.metric_sum / state.seen:.4f}"},
                 )
     return time.perf_counter() - started
+
+
+def _epoch_batches(
+    train: Split | Shards,
+    config: TrainConfig,
+    world: World,
+    shuffle: torch.Generator,
+    device: torch.device,
+) -> tuple[list, Callable[[int], tuple[torch.Tensor, torch.Tensor, bool]]]:
+    """This worker's batches of the epoch (drawn from ``shuffle``) and ``batch(step)`` ->
+    (x, y, whether its rows count) on ``device``. A split in memory is cut into global
+    batches of ``batch_size · world.size`` rows, of which each worker takes its part
+    (``World.shard``); ``Shards`` on disk are dealt out to the workers (``Shards.plan``)."""
+    if isinstance(train, Shards):
+        steps = train.plan(config.batch_size, config.bucket, world.rank, world.size, shuffle)
+
+        def read(step: int) -> tuple[torch.Tensor, torch.Tensor, bool]:
+            part, counted = train.batch(*steps[step])
+            x, y = (tensor.to(device, non_blocking=True) for tensor in _tensors(part))
+            return x, y, counted
+
+        return steps, read
+    x, y = (tensor.to(device) for tensor in _tensors(train))  # an accelerator holds it all
+    # The global batches; each worker trains on its part (World.shard) of each.
+    batches = batch_order(train.lengths, config.batch_size * world.size, config.bucket, shuffle)
+
+    def take(step: int) -> tuple[torch.Tensor, torch.Tensor, bool]:
+        rows, counted = world.shard(batches[step].to(device))
+        return x[rows], y[rows], counted
+
+    return batches, take
 
 
 def _count(state: TrainingState, totals: list[float]) -> None:
@@ -524,7 +532,7 @@ def _due(config: TrainConfig, saved: dict, step: int) -> bool:
 
 def fit(
     model: nn.Module,
-    train: Split,
+    train: Split | Shards,
     val: Split,
     config: TrainConfig,
     log: Callable[[str], None] = print,
@@ -595,7 +603,7 @@ def _exists(path: Path | None) -> bool:
 
 def _start(
     model: nn.Module,
-    train: Split,
+    train: Split | Shards,
     config: TrainConfig,
     checkpoint: Path | None,
     world: World,

@@ -35,6 +35,7 @@ from elman.config import (
     updated,
 )
 from elman.data import SOURCES
+from elman.data.shards import read_encoded, write_encoded
 from elman.data.source import Given, Inputs, Splits
 from elman.data.split import Split
 from elman.distributed import World, check_same, device_for, fingerprint, joined, share_cores
@@ -125,7 +126,10 @@ def check_tbptt(config: RunConfig) -> None:
 def prepare_data(config: RunConfig, log: Log = print) -> tuple[RunConfig, Splits]:
     """Read the run's data, and complete the run's settings from what the data says (class
     names, input width, sample rate): one source of truth for both."""
-    splits = SOURCES[config.source].read(config, log)
+    if config.train.encoded:
+        splits = read_encoded(Path(config.train.encoded), config.source)
+    else:
+        splits = SOURCES[config.source].read(config, log)
     config = replace(
         config,
         model=replace(config.model, **splits.model),
@@ -133,6 +137,14 @@ def prepare_data(config: RunConfig, log: Log = print) -> tuple[RunConfig, Splits
         classes=list(splits.classes),
     )
     return config, splits
+
+
+def encode(config: RunConfig, out: Path, shard_size: int, log: Log = print) -> dict:
+    """Read the run's data once and write it, encoded, into the new folder ``out``: the
+    training split in shards of at most ``shard_size`` rows (``elman.data.shards``), which
+    ``train`` reads with ``config.train.encoded = out``. Returns the folder's manifest."""
+    config, splits = prepare_data(config, log)
+    return write_encoded(splits, config, out, shard_size, log)
 
 
 def new_model(config: RunConfig, splits: Splits) -> ReviewClassifier | SequenceModel:
@@ -296,7 +308,7 @@ def _train(
         compiling.kill()
     config.model.validate()
     config.train.validate(len(splits.train))  # before anything is written or printed
-    check_memory(config, steps=splits.train.x.shape[1])
+    check_memory(config, steps=splits.train.steps)
     if world.distributed:
         print(
             f"elman: rank {world.rank}/{world.size} (pid {os.getpid()}): {threads} thread(s)",
@@ -337,6 +349,8 @@ def _train(
 def _fingerprints(config: RunConfig, splits: Splits) -> dict[str, str]:
     """What every worker must share: its settings (where it runs aside) and its data."""
     settings = asdict(replace(config, train=replace(config.train, device="")))
+    if splits.origin is not None:  # elman encode's folder: its manifest names every file
+        return {"settings": fingerprint(settings), "data": splits.origin}
     data = [
         getattr(split, name)
         for split in (splits.train, splits.val, splits.test)

@@ -29,6 +29,7 @@ from elman.errors import UserError
 if TYPE_CHECKING:  # (types only: data/ never imports the layers above it)
     from elman.bundle import TrainedClassifier, TrainedSequenceModel
     from elman.config import RunConfig
+    from elman.data.shards import Shards
 
     Trained = TrainedClassifier | TrainedSequenceModel
 
@@ -39,7 +40,7 @@ Log = Callable[[str], None]
 class Splits:
     """A source's arrays for one run, and what the data says about the run's settings."""
 
-    train: Split
+    train: Split | Shards  # Shards: streamed from elman encode's folder
     val: Split
     test: Split
     classes: list[str]  # class names in the order of the model's outputs (empty: forecast)
@@ -48,6 +49,7 @@ class Splits:
     std: np.ndarray | None = None
     model: dict[str, Any] = field(default_factory=dict)  # settings the data fixes (input_size)
     data: dict[str, Any] = field(default_factory=dict)  # ... and of the data config (sample_rate)
+    origin: str | None = None  # data read from elman encode's folder: its manifest's checksum
 
 
 @dataclass

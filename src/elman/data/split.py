@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import numpy as np
+import torch
 
 from elman.errors import UserError
 from elman.files import atomic_write
@@ -52,6 +53,11 @@ class Split:
 
     def __len__(self) -> int:
         return len(self.y)
+
+    @property
+    def steps(self) -> int:
+        """Time steps per sample (the inputs' second axis)."""
+        return self.x.shape[1]
 
     def take(self, rows: np.ndarray) -> Split:
         return Split(self.x[rows], self.y[rows], self.lengths[rows])
@@ -124,3 +130,26 @@ def split_rows(
     count = holdout_size(size, total, what, least)
     order = np.random.default_rng(seed).permutation(total)
     return order[: total - count], order[total - count :]
+
+
+def batch_order(
+    lengths: np.ndarray, batch_size: int, bucket: bool, generator: torch.Generator
+) -> list[torch.Tensor]:
+    """The rows of each batch of one epoch, shuffled with ``generator``.
+
+    With ``bucket``, the shuffled rows are cut into pools of 50 batches, each pool is sorted by
+    review length and cut into batches, and the batches are shuffled: every batch then holds
+    reviews of similar length, so little padding is left to compute, while the epoch still
+    mixes all lengths in random order.
+    """
+    order = torch.randperm(len(lengths), generator=generator)
+    if bucket:
+        pool = batch_size * 50
+        lengths_t = torch.from_numpy(np.asarray(lengths))
+        order = torch.cat(
+            [chunk[torch.argsort(lengths_t[chunk], stable=True)] for chunk in order.split(pool)]
+        )
+    batches = list(order.split(batch_size))
+    if bucket:
+        batches = [batches[i] for i in torch.randperm(len(batches), generator=generator)]
+    return batches
