@@ -126,6 +126,28 @@ def test_torchrun_starts_the_same_job(two_workers, subset_archive, real_cache, t
         assert torch.equal(weights(out)[name], value), name
 
 
+def test_two_nodes_meeting_at_a_rendezvous_train_as_one_node(
+    two_workers, subset_archive, real_cache, tmp_path
+):
+    """The many-machine path, on one machine: two torchrun launchers (two "nodes" of one
+    worker each, as the README's two-node command starts them) meet at a c10d rendezvous and
+    train the same job as two workers of one node, to the bit (one thread each, as there)."""
+    out = tmp_path / "nodes"
+    args = job_args(subset_archive, real_cache, out, "--batch-size", "16", "--threads", "1")
+    command = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2"]
+    command += ["--nproc-per-node", "1", "--rdzv-backend", "c10d", "--rdzv-id", "two-nodes"]
+    command += ["--rdzv-endpoint", f"127.0.0.1:{free_port()}", "-m", "elman", *args]
+    nodes = [
+        subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    outputs = [node.communicate(timeout=600) for node in nodes]
+    assert [node.returncode for node in nodes] == [0, 0], outputs
+    assert "2 workers, global batch 32" in "".join(stdout for stdout, _ in outputs)
+    for name, value in weights(two_workers).items():
+        assert torch.equal(weights(out)[name], value), name
+
+
 def test_workers_with_different_settings_are_refused(subset_archive, real_cache, tmp_path):
     """Two processes given the launcher's variables by hand (any launcher may start them),
     one of them with another learning rate: both refuse to start, saying why."""
