@@ -7,11 +7,18 @@ Starts the server on a free loopback port, warms it up, then
 - throughput: 4 clients each send ``--batches`` requests of 100 reviews: reviews/s;
 - latency: 1, 10 and 50 clients each send ``--singles`` one-review requests: p50 and p99 ms,
 printing the error count beside each (any non-200 answer or failed connection).
+
+The clients share the machine with the server, so what they cost is taken from it. By default
+they are coroutines of one asyncio loop on raw keep-alive connections (HTTP/1.1 written and
+read by hand: a few microseconds a request); ``--client threads`` runs each in a thread with
+``http.client`` instead (pure Python: at 50 clients the client process itself queues requests
+behind its GIL, and its latencies include that).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import http.client
 import json
 import socket
@@ -65,13 +72,67 @@ def run_clients(port: int, clients: int, requests: int, texts_of) -> tuple[list[
     return [s for _, s in results], sum(not ok for ok, _ in results), wall
 
 
+class AsyncClient:
+    """One keep-alive connection in an asyncio loop: ``post(texts)`` -> (ok, seconds)."""
+
+    def __init__(self, port: int) -> None:
+        self.port, self.streams = port, None
+
+    async def post(self, texts: list[str]) -> tuple[bool, float]:
+        body = json.dumps({"texts": texts}).encode()
+        request = (
+            b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+        )
+        started = time.perf_counter()
+        try:
+            if self.streams is None:
+                self.streams = await asyncio.open_connection("127.0.0.1", self.port)
+            reader, writer = self.streams
+            writer.write(request)
+            head = await reader.readuntil(b"\r\n\r\n")
+            status = int(head.split(b" ", 2)[1])
+            length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+            answer = json.loads(await reader.readexactly(length))
+            ok = status == 200 and len(answer["predictions"]) == len(texts)
+        except (OSError, asyncio.IncompleteReadError, ValueError, IndexError):
+            self.streams = None
+            ok = False
+        return ok, time.perf_counter() - started
+
+
+def run_async_clients(
+    port: int, clients: int, requests: int, texts_of
+) -> tuple[list[float], int, float]:
+    """``clients`` coroutines of one loop, each sending ``requests`` requests in turn."""
+
+    async def client(index: int) -> list[tuple[bool, float]]:
+        connection = AsyncClient(port)
+        return [await connection.post(texts_of(index, i)) for i in range(requests)]
+
+    async def everyone() -> list[list[tuple[bool, float]]]:
+        return await asyncio.gather(*(client(index) for index in range(clients)))
+
+    started = time.perf_counter()
+    results = [r for rs in asyncio.run(everyone()) for r in rs]
+    wall = time.perf_counter() - started
+    return [s for _, s in results], sum(not ok for ok, _ in results), wall
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", required=True, help="folder written by elman train")
     parser.add_argument("--data", help="aclImdb archive (default: $ELMAN_DATA or download)")
     parser.add_argument("--batches", type=int, default=50, help="batch requests per client")
     parser.add_argument("--singles", type=int, default=100, help="single requests per client")
+    parser.add_argument(
+        "--client",
+        choices=("asyncio", "threads"),
+        default="asyncio",
+        help="the load generator (default: asyncio, see above)",
+    )
     args = parser.parse_args()
+    clients_of = run_async_clients if args.client == "asyncio" else run_clients
     reviews = read_reviews(resolve_source(args.data))["test"].texts
     port = free_port()
     server = subprocess.Popen(
@@ -91,9 +152,12 @@ def main() -> None:
             start = (client * 997 + i * 100) % (len(reviews) - 100)
             return reviews[start : start + 100]
 
-        _, errors, wall = run_clients(port, 4, args.batches, batch)
+        _, errors, wall = clients_of(port, 4, args.batches, batch)
         total = 4 * args.batches * 100
-        print(f"elman serve --model {args.model}, loopback, {len(reviews):,} test reviews")
+        print(
+            f"elman serve --model {args.model}, loopback, {len(reviews):,} test reviews, "
+            f"{args.client} clients"
+        )
         print("| load | requests | reviews/s | p50 ms | p99 ms | errors |")
         print("|---|---:|---:|---:|---:|---:|")
         print(
@@ -101,7 +165,7 @@ def main() -> None:
             f"| {errors} |"
         )
         for clients in (1, 10, 50):
-            latencies, errors, wall = run_clients(
+            latencies, errors, wall = clients_of(
                 port, clients, args.singles, lambda c, i: [reviews[pick[c * 10_000 + i]]]
             )
             p50, p99 = np.percentile(latencies, [50, 99]) * 1000

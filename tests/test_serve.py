@@ -81,20 +81,46 @@ def test_explain_equals_elman_explain_and_gives_the_states(server, subset_model,
     )
 
 
+UNREADABLE = "zzqx qqzx"  # no word the model knows: refused
+
+
 def test_concurrent_requests_are_gathered_into_batches(server, reviews):
+    """Batched, each request still gets its own answer, and one the model cannot read is
+    refused alone (every 8th here), whatever batch it joined."""
     before = server.get("/health")[1]
+
+    def texts(i: int) -> list[str]:
+        return [UNREADABLE] if i % 8 == 7 else [reviews[i % 12]]
+
     with ThreadPoolExecutor(max_workers=32) as pool:
-        answers = list(
-            pool.map(lambda i: server.post("/predict", {"texts": [reviews[i % 12]]}), range(96))
-        )
-    assert all(status == 200 for status, _ in answers)
+        answers = list(pool.map(lambda i: server.post("/predict", {"texts": texts(i)}), range(96)))
     alone = server.post("/predict", {"texts": reviews})[1]["predictions"]
-    for i, (_, answer) in enumerate(answers):  # batched, each still gets its own answer
-        assert answer["predictions"][0] == pytest.approx(alone[i % 12])
+    for i, (status, answer) in enumerate(answers):
+        if i % 8 == 7:
+            assert status == 422 and "no word in the model's vocabulary" in answer["error"]
+        else:
+            assert status == 200 and answer["predictions"][0] == pytest.approx(alone[i % 12])
     after = server.get("/health")[1]
     requests = after["requests"] - before["requests"]
     batches = after["batches"] - before["batches"]
     assert requests >= 96 and batches < requests, (requests, batches)
+
+
+def test_a_batch_is_encoded_at_once_and_an_unreadable_request_refused_alone(subset_model, reviews):
+    from elman.bundle import load
+    from elman.serve import BadRequest, Server, ServeSettings
+
+    trained = load(subset_model)
+    server = Server(trained, ServeSettings())
+    requests = [reviews[:3], reviews[3:4], reviews[4:9]]
+    together = server.run(requests)
+    for texts, outputs in zip(requests, together, strict=True):
+        np.testing.assert_allclose(outputs, trained.predict_proba(texts), rtol=1e-6)
+    mixed = server.run([reviews[:2], [reviews[2], UNREADABLE], reviews[3:4]])
+    assert isinstance(mixed[1], BadRequest) and mixed[1].status == 422
+    assert str(mixed[1]).startswith("review 2 ")  # (numbered within its own request)
+    np.testing.assert_allclose(mixed[0], trained.predict_proba(reviews[:2]), rtol=1e-6)
+    np.testing.assert_allclose(mixed[2], trained.predict_proba(reviews[3:4]), rtol=1e-6)
 
 
 @pytest.mark.parametrize(
