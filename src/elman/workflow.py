@@ -35,7 +35,7 @@ from elman.config import (
     updated,
 )
 from elman.data import SOURCES
-from elman.data.shards import read_encoded, write_encoded
+from elman.data.shards import EncodedWriter, found_in, read_encoded, written
 from elman.data.source import Given, Inputs, Splits
 from elman.data.split import Split
 from elman.distributed import World, check_same, device_for, fingerprint, joined, share_cores
@@ -142,9 +142,20 @@ def prepare_data(config: RunConfig, log: Log = print) -> tuple[RunConfig, Splits
 def encode(config: RunConfig, out: Path, shard_size: int, log: Log = print) -> dict:
     """Read the run's data once and write it, encoded, into the new folder ``out``: the
     training split in shards of at most ``shard_size`` rows (``elman.data.shards``), which
-    ``train`` reads with ``config.train.encoded = out``. Returns the folder's manifest."""
-    config, splits = prepare_data(config, log)
-    return write_encoded(splits, config, out, shard_size, log)
+    ``train`` reads with ``config.train.encoded = out``. A source that can (``Source.stream``:
+    text from CSV/TSV/JSONL files) reads its files a piece at a time, so a corpus larger than
+    memory can be encoded; the others are read whole first. Returns the folder's manifest."""
+    source = SOURCES[config.source]
+    with EncodedWriter(out, shard_size) as writer:
+        found = source.stream(config, writer, log) if source.stream is not None else None
+        if found is None:
+            config, splits = prepare_data(config, log)
+            for part in ("train", "val", "test"):
+                writer.add(part, getattr(splits, part))
+            found = {"classes": splits.classes, **found_in(splits)}
+        manifest = writer.finish(config, **found)
+    log(f"Wrote {out}: {written(manifest)}")
+    return manifest
 
 
 def new_model(config: RunConfig, splits: Splits) -> ReviewClassifier | SequenceModel:

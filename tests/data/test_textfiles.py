@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from conftest import run_elman
 from elman.data.imdb import IMDBConfig, load_imdb
@@ -170,3 +171,91 @@ def test_predict_reads_the_text_column_of_a_csv(tmp_path):
     assert [r["probability"] for r in records] == [
         r["probability"] for r in json.loads(as_arguments.stdout)
     ]
+
+
+def sorted_rows(split) -> tuple[np.ndarray, np.ndarray]:
+    """A split's rows (ids and label) in a fixed order: to compare splits as sets of rows."""
+    order = np.lexsort(np.column_stack([split.x, split.y]).T)
+    return split.x[order], split.y[order]
+
+
+@pytest.mark.parametrize("layout", ["jsonl, seeded test split", "csv with a test file"])
+def test_encode_streams_a_text_file_into_the_splits_load_texts_makes(
+    tmp_path, real_reviews, layout
+):
+    """``elman encode text`` reads CSV/JSONL a piece at a time (three passes, at most a shard
+    of rows in memory), into the same vocabulary and classes as training reads in memory, and
+    the same rows in every split; undecodable bytes and odd line breaks included."""
+    from elman.config import preset, updated
+    from elman.data.shards import read_encoded
+    from elman.workflow import encode, prepare_data
+
+    rows = [(text, stars(rating)) for text, rating in real_reviews["train"][::25]]  # 1,000
+    rows[3] = ("caf\u00e9 line\u2028break " + rows[3][0], rows[3][1])  # (inside JSON: one line)
+    test_rows = [(text, stars(rating)) for text, rating in real_reviews["test"][::100]]
+    if layout.startswith("jsonl"):
+        data = tmp_path / "reviews.jsonl"
+        lines = [json.dumps({"text": t, "label": label}, ensure_ascii=False) for t, label in rows]
+        data.write_bytes("\n".join(lines).encode().replace(b"caf\xc3\xa9", b"caf\xe9") + b"\n")
+        settings = {"data": str(data)}
+    else:
+        data = write_csv(tmp_path / "reviews.csv", rows)
+        settings = {"data": str(data), "test": str(write_csv(tmp_path / "test.csv", test_rows))}
+    config = updated(preset("text"), {**settings, "max_len": 80, "vocab_size": 3000})
+    notes = []
+    manifest = encode(config, tmp_path / "encoded", 128, log=notes.append)
+    streamed = read_encoded(tmp_path / "encoded", "text")
+    _, whole = prepare_data(config, lambda _: None)
+    assert streamed.vocabulary == whole.vocabulary and streamed.classes == whole.classes
+    assert max(part["rows"] for part in manifest["train"]) == 128
+    shards = [
+        streamed.train.batch(k, torch.arange(n))[0] for k, n in enumerate(streamed.train.rows)
+    ]
+    joined = type(whole.train)(
+        *(np.concatenate([getattr(s, name) for s in shards]) for name in ("x", "y", "lengths"))
+    )
+    for mine, theirs in ((joined, whole.train), (streamed.val, whole.val)):
+        for got, expected in zip(sorted_rows(mine), sorted_rows(theirs), strict=True):
+            np.testing.assert_array_equal(got, expected)
+    np.testing.assert_array_equal(streamed.test.x, whole.test.x)  # (in file order, as loaded)
+    np.testing.assert_array_equal(streamed.test.y, whole.test.y)
+    if layout.startswith("jsonl"):
+        assert any("not valid UTF-8" in note for note in notes)
+
+
+def test_encode_refuses_what_load_texts_refuses_and_leaves_nothing(tmp_path, real_reviews):
+    from elman.config import preset, updated
+    from elman.workflow import encode
+
+    rows = [(text, stars(rating)) for text, rating in real_reviews["train"][:50]]
+    rows[7] = (rows[7][0], "")
+    data = write_csv(tmp_path / "reviews.csv", rows)
+    config = updated(preset("text"), {"data": str(data)})
+    with pytest.raises(UserError, match="line 9 has no label: give every sample one"):
+        encode(config, tmp_path / "out", 10)
+    assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out*"))
+
+
+def test_encode_holds_a_shard_not_the_corpus(tmp_path, real_reviews):
+    """Peak memory (tracemalloc: Python objects and NumPy arrays) of encoding 5,000 real
+    reviews a piece at a time, against reading them whole as training does."""
+    import tracemalloc
+
+    from elman.config import preset, updated
+    from elman.workflow import encode, prepare_data
+
+    rows = [(text, stars(rating)) for text, rating in real_reviews["train"][::5]]
+    data = tmp_path / "reviews.jsonl"
+    data.write_text("".join(json.dumps({"text": t, "label": label}) + "\n" for t, label in rows))
+    config = updated(preset("text"), {"data": str(data), "max_len": 200})
+    peaks = []
+    for job in (
+        lambda: encode(config, tmp_path / "encoded", 250, log=lambda _: None),
+        lambda: prepare_data(config, lambda _: None),
+    ):
+        tracemalloc.start()
+        job()
+        peaks.append(tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+    streamed, whole = peaks
+    assert streamed < whole / 3, (streamed, whole)

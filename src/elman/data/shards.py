@@ -2,7 +2,7 @@
 without holding the training split in memory (a source larger than memory, or N workers that
 each read only their part).
 
-A folder written by ``write_encoded``::
+A folder written by ``EncodedWriter`` (``elman encode``, ``elman.workflow.encode``)::
 
     manifest.json          the source, the settings that shaped the arrays, the classes, and
                            every part's files with their row counts and sizes
@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from elman.data.source import Log, Splits
+from elman.data.source import Splits
 from elman.data.split import Split, batch_order
 from elman.data.text import Vocabulary
 from elman.errors import UserError
@@ -49,7 +49,7 @@ ARRAYS = ("x", "y", "lengths")
 
 
 class Shards:
-    """A training split stored as shards on disk (``write_encoded``); ``len`` is its rows.
+    """A training split stored as shards on disk (``EncodedWriter``); ``len`` is its rows.
 
     ``fit`` trains on it as on a ``Split``, a shard at a time: ``plan`` gives this worker's
     batches for an epoch, ``batch`` reads one."""
@@ -114,43 +114,110 @@ class Shards:
         return self.folder / f"{self.names[shard]}.{array}.npy"
 
 
-def write_encoded(
-    splits: Splits, config: RunConfig, out: Path, shard_size: int, log: Log = print
-) -> dict[str, Any]:
-    """Write ``splits`` (read for ``config``) into the new folder ``out``: the training split
-    in shards of at most ``shard_size`` rows. Returns the manifest."""
-    out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise UserError(f"--out {out} exists and is not an empty folder: give a new folder")
-    if shard_size < 1:
-        raise UserError(f"--shard-size must be a positive number of rows, got {shard_size}")
-    staging = out.with_name(f".{out.name}.tmp")
-    shutil.rmtree(staging, ignore_errors=True)  # a killed run's leftovers
-    staging.mkdir(parents=True)
-    try:
-        parts = {"train": [], "val": [], "test": []}
-        train = splits.train
-        for number, start in enumerate(range(0, len(train), shard_size)):
-            rows = np.arange(start, min(start + shard_size, len(train)))
-            parts["train"].append(_write_part(staging, f"train-{number:05d}", train.take(rows)))
-        for name in ("val", "test"):
-            parts[name].append(_write_part(staging, name, getattr(splits, name)))
-        if splits.vocabulary is not None:
-            words = "\n".join(splits.vocabulary.words) + "\n"
-            atomic_write(staging / VOCABULARY, words.encode())
-        manifest = _manifest(splits, config, parts)
-        atomic_write(staging / MANIFEST, json_bytes(manifest))
-        if out.exists():
-            out.rmdir()
-        staging.rename(out)  # complete, or not there at all
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    log(
-        f"Wrote {out}: {len(parts['train'])} training shard(s) of at most {shard_size} rows, "
-        f"{len(splits.val)} validation and {len(splits.test)} test samples"
+class EncodedWriter:
+    """Writes ``elman encode``'s folder ``out`` from rows given in pieces (``add``), holding
+    at most a shard of them: training rows are cut into shards of ``shard_size`` as they come;
+    validation and test rows go to disk as they come and are joined into one file each by
+    ``finish``. A context manager: the folder appears, complete, when ``finish`` renames it
+    into place; a block left by an error (or a kill) leaves no folder behind."""
+
+    def __init__(self, out: Path, shard_size: int) -> None:
+        self.out, self.shard_size = Path(out), shard_size
+        if self.out.exists() and (not self.out.is_dir() or any(self.out.iterdir())):
+            raise UserError(f"--out {out} exists and is not an empty folder: give a new folder")
+        if shard_size < 1:
+            raise UserError(f"--shard-size must be a positive number of rows, got {shard_size}")
+        self.staging = self.out.with_name(f".{self.out.name}.tmp")
+        self.parts: dict[str, list] = {"train": [], "val": [], "test": []}
+        self.pending: Split | None = None  # training rows short of a shard
+        self.pieces: dict[str, list[str]] = {"val": [], "test": []}
+
+    def __enter__(self) -> EncodedWriter:
+        shutil.rmtree(self.staging, ignore_errors=True)  # a killed run's leftovers
+        self.staging.mkdir(parents=True)
+        return self
+
+    def __exit__(self, kind, error, trace) -> None:
+        shutil.rmtree(self.staging, ignore_errors=True)  # (gone once finished: renamed)
+
+    def add(self, part: str, rows: Split) -> None:
+        """Rows of ``part`` ("train", "val" or "test"), in the order they are to be kept."""
+        if part != "train":
+            name = f"{part}-piece-{len(self.pieces[part]):05d}"
+            self.pieces[part].append(name)
+            _write_part(self.staging, name, rows)
+            return
+        self.pending = rows if self.pending is None else _joined([self.pending, rows])
+        while len(self.pending) >= self.shard_size:
+            self._shard(np.arange(self.shard_size))
+
+    def _shard(self, rows: np.ndarray) -> None:
+        name = f"train-{len(self.parts['train']):05d}"
+        self.parts["train"].append(_write_part(self.staging, name, self.pending.take(rows)))
+        self.pending = self.pending.take(np.arange(len(rows), len(self.pending)))
+
+    def finish(self, config: RunConfig, classes: list[str], **found: Any) -> dict[str, Any]:
+        """The last shard, validation and test joined, the vocabulary and the manifest
+        written, and the folder renamed into place. ``found``: what the data said
+        (``vocabulary``, ``mean``, ``std``, ``model``, ``data``: as in ``Splits``)."""
+        if self.pending is not None and len(self.pending):
+            self._shard(np.arange(len(self.pending)))
+        if not self.parts["train"]:
+            raise UserError("no training samples to encode")
+        example = [np.load(self._file("train-00000", a), mmap_mode="r") for a in ARRAYS]
+        for part in ("val", "test"):
+            self.parts[part].append(self._join(part, example))
+        vocabulary = found.get("vocabulary")
+        if vocabulary is not None:
+            atomic_write(self.staging / VOCABULARY, ("\n".join(vocabulary.words) + "\n").encode())
+        manifest = _manifest(config, classes, self.parts, int(example[0].shape[1]), found)
+        atomic_write(self.staging / MANIFEST, json_bytes(manifest))
+        if self.out.exists():
+            self.out.rmdir()
+        self.staging.rename(self.out)  # complete, or not there at all
+        return manifest
+
+    def _join(self, part: str, example: list[np.ndarray]) -> dict[str, Any]:
+        """The part's pieces as one file per array, copied piece by piece."""
+        pieces = self.pieces[part]
+        rows = sum(len(np.load(self._file(p, "y"), mmap_mode="r")) for p in pieces)
+        for array, like in zip(ARRAYS, example, strict=True):
+            joined = np.lib.format.open_memmap(
+                self._file(part, array), mode="w+", dtype=like.dtype, shape=(rows, *like.shape[1:])
+            )
+            start = 0
+            for piece in pieces:
+                values = np.load(self._file(piece, array), mmap_mode="r")
+                joined[start : start + len(values)] = values
+                start += len(values)
+            joined.flush()
+            del joined
+        for piece in pieces:
+            for array in ARRAYS:
+                self._file(piece, array).unlink()
+        return {"name": part, "rows": rows, "bytes": _bytes(self.staging, part)}
+
+    def _file(self, name: str, array: str) -> Path:
+        return self.staging / f"{name}.{array}.npy"
+
+
+def found_in(splits: Splits) -> dict[str, Any]:
+    """What ``splits`` say about the data beyond its arrays (``EncodedWriter.finish``)."""
+    names = ("vocabulary", "mean", "std", "model", "data")
+    return {name: getattr(splits, name) for name in names}
+
+
+def written(manifest: dict[str, Any]) -> str:
+    """One line on what ``EncodedWriter`` wrote."""
+    rows = {part: sum(p["rows"] for p in manifest[part]) for part in ("train", "val", "test")}
+    return (
+        f"{len(manifest['train'])} training shard(s), {rows['train']} training, {rows['val']} "
+        f"validation and {rows['test']} test samples"
     )
-    return manifest
+
+
+def _joined(splits: list[Split]) -> Split:
+    return Split(*(np.concatenate([getattr(s, a) for s in splits]) for a in ARRAYS))
 
 
 def _write_part(folder: Path, name: str, split: Split) -> dict[str, Any]:
@@ -164,25 +231,28 @@ def _bytes(folder: Path, name: str) -> int:
     return sum((folder / f"{name}.{array}.npy").stat().st_size for array in ARRAYS)
 
 
-def _manifest(splits: Splits, config: RunConfig, parts: dict[str, list]) -> dict[str, Any]:
+def _manifest(
+    config: RunConfig, classes: list[str], parts: dict[str, list], steps: int, found: dict
+) -> dict[str, Any]:
     shaped = {k: getattr(config.model, k, None) for k in ("vocab_size", "max_len")}
+    mean, std = found.get("mean"), found.get("std")
     return {
         "format": FORMAT,
         "source": config.source,
         "seed": config.train.seed,  # (the validation split's)
         "data": asdict(config.data),
-        "model": {**{k: v for k, v in shaped.items() if v is not None}, **splits.model},
-        "data_found": splits.data,
-        "classes": list(splits.classes),
-        "mean": None if splits.mean is None else splits.mean.tolist(),
-        "std": None if splits.std is None else splits.std.tolist(),
-        "steps": int(splits.train.steps),
+        "model": {**{k: v for k, v in shaped.items() if v is not None}, **found.get("model", {})},
+        "data_found": found.get("data", {}),
+        "classes": list(classes),
+        "mean": None if mean is None else mean.tolist(),
+        "std": None if std is None else std.tolist(),
+        "steps": steps,
         **parts,
     }
 
 
 def read_encoded(folder: Path, source: str) -> Splits:
-    """The splits of a folder written by ``write_encoded`` for ``source``: training as
+    """The splits of a folder written by ``EncodedWriter`` for ``source``: training as
     ``Shards``, validation and test memory-mapped. The folder's settings (the data's, and the
     vocabulary size and length that shaped the arrays) replace the run's (``Splits.model`` /
     ``Splits.data``)."""

@@ -29,7 +29,7 @@ from elman.errors import UserError
 if TYPE_CHECKING:  # (types only: data/ never imports the layers above it)
     from elman.bundle import TrainedClassifier, TrainedSequenceModel
     from elman.config import RunConfig
-    from elman.data.shards import Shards
+    from elman.data.shards import EncodedWriter, Shards
 
     Trained = TrainedClassifier | TrainedSequenceModel
 
@@ -88,6 +88,10 @@ class Source:
     # files, a request body (the file's bytes) -> the rows the model reads
     examples: Callable[[Trained, int], list[dict]] | None = None
     upload: Callable[[Trained, bytes], np.ndarray] | None = None
+    # elman encode, a piece at a time (data larger than memory): the run's rows into the
+    # writer (``EncodedWriter.add``), returning ``classes`` and what else the data says
+    # (``EncodedWriter.finish``'s arguments); None: this data is read whole instead
+    stream: Callable[[RunConfig, EncodedWriter, Log], dict | None] | None = None
     help: str = ""  # one line for ``elman train --help``
     description: str = ""  # a paragraph for ``elman train SOURCE --help``
 

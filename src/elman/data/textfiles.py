@@ -15,9 +15,12 @@ import csv
 import io
 import json
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
+
+import numpy as np
 
 from elman.data.source import Given, Inputs, Log, Source, Splits
 from elman.data.split import Split, class_names, encode_labels, files_in, natural_key, split_rows
@@ -34,6 +37,7 @@ from elman.settings import setting
 
 if TYPE_CHECKING:
     from elman.config import RunConfig
+    from elman.data.shards import EncodedWriter
     from elman.data.source import Trained
 
 
@@ -93,13 +97,29 @@ def _decode(data: bytes, where: str, invalid: list[str]) -> str:
     return text
 
 
-def _read_table(path: Path, config: TextConfig, invalid: list[str], with_labels: bool) -> Labelled:
-    """A CSV (comma) or TSV (tab) file with a header row naming the text and label columns
-    (without ``with_labels``, the label column is read only if there is one)."""
+def _pieces(path: Path, invalid: list[str]) -> Iterator[str]:
+    """The file's text in pieces that end at a line feed, read one at a time (a line feed never
+    falls inside a UTF-8 character, so each decodes as the whole file would); undecodable bytes
+    are replaced and the file is named in ``invalid`` once."""
+    noted = False
+    with open(path, "rb") as file:
+        for raw in file:
+            text, valid = read_text(raw)
+            if not valid and not noted:
+                invalid.append(str(path))
+                noted = True
+            yield text
+
+
+def _table_records(
+    path: Path, config: TextConfig, invalid: list[str], with_labels: bool
+) -> Iterator[tuple[str, str, str]]:
+    """(text, label, where) for each row of a CSV (comma) or TSV (tab) file with a header row
+    naming the text and label columns (without ``with_labels``, the label column is read only
+    if there is one), read a piece at a time."""
     delimiter = "\t" if path.suffix.lower() in (".tsv", ".tab") else ","
-    rows = csv.reader(
-        io.StringIO(_decode(path.read_bytes(), str(path), invalid), newline=""), delimiter=delimiter
-    )
+    lines = (line for piece in _pieces(path, invalid) for line in io.StringIO(piece, newline=""))
+    rows = csv.reader(lines, delimiter=delimiter)
     header = next(rows, None)
     if not header:
         raise UserError(f"{path} is empty: give a header row and one sample per row")
@@ -117,7 +137,6 @@ def _read_table(path: Path, config: TextConfig, invalid: list[str], with_labels:
                 f"{path} has no column {name!r} (its columns: {', '.join(header)}); "
                 f"name the right one with {option}"
             )
-    found = Labelled()
     for row in rows:
         line = rows.line_num
         if not row:
@@ -128,17 +147,17 @@ def _read_table(path: Path, config: TextConfig, invalid: list[str], with_labels:
                 "quote texts that contain the delimiter"
             )
         label = "" if columns[1] is None else row[columns[1]].strip()
-        found.add(row[columns[0]], label, f"{path} line {line}")
-    return found
+        yield row[columns[0]], label, f"{path} line {line}"
 
 
-def _read_json_lines(
+def _json_records(
     path: Path, config: TextConfig, invalid: list[str], with_labels: bool
-) -> Labelled:
-    """One JSON object per line with the text and label keys (the label optional without
-    ``with_labels``)."""
-    found = Labelled()
-    lines = _decode(path.read_bytes(), str(path), invalid).splitlines()
+) -> Iterator[tuple[str, str, str]]:
+    """(text, label, where) for each line of a JSON Lines file: one object per line with the
+    text and label keys (the label optional without ``with_labels``), read a piece at a time.
+    Lines end at a line feed or carriage return only: a JSON string may hold U+2028 and the
+    other characters ``str.splitlines`` would also cut at."""
+    lines = (line for piece in _pieces(path, invalid) for line in _json_lines_of(piece))
     for line_number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
@@ -160,9 +179,12 @@ def _read_json_lines(
         text = record[config.text_column]
         if not isinstance(text, str):
             raise UserError(f"{where}: the text ({config.text_column!r}) must be a string")
-        label = _json_label(record.get(config.label_column, ""), where, with_labels)
-        found.add(text, label, where)
-    return found
+        yield text, _json_label(record.get(config.label_column, ""), where, with_labels), where
+
+
+def _json_lines_of(piece: str) -> list[str]:
+    lines = piece.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    return lines[:-1] if piece.endswith(("\n", "\r")) else lines
 
 
 def _json_label(value: object, where: str, required: bool) -> str:
@@ -246,6 +268,14 @@ def read_folder(path: Path, config: TextConfig, invalid: list[str]) -> dict[str,
 TABLES, JSON_LINES = (".csv", ".tsv", ".tab"), (".jsonl", ".ndjson", ".json")
 
 
+def _records(
+    path: Path, config: TextConfig, invalid: list[str], with_labels: bool = True
+) -> Iterator[tuple[str, str, str]]:
+    """(text, label, where) for each sample of a CSV/TSV or JSON Lines file, a piece at a time."""
+    read = _table_records if path.suffix.lower() in TABLES else _json_records
+    return read(path, config, invalid, with_labels)
+
+
 def read_labelled(
     path: Path, config: TextConfig, invalid: list[str], with_labels: bool = True
 ) -> dict[str, Labelled]:
@@ -256,10 +286,11 @@ def read_labelled(
     suffix = path.suffix.lower()
     if path.is_dir() or path.name.endswith((".tar.gz", ".tgz", ".tar")):
         return read_folder(path, config, invalid)
-    if suffix in TABLES:
-        return {"train": _read_table(path, config, invalid, with_labels)}
-    if suffix in JSON_LINES:
-        return {"train": _read_json_lines(path, config, invalid, with_labels)}
+    if suffix in TABLES + JSON_LINES:
+        found = Labelled()
+        for record in _records(path, config, invalid, with_labels):
+            found.add(*record)
+        return {"train": found}
     raise UserError(
         f"{path}: unknown text format {suffix or '(no extension)'}; give .csv, .tsv, .jsonl, "
         "or a folder with one subfolder of .txt files per class"
@@ -352,6 +383,90 @@ def load_texts(
         kept, held = split_rows(len(full_train), config.val_size, seed, "val-size", least=0)
         train_split, val_split = full_train.take(kept), full_train.take(held)
     return TextData(train_split, val_split, arrays(test), vocabulary, list(names))
+
+
+def stream(run: RunConfig, writer: EncodedWriter, log: Log = print) -> dict | None:
+    """``load_texts`` for elman encode, a piece at a time, when every file given is a CSV/TSV
+    or JSONL file (else None: read whole). Three passes over the training file (count and
+    labels; the vocabulary, over the training rows; the ids), at most ``writer.shard_size``
+    samples of a split in memory: the same vocabulary and classes as ``load_texts``, and the
+    same rows in each split (held out by the same seeded draws), kept in file order."""
+    config, model = run.data, run.model
+    files = [Path(name) for name in (config.data, config.test, config.val) if name]
+    if not files or not all(f.is_file() and f.suffix.lower() in TABLES + JSON_LINES for f in files):
+        return None
+    if model.vocab_size <= 3:
+        raise UserError(f"vocab-size must exceed the 3 reserved ids, got {model.vocab_size}")
+    path, invalid = Path(config.data), []
+    names, in_test, in_val = _held_out(path, config, run.train.seed, invalid)
+    training = (
+        tokenize(text)
+        for (text, _, _), test in zip(_records(path, config, []), in_test, strict=True)
+        if not test
+    )
+    vocabulary = Vocabulary.from_ranked(rank_words(training), model.vocab_size)
+    chunks = {part: Labelled() for part in ("train", "val", "test")}
+
+    def add(part: str, record: tuple[str, str, str] | None = None) -> None:
+        """A sample into its split's chunk; a full chunk (or, without one, the rest) written."""
+        if record is not None:
+            chunks[part].add(*record)
+        if len(chunks[part].texts) >= writer.shard_size or (record is None and chunks[part].texts):
+            writer.add(
+                part, encode_labelled(chunks[part], vocabulary, names, config, model.max_len)
+            )
+            chunks[part] = Labelled()
+
+    kept = iter(in_val)  # (by position among the rows not held out for testing)
+    for test, record in zip(in_test, _records(path, config, []), strict=True):
+        add("test" if test else "val" if next(kept) else "train", record)
+    for part, name in (("test", config.test), ("val", config.val)):
+        for record in _only_labelled_records(Path(name), config, invalid) if name else ():
+            add(part, record)
+    for part in chunks:
+        add(part)
+    if invalid:
+        log(
+            f"warning: {len(invalid)} files are not valid UTF-8 (first: {invalid[0]}); "
+            "undecodable bytes were replaced"
+        )
+    return {"classes": list(names), "vocabulary": vocabulary}
+
+
+def _held_out(
+    path: Path, config: TextConfig, seed: int, invalid: list[str]
+) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """A first pass over the training file: the class names, and which rows ``load_texts``
+    holds out for testing (by row) and for validation (by position among the rest)."""
+    labels, total = set(), 0
+    for _, label, _ in _only_labelled_records(path, config, invalid):
+        labels.add(label)
+        total += 1
+    names = config.classes or class_names(list(labels))
+    if len(names) < 2:
+        raise UserError(f"{config.data} has only the label {names[0]!r}: a classifier needs two")
+    in_test = np.zeros(total, dtype=bool)
+    if not config.test:
+        in_test[split_rows(total, config.test_size, seed, "test-size")[1]] = True
+    in_val = np.zeros(total - int(in_test.sum()), dtype=bool)
+    if not config.val:
+        in_val[split_rows(len(in_val), config.val_size, seed, "val-size", least=0)[1]] = True
+    return names, in_test, in_val
+
+
+def _only_labelled_records(
+    path: Path, config: TextConfig, invalid: list[str]
+) -> Iterator[tuple[str, str, str]]:
+    """``_records``, refusing a sample without a label and a file without samples (as
+    ``_only_labelled``)."""
+    count = 0
+    for record in _records(path, config, invalid):
+        if not record[1]:
+            raise UserError(f"{record[2]} has no label: give every sample one")
+        count += 1
+        yield record
+    if not count:
+        raise UserError(f"{path} holds no samples")
 
 
 # 3. The source: what elman train/evaluate/predict call ------------------------------------------
@@ -453,6 +568,7 @@ SOURCE = Source(
     read=read,
     evaluation=evaluation,
     inputs=text_inputs,
+    stream=stream,
     help="your own labelled texts: CSV/TSV, JSON Lines, or a folder per class",
     description="Classify texts (two classes or more) from a CSV/TSV with a header row, a JSON "
     "Lines file, or a folder (or .tar.gz) with one subfolder of .txt files per class, "
