@@ -85,7 +85,8 @@ class Shards:
             lengths = np.load(self._path(shard, "lengths"))
             shuffle = torch.Generator().manual_seed(seeds[shard])
             steps += [(shard, rows) for rows in batch_order(lengths, batch_size, bucket, shuffle)]
-        steps += [(order[rank], None)] * (max(batches) - len(steps))
+        last = steps[-1][0] if steps else order[rank]  # (the shard in memory: not read again)
+        steps += [(last, None)] * (max(batches) - len(steps))
         self._upcoming = list(dict.fromkeys(shard for shard, _ in steps))
         return steps
 
