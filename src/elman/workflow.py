@@ -383,13 +383,20 @@ def evaluate_saved(
 ) -> dict:
     """Loss, accuracy (or MAE) and the detailed report of the model saved in ``folder``: on
     ``data_path`` (labelled, in the training format), or else on the test split it was tested on
-    (IMDB: the 25,000 test reviews). ``device``: auto (CUDA when present), cpu or cuda."""
+    (IMDB: the 25,000 test reviews; a model trained on ``elman encode``'s folder: its test
+    file, while the folder is there). ``device``: auto (CUDA when present), cpu or cuda."""
     trained = load(folder)
     trained.model.to(resolve_device(device))
     if cache_dir:  # (for sources that cache, IMDB)
         trained.config = updated(trained.config, {"cache_dir": cache_dir})
     config = trained.config
-    test = SOURCES[config.source].evaluation(trained, Path(data_path) if data_path else None, log)
+    encoded = Path(config.train.encoded) if config.train.encoded else None
+    if data_path is None and encoded is not None and encoded.is_dir():  # trained from shards
+        test = read_encoded(encoded, config.source).test
+    else:
+        test = SOURCES[config.source].evaluation(
+            trained, Path(data_path) if data_path else None, log
+        )
     metrics, report, printed = scored(trained.model, test, config)
     return {**metrics, "samples": len(test), "report": report, "printed": printed}
 

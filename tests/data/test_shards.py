@@ -17,7 +17,7 @@ from elman.config import preset, updated
 from elman.data.shards import MANIFEST, Shards, read_encoded
 from elman.errors import UserError
 from elman.train import fit, make_optimizer, train_step
-from elman.workflow import encode, new_model, prepare_data, train_model
+from elman.workflow import encode, evaluate_saved, new_model, prepare_data, train_model
 
 SHARD_ROWS = 250
 
@@ -127,6 +127,8 @@ def test_training_from_shards_takes_the_planned_steps(
     assert history[1] < history[0]  # it learns from the streamed shards
     saved = (tmp_path / "model" / "config.json").read_text()
     assert str(encoded) in saved  # the saved run says where its data came from
+    again = evaluate_saved(tmp_path / "model", log=quiet, device="cpu")  # on the folder's test
+    assert again["samples"] == 400 and again["acc"] == trained.metrics["test_acc"]
 
 
 def test_two_workers_read_their_own_shards_and_take_the_global_steps(
