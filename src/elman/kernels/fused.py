@@ -23,6 +23,7 @@ from torch import Tensor
 
 from elman.kernels.loops import (
     ACTIVATION_CODES,
+    ERRORS,
     FASTMATH,
     TANH,
     copy_row,
@@ -35,7 +36,7 @@ from elman.kernels.loops import (
 from elman.kernels.reference import needs_autograd
 
 
-@njit(cache=True, nogil=True, fastmath=FASTMATH)
+@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model=ERRORS)
 def _forward_rows(P, W_h, h0, mask, use_mask, drop, use_drop, activation, exact_tanh, states, rows):
     """states[b, t] = act(P[b, t] + W_h · (h[b, t-1] ⊙ drop[b])) for b in ``rows`` (``drop``:
     recurrent dropout's mask, one per row, when ``use_drop``)."""
@@ -55,7 +56,7 @@ def _forward_rows(P, W_h, h0, mask, use_mask, drop, use_drop, activation, exact_
             copy_row(h, states[b, t])
 
 
-@njit(cache=True, parallel=True, nogil=True)
+@njit(cache=True, parallel=True, nogil=True, error_model=ERRORS)
 def _forward(P, W_h, h0, mask, use_mask, drop, use_drop, activation, exact_tanh, order, bounds):
     B, T, H = P.shape
     states = np.empty((B, T, H), dtype=P.dtype)
@@ -67,7 +68,7 @@ def _forward(P, W_h, h0, mask, use_mask, drop, use_drop, activation, exact_tanh,
     return states
 
 
-@njit(cache=True, nogil=True, fastmath=FASTMATH)
+@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model=ERRORS)
 def _backward_rows(G, states, W_hT, mask, use_mask, drop, use_drop, activation, delta, carry, rows):
     """delta[b, t] = ∂L/∂pre_t for b in ``rows``; carry[b] ends as ∂L/∂h0."""
     T, H = G.shape[1], G.shape[2]
@@ -96,7 +97,7 @@ def _backward_rows(G, states, W_hT, mask, use_mask, drop, use_drop, activation, 
                     carry[b, i] *= drop[b, i]
 
 
-@njit(cache=True, parallel=True, nogil=True)
+@njit(cache=True, parallel=True, nogil=True, error_model=ERRORS)
 def _backward(G, states, W_hT, mask, use_mask, drop, use_drop, activation, order, bounds):
     B, T, H = G.shape
     delta = np.empty((B, T, H), dtype=G.dtype)

@@ -34,6 +34,7 @@ from torch import Tensor
 from elman.kernels.fused import recurrence
 from elman.kernels.loops import (
     ACTIVATION_CODES,
+    ERRORS,
     FASTMATH,
     RELU,
     copy_row,
@@ -45,7 +46,7 @@ from elman.kernels.loops import (
 )
 
 
-@njit(cache=True, nogil=True, fastmath=FASTMATH)
+@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model=ERRORS)
 def _read_rows(
     ids, table, W_h, h0, start, drop, use_drop, activation, exact_tanh, keep, states, out, rows
 ):
@@ -72,7 +73,7 @@ def _read_rows(
         copy_row(h, out[b])
 
 
-@njit(cache=True, parallel=True, nogil=True)
+@njit(cache=True, parallel=True, nogil=True, error_model=ERRORS)
 def _forward(ids, table, W_h, h0, start, drop, use_drop, activation, exact_tanh, order, bounds):
     B, T, H = ids.shape[0], ids.shape[1], table.shape[1]
     states = np.empty((B, T, H), dtype=table.dtype)
@@ -97,7 +98,7 @@ def _forward(ids, table, W_h, h0, start, drop, use_drop, activation, exact_tanh,
     return states
 
 
-@njit(cache=True, nogil=True, fastmath=FASTMATH)
+@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model=ERRORS)
 def _backward_rows(
     ids, G, states, h0, W_hT, start, drop, use_drop, activation, grad_table, grad_W_h, grad_h0, rows
 ):
@@ -137,7 +138,7 @@ def _backward_rows(
         copy_row(dh, grad_h0[b])
 
 
-@njit(cache=True, parallel=True, nogil=True)
+@njit(cache=True, parallel=True, nogil=True, error_model=ERRORS)
 def _backward(
     ids, G, states, h0, W_hT, start, drop, use_drop, activation, vocab_size, order, bounds
 ):
@@ -170,7 +171,7 @@ def _backward(
     return grad_table, grad_W_h, grad_h0
 
 
-@njit(cache=True, parallel=True, nogil=True)
+@njit(cache=True, parallel=True, nogil=True, error_model=ERRORS)
 def _last_from_ids(ids, table, W_h, h0, start, activation, exact_tanh, order, bounds):
     B, H = ids.shape[0], table.shape[1]
     out = np.empty((B, H), dtype=table.dtype)

@@ -69,6 +69,10 @@ def activate(pre, out, activation, exact_tanh):
 # nothing else of fastmath (NaN and infinity still propagate, so a diverging loss is seen). The
 # order is fixed when the kernel is compiled: every run gives the same bits.
 FASTMATH = {"reassoc", "contract"}
+# A float division by zero gives inf or NaN (NumPy's rule) instead of raising (Python's, numba's
+# default): without the test numba puts before every division, tanh's division vectorises; the
+# same bits, 1.5x faster a step.
+ERRORS = "numpy"
 
 
 @njit(inline="always")
