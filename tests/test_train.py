@@ -94,3 +94,33 @@ def test_val_size_zero_holds_nothing_out_and_test_size_zero_is_refused():
     assert sorted(kept) == list(range(10)) and len(held) == 0
     with pytest.raises(UserError, match="test-size must leave samples on both sides"):
         split_rows(10, 0, seed=0, what="test-size")
+
+
+def test_threads_sets_torch_and_numba_alike(subset_archive, real_cache):
+    """``--threads N`` in one process: torch and numba (the kernels' parallel loops) both run N
+    threads, so a user capping the cores is not oversubscribed by the other."""
+    import numba
+
+    from elman.config import preset, updated
+    from elman.workflow import train_model
+
+    before = torch.get_num_threads(), numba.get_num_threads()
+    config = updated(
+        preset("imdb"),
+        {
+            "data": str(subset_archive),
+            "cache_dir": str(real_cache),
+            "max_len": 40,
+            "vocab_size": 500,
+            "hidden_size": 4,
+            "val_size": 100,
+            "epochs": 1,
+            "threads": 1,
+        },
+    )
+    try:
+        train_model(config, log=lambda _: None, progress=False)
+        assert (torch.get_num_threads(), numba.get_num_threads()) == (1, 1)
+    finally:
+        torch.set_num_threads(before[0])
+        numba.set_num_threads(before[1])

@@ -167,7 +167,7 @@ class TrainConfig:
         2, "early stopping: epochs without a better val_loss (none or -1: off)"
     )
     seed: int = setting(0, "seed of initialisation, splits and shuffling")
-    threads: int | None = setting(None, "torch threads (none: all cores)")
+    threads: int | None = setting(None, "torch and numba threads (none: all cores)")
     optimizer: str = setting(
         "rmsprop", "rmsprop (Keras' RMSprop) or adam (torch's Adam)", choices=OPTIMIZERS
     )

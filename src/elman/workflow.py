@@ -307,9 +307,9 @@ def _train(
     world = world or World()
     config.model.validate()
     resolve_device(config.train.device)  # a device this machine lacks: refused before any work
-    threads = share_cores(world, config.train.threads) if world.distributed else None
-    if threads is None and config.train.threads:
-        torch.set_num_threads(config.train.threads)
+    threads = None  # (one process without --threads: torch's and numba's defaults, all cores)
+    if world.distributed or config.train.threads:  # torch and numba alike: never more threads
+        threads = share_cores(world, config.train.threads)
     started = time.perf_counter()
     compiling = compile_ahead(config) if world.main else None
     config, splits = prepare_data(config, log)  # before anything is written: bad data fails first
