@@ -145,6 +145,7 @@ def encode(config: RunConfig, out: Path, shard_size: int, log: Log = print) -> d
     ``train`` reads with ``config.train.encoded = out``. A source that can (``Source.stream``:
     text from CSV/TSV/JSONL files) reads its files a piece at a time, so a corpus larger than
     memory can be encoded; the others are read whole first. Returns the folder's manifest."""
+    config.model.validate()  # (the settings that shape the arrays: before any reading)
     source = SOURCES[config.source]
     with EncodedWriter(out, shard_size) as writer:
         found = source.stream(config, writer, log) if source.stream is not None else None

@@ -15,7 +15,7 @@ import csv
 import io
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
@@ -330,12 +330,41 @@ def encode_labelled(
 
 
 def _only_labelled(labelled: Labelled, source: str) -> Labelled:
-    empty = [i for i, label in enumerate(labelled.labels) if not label]
-    if empty:
-        raise UserError(f"{labelled.where[empty[0]]} has no label: give every sample one")
-    if not labelled.texts:
-        raise UserError(f"{source} holds no samples")
+    records = zip(labelled.texts, labelled.labels, labelled.where, strict=True)
+    for _ in _labelled_only(records, source):
+        pass
     return labelled
+
+
+def _labelled_only(
+    records: Iterable[tuple[str, str, str]], source: str
+) -> Iterator[tuple[str, str, str]]:
+    """The (text, label, where) ``records`` of ``source``, refusing a sample without a label
+    and a source without samples."""
+    count = 0
+    for record in records:
+        if not record[1]:
+            raise UserError(f"{record[2]} has no label: give every sample one")
+        count += 1
+        yield record
+    if not count:
+        raise UserError(f"{source} holds no samples")
+
+
+def _class_names(config: TextConfig, labels: Iterable[str]) -> list[str]:
+    """``--classes``, or the labels found in a fixed order; at least two."""
+    names = config.classes or class_names(list(labels))
+    if len(names) < 2:
+        raise UserError(f"{config.data} has only the label {names[0]!r}: a classifier needs two")
+    return names
+
+
+def _warn_invalid(invalid: list[str], log: Log) -> None:
+    if invalid:
+        log(
+            f"warning: {len(invalid)} files are not valid UTF-8 (first: {invalid[0]}); "
+            "undecodable bytes were replaced"
+        )
 
 
 def load_texts(
@@ -350,9 +379,7 @@ def load_texts(
     invalid: list[str] = []
     parts = read_labelled(Path(config.data), config, invalid)
     train = _only_labelled(parts["train"], config.data)
-    names = config.classes or class_names(train.labels)
-    if len(names) < 2:
-        raise UserError(f"{config.data} has only the label {names[0]!r}: a classifier needs two")
+    names = _class_names(config, train.labels)
     if config.test:
         test = _only_labelled(
             read_labelled(Path(config.test), config, invalid)["train"], config.test
@@ -362,11 +389,7 @@ def load_texts(
     else:
         kept, held = split_rows(len(train.texts), config.test_size, seed, "test-size")
         train, test = train.take(sorted(kept)), train.take(sorted(held))
-    if invalid:
-        log(
-            f"warning: {len(invalid)} files are not valid UTF-8 (first: {invalid[0]}); "
-            "undecodable bytes were replaced"
-        )
+    _warn_invalid(invalid, log)
     tokens = [tokenize(text) for text in train.texts]
     vocabulary = Vocabulary.from_ranked(rank_words(tokens), vocab_size)
 
@@ -395,8 +418,6 @@ def stream(run: RunConfig, writer: EncodedWriter, log: Log = print) -> dict | No
     files = [Path(name) for name in (config.data, config.test, config.val) if name]
     if not files or not all(f.is_file() and f.suffix.lower() in TABLES + JSON_LINES for f in files):
         return None
-    if model.vocab_size <= 3:
-        raise UserError(f"vocab-size must exceed the 3 reserved ids, got {model.vocab_size}")
     path, invalid = Path(config.data), []
     names, in_test, in_val = _held_out(path, config, run.train.seed, invalid)
     training = (
@@ -421,15 +442,11 @@ def stream(run: RunConfig, writer: EncodedWriter, log: Log = print) -> dict | No
     for test, record in zip(in_test, _records(path, config, []), strict=True):
         add("test" if test else "val" if next(kept) else "train", record)
     for part, name in (("test", config.test), ("val", config.val)):
-        for record in _only_labelled_records(Path(name), config, invalid) if name else ():
+        for record in _labelled_only(_records(Path(name), config, invalid), name) if name else ():
             add(part, record)
     for part in chunks:
         add(part)
-    if invalid:
-        log(
-            f"warning: {len(invalid)} files are not valid UTF-8 (first: {invalid[0]}); "
-            "undecodable bytes were replaced"
-        )
+    _warn_invalid(invalid, log)
     return {"classes": list(names), "vocabulary": vocabulary}
 
 
@@ -439,12 +456,10 @@ def _held_out(
     """A first pass over the training file: the class names, and which rows ``load_texts``
     holds out for testing (by row) and for validation (by position among the rest)."""
     labels, total = set(), 0
-    for _, label, _ in _only_labelled_records(path, config, invalid):
+    for _, label, _ in _labelled_only(_records(path, config, invalid), config.data):
         labels.add(label)
         total += 1
-    names = config.classes or class_names(list(labels))
-    if len(names) < 2:
-        raise UserError(f"{config.data} has only the label {names[0]!r}: a classifier needs two")
+    names = _class_names(config, labels)
     in_test = np.zeros(total, dtype=bool)
     if not config.test:
         in_test[split_rows(total, config.test_size, seed, "test-size")[1]] = True
@@ -452,21 +467,6 @@ def _held_out(
     if not config.val:
         in_val[split_rows(len(in_val), config.val_size, seed, "val-size", least=0)[1]] = True
     return names, in_test, in_val
-
-
-def _only_labelled_records(
-    path: Path, config: TextConfig, invalid: list[str]
-) -> Iterator[tuple[str, str, str]]:
-    """``_records``, refusing a sample without a label and a file without samples (as
-    ``_only_labelled``)."""
-    count = 0
-    for record in _records(path, config, invalid):
-        if not record[1]:
-            raise UserError(f"{record[2]} has no label: give every sample one")
-        count += 1
-        yield record
-    if not count:
-        raise UserError(f"{path} holds no samples")
 
 
 # 3. The source: what elman train/evaluate/predict call ------------------------------------------
