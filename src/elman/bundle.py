@@ -36,7 +36,7 @@ from elman.config import (
     load_config,
     save_config,
 )
-from elman.data.text import RESERVED, Vocabulary
+from elman.data.text import Vocabulary, read_vocabulary, vocabulary_bytes
 from elman.errors import UserError
 from elman.files import atomic_write, json_bytes
 from elman.models import (
@@ -78,7 +78,7 @@ def save_files(
     state = {name: tensor.contiguous() for name, tensor in model.state_dict().items()}
     atomic_write(folder / WEIGHTS, save(state))
     if vocabulary is not None:
-        atomic_write(folder / VOCABULARY, ("\n".join(vocabulary.words) + "\n").encode())
+        atomic_write(folder / VOCABULARY, vocabulary_bytes(vocabulary))
     atomic_write(folder / HISTORY, json_bytes(history))
     atomic_write(folder / METRICS, json_bytes(metrics))
 
@@ -209,34 +209,6 @@ def _weights(folder: Path, model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return state
 
 
-def _vocabulary(folder: Path, size: int) -> Vocabulary:
-    """vocabulary.txt: UTF-8, one distinct non-empty word per line, the reserved ids first,
-    as many lines as the model has ids."""
-    path = folder / VOCABULARY
-    try:
-        words = tuple(path.read_bytes().decode("utf-8").split("\n"))
-    except UnicodeDecodeError as error:
-        raise UserError(f"{path} is not UTF-8 ({error.reason}): train the model again") from None
-    words = words[:-1] if words and words[-1] == "" else words  # the final newline
-    if words[: len(RESERVED)] != RESERVED:
-        raise UserError(
-            f"{path} does not start with the reserved ids {' '.join(RESERVED)}: it is not the "
-            "vocabulary elman saved; train the model again"
-        )
-    problem = next(
-        (f"line {i + 1} is blank" for i, word in enumerate(words) if not word.strip()), None
-    )
-    if problem is None and len(set(words)) != len(words):
-        seen: set[str] = set()
-        repeated = next(word for word in words if word in seen or seen.add(word))
-        problem = f"{repeated!r} appears twice"
-    if problem is None and len(words) != size:
-        problem = f"it has {len(words)} words but the model has {size} ids"
-    if problem:
-        raise UserError(f"{path}: {problem}; the folder mixes files of different models")
-    return Vocabulary(words)
-
-
 def load(folder: str | Path) -> TrainedClassifier | TrainedSequenceModel:
     """The model saved in ``folder``, ready to predict. Refuses (one line, UserError) a folder
     whose configuration, weights or vocabulary are damaged or do not fit together."""
@@ -254,5 +226,5 @@ def load(folder: str | Path) -> TrainedClassifier | TrainedSequenceModel:
         metrics = {}  # (only shown, never used to predict)
     if not config.reads_text:
         return TrainedSequenceModel(model, config, metrics)
-    vocabulary = _vocabulary(folder, config.model.vocab_size)
+    vocabulary = read_vocabulary(folder / VOCABULARY, config.model.vocab_size)
     return TrainedClassifier(model, config, metrics, vocabulary)

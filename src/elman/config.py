@@ -22,17 +22,17 @@ from typing import Any
 
 from elman.data import SOURCES
 from elman.data.imdb import LABELS
+from elman.data.text import VOCABULARY  # noqa: F401 (re-exported with the folder's other names)
 from elman.errors import UserError, require_positive
 from elman.files import atomic_write, json_bytes
 from elman.kernels import BACKENDS
 from elman.kernels.reference import ACTIVATIONS
 from elman.settings import choose, json_text, setting, typed
 
-# The files of a saved model folder (see elman.bundle)
-CONFIG, WEIGHTS, VOCABULARY, HISTORY, METRICS, CHECKPOINT = (
+# The files of a saved model folder (see elman.bundle; and VOCABULARY, from elman.data.text)
+CONFIG, WEIGHTS, HISTORY, METRICS, CHECKPOINT = (
     "config.json",
     "weights.safetensors",
-    "vocabulary.txt",
     "history.json",
     "metrics.json",
     "checkpoint.pt",

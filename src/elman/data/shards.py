@@ -35,7 +35,7 @@ import torch
 
 from elman.data.source import Splits
 from elman.data.split import Split, batch_order
-from elman.data.text import Vocabulary
+from elman.data.text import VOCABULARY, read_vocabulary, vocabulary_bytes
 from elman.errors import UserError
 from elman.files import atomic_write, json_bytes
 
@@ -43,7 +43,6 @@ if TYPE_CHECKING:
     from elman.config import RunConfig
 
 MANIFEST = "manifest.json"
-VOCABULARY = "vocabulary.txt"
 FORMAT = "elman-encoded-1"
 ARRAYS = ("x", "y", "lengths")
 
@@ -58,7 +57,7 @@ class Shards:
         self.folder, self.names, self.rows, self.steps = Path(folder), names, rows, steps
         self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="elman-shards")
         self._upcoming: list[int] = []  # this worker's shards, in the order of its plan
-        self._current: tuple[int, tuple[np.ndarray, ...]] | None = None
+        self._current: tuple[int, Split] | None = None
         self._next: tuple[int, Future] | None = None
 
     def __len__(self) -> int:
@@ -82,7 +81,7 @@ class Shards:
         batches = [sum(-(-self.rows[k] // batch_size) for k in order[r::size]) for r in range(size)]
         steps: list[tuple[int, torch.Tensor | None]] = []
         for shard in order[rank::size]:
-            lengths = np.load(self._path(shard, "lengths"))
+            lengths = np.load(_npy(self.folder, self.names[shard], "lengths"))
             shuffle = torch.Generator().manual_seed(seeds[shard])
             steps += [(shard, rows) for rows in batch_order(lengths, batch_size, bucket, shuffle)]
         last = steps[-1][0] if steps else order[rank]  # (the shard in memory: not read again)
@@ -104,15 +103,11 @@ class Shards:
             )
             if later:
                 self._next = (later[0], self._reader.submit(self._read, later[0]))
-        x, y, lengths = self._current[1]
         taken = rows.numpy() if rows is not None else np.zeros(1, dtype=np.int64)
-        return Split(x[taken], y[taken], lengths[taken]), rows is not None
+        return self._current[1].take(taken), rows is not None
 
-    def _read(self, shard: int) -> tuple[np.ndarray, ...]:
-        return tuple(np.load(self._path(shard, name)) for name in ARRAYS)
-
-    def _path(self, shard: int, array: str) -> Path:
-        return self.folder / f"{self.names[shard]}.{array}.npy"
+    def _read(self, shard: int) -> Split:
+        return Split(*(np.load(_npy(self.folder, self.names[shard], a)) for a in ARRAYS))
 
 
 class EncodedWriter:
@@ -170,7 +165,7 @@ class EncodedWriter:
             self.parts[part].append(self._join(part, example))
         vocabulary = found.get("vocabulary")
         if vocabulary is not None:
-            atomic_write(self.staging / VOCABULARY, ("\n".join(vocabulary.words) + "\n").encode())
+            atomic_write(self.staging / VOCABULARY, vocabulary_bytes(vocabulary))
         manifest = _manifest(config, classes, self.parts, int(example[0].shape[1]), found)
         atomic_write(self.staging / MANIFEST, json_bytes(manifest))
         if self.out.exists():
@@ -199,7 +194,7 @@ class EncodedWriter:
         return {"name": part, "rows": rows, "bytes": _bytes(self.staging, part)}
 
     def _file(self, name: str, array: str) -> Path:
-        return self.staging / f"{name}.{array}.npy"
+        return _npy(self.staging, name, array)
 
 
 def found_in(splits: Splits) -> dict[str, Any]:
@@ -217,19 +212,24 @@ def written(manifest: dict[str, Any]) -> str:
     )
 
 
+def _npy(folder: Path, name: str, array: str) -> Path:
+    """The file of one of a part's arrays (``ARRAYS``): ``train-00003.x.npy``, ``test.y.npy``."""
+    return folder / f"{name}.{array}.npy"
+
+
 def _joined(splits: list[Split]) -> Split:
     return Split(*(np.concatenate([getattr(s, a) for s in splits]) for a in ARRAYS))
 
 
 def _write_part(folder: Path, name: str, split: Split) -> dict[str, Any]:
     for array in ARRAYS:
-        with open(folder / f"{name}.{array}.npy", "wb") as file:
+        with open(_npy(folder, name, array), "wb") as file:
             np.save(file, np.ascontiguousarray(getattr(split, array)))
     return {"name": name, "rows": len(split), "bytes": _bytes(folder, name)}
 
 
 def _bytes(folder: Path, name: str) -> int:
-    return sum((folder / f"{name}.{array}.npy").stat().st_size for array in ARRAYS)
+    return sum(_npy(folder, name, array).stat().st_size for array in ARRAYS)
 
 
 def _manifest(
@@ -265,7 +265,7 @@ def read_encoded(folder: Path, source: str) -> Splits:
             f"elman train {manifest['source']} --encoded {folder}"
         )
     for part in manifest["train"] + manifest["val"] + manifest["test"]:
-        if not all((folder / f"{part['name']}.{a}.npy").is_file() for a in ARRAYS) or (
+        if not all(_npy(folder, part["name"], a).is_file() for a in ARRAYS) or (
             _bytes(folder, part["name"]) != part["bytes"]
         ):
             raise UserError(
@@ -280,8 +280,8 @@ def read_encoded(folder: Path, source: str) -> Splits:
     )
     vocabulary = None
     if (folder / VOCABULARY).is_file():
-        words = (folder / VOCABULARY).read_text(encoding="utf-8").split("\n")[:-1]
-        vocabulary = Vocabulary(tuple(words))
+        size = manifest["model"]["vocab_size"]
+        vocabulary = read_vocabulary(folder / VOCABULARY, size, "encode the data again")
     statistics = [
         None if manifest[k] is None else np.array(manifest[k], np.float32) for k in ("mean", "std")
     ]
@@ -316,6 +316,6 @@ def _read_manifest(folder: Path) -> dict[str, Any]:
 def _mapped_part(folder: Path, name: str) -> Split:
     """A validation or test part: inputs memory-mapped (read in order by evaluation, so its
     size is bounded by the disk, not memory), labels and lengths in memory."""
-    x = np.load(folder / f"{name}.x.npy", mmap_mode="c")
-    y, lengths = (np.load(folder / f"{name}.{a}.npy") for a in ("y", "lengths"))
+    x = np.load(_npy(folder, name, "x"), mmap_mode="c")
+    y, lengths = (np.load(_npy(folder, name, a)) for a in ("y", "lengths"))
     return Split(x, y, lengths)

@@ -11,6 +11,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -18,6 +19,7 @@ from elman.errors import UserError
 
 PAD, START, OOV = 0, 1, 2
 RESERVED = ("<pad>", "<start>", "<oov>")
+VOCABULARY = "vocabulary.txt"  # a model folder's (and elman encode's) vocabulary file
 
 # A word is a run of letters/digits, optionally joined by apostrophes ("don't", "90's").
 _WORD = re.compile(r"[^\W_]+(?:'[^\W_]+)*")
@@ -71,6 +73,38 @@ class Vocabulary:
         if "_index_cache" not in self.__dict__:
             object.__setattr__(self, "_index_cache", {w: i for i, w in enumerate(self.words)})
         return self.__dict__["_index_cache"]
+
+
+def vocabulary_bytes(vocabulary: Vocabulary) -> bytes:
+    """The vocabulary file's content: UTF-8, one word per line; line i is id i."""
+    return ("\n".join(vocabulary.words) + "\n").encode()
+
+
+def read_vocabulary(path: Path, size: int, remedy: str = "train the model again") -> Vocabulary:
+    """A vocabulary file (``vocabulary_bytes``), checked: UTF-8, one distinct non-empty word
+    per line, the reserved ids first, ``size`` lines. ``remedy``: what its errors tell to do."""
+    try:
+        words = tuple(path.read_bytes().decode("utf-8").split("\n"))
+    except UnicodeDecodeError as error:
+        raise UserError(f"{path} is not UTF-8 ({error.reason}): {remedy}") from None
+    words = words[:-1] if words and words[-1] == "" else words  # the final newline
+    if words[: len(RESERVED)] != RESERVED:
+        raise UserError(
+            f"{path} does not start with the reserved ids {' '.join(RESERVED)}: it is not the "
+            f"vocabulary elman saved; {remedy}"
+        )
+    problem = next(
+        (f"line {i + 1} is blank" for i, word in enumerate(words) if not word.strip()), None
+    )
+    if problem is None and len(set(words)) != len(words):
+        seen: set[str] = set()
+        repeated = next(word for word in words if word in seen or seen.add(word))
+        problem = f"{repeated!r} appears twice"
+    if problem is None and len(words) != size:
+        problem = f"it has {len(words)} words but the model has {size} ids"
+    if problem:
+        raise UserError(f"{path}: {problem}; the folder mixes files of different models")
+    return Vocabulary(words)
 
 
 def pad_sequences(
