@@ -81,13 +81,21 @@ def shown_value(value: Any) -> str:
     return str(value)
 
 
-def add_settings(parser: argparse.ArgumentParser, config: Any, skip: tuple[str, ...] = ()) -> None:
-    """One option per field of the dataclass instance ``config`` (except ``skip`` and fields
-    the data decides), whose help ends with the field's value in ``config``: the default.
-    Options left out are not set (``argparse.SUPPRESS``), so the preset's value stands."""
+def add_settings(
+    parser: argparse.ArgumentParser,
+    config: Any,
+    skip: tuple[str, ...] = (),
+    only: tuple[str, ...] | None = None,
+) -> None:
+    """One option per field of the dataclass instance ``config`` (except ``skip``, those not in
+    ``only`` when given, and fields the data decides), whose help ends with the field's value
+    in ``config``: the default. Options left out are not set (``argparse.SUPPRESS``), so the
+    preset's value stands."""
     for item in fields(config):
         meta = item.metadata
-        if item.name in skip or not meta.get("cli", True) or "doc" not in meta:
+        if item.name in skip or (only is not None and item.name not in only):
+            continue
+        if not meta.get("cli", True) or "doc" not in meta:
             continue
         flag = "--" + (meta["flag"] or item.name).replace("_", "-")
         base, element, optional = kind_of(item.type)
@@ -342,18 +350,10 @@ def _add_encode(commands) -> None:
     for name, source in SOURCES.items():
         parser = sources.add_parser(name, help=source.help, description=source.description)
         config = preset(name)
-        shaping = ("vocab_size", "max_len")  # the model settings that shape the arrays
-        add_settings(
-            parser,
-            config.model,
-            skip=tuple(f.name for f in fields(config.model) if f.name not in shaping),
-        )
+        # the settings that shape the arrays: the data's, the ids and length, the split's seed
+        add_settings(parser, config.model, only=("vocab_size", "max_len"))
         add_settings(parser, config.data)
-        add_settings(
-            parser,
-            config.train,
-            skip=tuple(f.name for f in fields(config.train) if f.name != "seed"),
-        )
+        add_settings(parser, config.train, only=("seed",))
         parser.add_argument("--out", type=Path, required=True, help="the new folder to write")
         parser.add_argument(
             "--shard-size",
@@ -576,7 +576,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("elman: interrupted", file=sys.stderr)
         return 130
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+    if _in_a_job():
         # A worker whose job is done (its group left cleanly) ends here: the C++ threads of
         # the process group's libraries, torn down at interpreter exit, once in a while abort
         # a finished worker ("terminate called without an active exception").
@@ -586,9 +586,14 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _in_a_job() -> bool:
+    """Whether a launcher started this process as one of several workers."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
 def _ranked(message: object) -> str:
     """A worker's message names its rank (under a launcher); a single process's does not."""
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+    if _in_a_job():
         return f"rank {os.environ.get('RANK', '?')}: {message}"
     return str(message)
 
