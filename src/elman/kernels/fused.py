@@ -147,10 +147,43 @@ def recurrence(
     return torch.from_numpy(states)
 
 
-def input_projection(x: Tensor, A: Tensor, b: Tensor | None) -> Tensor:
-    """P = X · W_xᵀ + b for every time step in one matmul: (B, T, F) -> (B, T, H)."""
-    P = x @ A[:, A.shape[0] :].T
-    return P if b is None else P + b
+def input_projection(x: Tensor, A: Tensor, b: Tensor | None, out: Tensor | None = None) -> Tensor:
+    """P = X · W_xᵀ + b for every time step in one matmul: (B, T, F) -> (B, T, H), written into
+    ``out`` (B, T, H) if given. One ``addmm``: the bias costs no second pass over P."""
+    (B, T, F), H = x.shape, A.shape[0]
+    out = torch.empty(B, T, H, dtype=x.dtype) if out is None else out
+    if b is None:
+        torch.mm(x.reshape(B * T, F), A[:, H:].T, out=out.view(B * T, H))
+    else:
+        torch.addmm(b, x.reshape(B * T, F), A[:, H:].T, out=out.view(B * T, H))
+    return out
+
+
+def _recurrent_weight_gradient(delta: Tensor, states: Tensor, h0: Tensor, drop) -> Tensor:
+    """∂W_h = Σ_t δ_tᵀ (h_{t-1} ⊙ r), one big product over the flat (B·T, H) rows."""
+    (B, T, H), h0 = delta.shape, h0.to(states.dtype)
+    if drop is not None:
+        previous = torch.cat([h0[:, None], states[:, :-1]], 1) * drop.to(states.dtype)[:, None]
+        return delta.view(B * T, H).T @ previous.view(B * T, H)
+    # Without dropout, row i's previous state is row i - 1 of the flat states, except at each
+    # sequence's first step, where row i - 1 is the row before's last state rather than h0:
+    # swap those B terms instead of copying all the states shifted by one step.
+    grad = delta.view(B * T, H)[1:].T @ states.view(B * T, H)[:-1]
+    grad.addmm_(delta[:, 0].T, h0)
+    return grad.addmm_(delta[1:, 0].T, states[:-1, -1], alpha=-1)
+
+
+def weight_gradients(ctx, delta: Tensor, states: Tensor) -> tuple:
+    """(∂x, ∂A, ∂b) from δ (B, T, H), contiguous, for a kernel's autograd ``ctx`` (saved
+    x, A, h0, states; ``recurrent_mask``, ``has_bias``): big matmuls over all steps at once."""
+    x, A, h0, _ = ctx.saved_tensors
+    (B, T, F), H = x.shape, A.shape[0]
+    flat_delta = delta.view(B * T, H)
+    grad_W_x = flat_delta.T @ x.reshape(B * T, F)
+    grad_W_h = _recurrent_weight_gradient(delta, states, h0, ctx.recurrent_mask)
+    grad_b = flat_delta.sum(0) if ctx.has_bias else None
+    grad_x = (flat_delta @ A[:, H:]).view(B, T, F) if ctx.needs_input_grad[0] else None
+    return grad_x, torch.cat([grad_W_h, grad_W_x], 1), grad_b
 
 
 class FusedRNNFunction(torch.autograd.Function):
@@ -169,9 +202,8 @@ class FusedRNNFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_states):
-        x, A, h0, states = ctx.saved_tensors
-        H = A.shape[0]
-        W_h, W_x = A[:, :H], A[:, H:]
+        x, A, _, states = ctx.saved_tensors
+        W_h = A[:, : A.shape[0]]
         mask_np, use_mask, order, bounds = _mask_and_rows(ctx.mask, x.shape[0], x.shape[1])
         delta, grad_h0 = _backward(
             grad_states.contiguous().numpy(),
@@ -184,18 +216,8 @@ class FusedRNNFunction(torch.autograd.Function):
             order,
             bounds,
         )
-        delta, grad_h0 = torch.from_numpy(delta), torch.from_numpy(grad_h0)
-        flat_delta = delta.reshape(-1, H)  # (B·T, H)
-        previous = torch.cat([h0[:, None], states[:, :-1]], dim=1)
-        if ctx.recurrent_mask is not None:  # each step saw h_{t-1} ⊙ r
-            previous = previous * ctx.recurrent_mask.to(previous.dtype)[:, None, :]
-        previous = previous.reshape(-1, H)
-        grad_A = torch.cat(
-            [flat_delta.T @ previous, flat_delta.T @ x.reshape(-1, x.shape[-1])], dim=1
-        )
-        grad_b = flat_delta.sum(0) if ctx.has_bias else None
-        grad_x = delta @ W_x if ctx.needs_input_grad[0] else None
-        grad_h0 = grad_h0 if ctx.needs_input_grad[3] else None
+        grad_x, grad_A, grad_b = weight_gradients(ctx, torch.from_numpy(delta), states)
+        grad_h0 = torch.from_numpy(grad_h0) if ctx.needs_input_grad[3] else None
         return grad_x, grad_A, grad_b, grad_h0, None, None, None
 
 
