@@ -125,6 +125,9 @@ def partition(work: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     (threads + 1,): thread k takes rows ``order[bounds[k]:bounds[k + 1]]``. Depends only on
     ``work`` and the thread count, so results are reproducible."""
     threads = max(1, min(len(work), torch.get_num_threads()))
+    if len(work) and np.all(work == work[0]):  # equal rows: equal contiguous blocks, no sorting
+        bounds = np.linspace(0, len(work), threads + 1).round().astype(np.int64)
+        return np.arange(len(work), dtype=np.int64), bounds
     load = [0] * threads
     assigned: list[list[int]] = [[] for _ in range(threads)]
     for row in np.argsort(-np.asarray(work), kind="stable"):
