@@ -5,6 +5,7 @@ Then batch inference over the 25,000 test reviews with each.
 
     python benchmarks/epoch.py --data ../shared/data/aclImdb.tar.gz
     python benchmarks/epoch.py --steps 100   # time 100 steps per model and scale to an epoch
+    python benchmarks/epoch.py --width 128 --batch-size 256 --steps 20   # a wider network
 
 Prints seconds per epoch (training steps only; validation excluded; the best of ``--rounds``
 interleaved rounds), the ratio to nn.RNN, and reviews per second of batch inference. Times are
@@ -51,9 +52,9 @@ class EveryStep(nn.Module):
     would cost if its masks applied to the padding too (they would make every row's padding
     trajectory different)."""
 
-    def __init__(self) -> None:
+    def __init__(self, **settings) -> None:
         super().__init__()
-        self.model = elman_model("fused")
+        self.model = elman_model("fused", **settings)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         return self.model(ids, layer_by_layer=True)
@@ -95,18 +96,21 @@ def main() -> None:
     parser.add_argument(
         "--rounds", type=int, default=2, help="timed epochs per model (best counts)"
     )
+    parser.add_argument("--width", type=int, default=32, help="embedding and hidden size")
+    parser.add_argument("--batch-size", type=int, default=32)
     args = parser.parse_args()
+    width = {"embedding_dim": args.width, "hidden_size": args.width}
     if args.threads:
         torch.set_num_threads(args.threads)
     data = load_imdb(IMDBConfig(data=args.data), vocab_size=10_000, max_len=500, seed=0)
     candidates = {
-        "elman fused": lambda: elman_model("auto"),
-        "elman fused --bucket": lambda: elman_model("auto"),
-        "elman reference": lambda: elman_model("reference"),
-        "torch nn.RNN": TorchRNNClassifier,
-        "elman fused, every step": EveryStep,
-        "elman recurrent_dropout .2": lambda: elman_model("auto", recurrent_dropout=0.2),
-        "elman dropout .2": lambda: elman_model("auto", dropout=0.2),
+        "elman fused": lambda: elman_model("auto", **width),
+        "elman fused --bucket": lambda: elman_model("auto", **width),
+        "elman reference": lambda: elman_model("reference", **width),
+        "torch nn.RNN": lambda: TorchRNNClassifier(10_000, args.width, args.width),
+        "elman fused, every step": lambda: EveryStep(**width),
+        "elman recurrent_dropout .2": lambda: elman_model("auto", recurrent_dropout=0.2, **width),
+        "elman dropout .2": lambda: elman_model("auto", dropout=0.2, **width),
     }
     if args.skip_reference:
         del candidates["elman reference"]
@@ -122,10 +126,11 @@ def main() -> None:
             if round_number == 0:
                 # Warm-up on a throwaway model: a process's one-off costs (numba loading its
                 # compiled kernels, thread pools, first allocations), paid once, not per epoch.
-                time_epoch(build(), data, 32, 50, False)
+                time_epoch(build(), data, args.batch_size, 50, False)
             torch.manual_seed(0)
             models[name] = build()
-            seconds = time_epoch(models[name], data, 32, args.steps, name.endswith("--bucket"))
+            bucket = name.endswith("--bucket")
+            seconds = time_epoch(models[name], data, args.batch_size, args.steps, bucket)
             best[name] = min(seconds, best.get(name, seconds))
             print(f"  round {round_number + 1}: {name}: {seconds:.1f} s/epoch", flush=True)
     rows = []
@@ -137,9 +142,8 @@ def main() -> None:
     baseline_inference = dict((name, rps) for name, _, rps in rows)["torch nn.RNN"]
     scaled = f" ({args.steps} steps scaled to an epoch)" if args.steps else ""
     threads = torch.get_num_threads()
-    print(
-        f"\nIMDB reference model (322,113 parameters), batch 32, T=500, {threads} threads{scaled}"
-    )
+    network = "reference model (322,113 parameters)" if args.width == 32 else f"width {args.width}"
+    print(f"\nIMDB {network}, batch {args.batch_size}, T=500, {threads} threads{scaled}")
     header = ("model", "s/epoch", "vs nn.RNN", "inference reviews/s", "vs nn.RNN")
     print("| {:<26} | {:>8} | {:>9} | {:>19} | {:>9} |".format(*header))
     print(f"|{'-' * 28}|{'-' * 9}:|{'-' * 10}:|{'-' * 20}:|{'-' * 10}:|")

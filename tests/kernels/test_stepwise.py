@@ -92,3 +92,45 @@ def test_float32_stays_within_rounding_of_the_exact_states_and_gradients(masked)
         results.append([states.detach()] + [t.grad for t in inputs])
     for got, want in zip(results[1], results[0], strict=True):
         torch.testing.assert_close(got.double(), want, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("last_only", [False, True])
+def test_wide_batches_over_token_ids_equal_the_reference_with_gradients(last_only):
+    """At a wide shape the token-id path reads the words one product per step over the rows
+    that have started (padding in front, read once); it equals the reference loop over the
+    embedded ids, padding included, in states and gradients, with and without gradients on."""
+    from elman.kernels import run_ids, run_words, words_start
+
+    torch.manual_seed(3)
+    batch, steps, vocab, hidden = 64, 30, 50, 128
+    assert per_step_products(batch, hidden)
+    lengths = torch.randint(0, steps + 1, (batch,))
+    ids = torch.randint(1, vocab, (batch, steps))
+    ids[torch.arange(steps)[None, :] < (steps - lengths)[:, None]] = 0  # padding in front
+    embedding = (torch.randn(vocab, 16, dtype=torch.float64) * 0.5).requires_grad_()
+    A = (torch.randn(hidden, hidden + 16, dtype=torch.float64) / 12).requires_grad_()
+    b = torch.randn(hidden, dtype=torch.float64, requires_grad=True)
+    weights = torch.randn(batch, hidden) if last_only else torch.randn(batch, steps, hidden)
+    start = words_start("fused", ids, 0)
+    runs = {
+        "reference": lambda: run_ids("reference", ids, embedding, A, b, "tanh", 0, last_only),
+        "fused": lambda: run_ids("fused", ids, embedding, A, b, "tanh", 0, last_only),
+        "words": lambda: run_words(ids, start, embedding, A, b, "tanh", False, last_only),
+    }
+    results = {}
+    for name, run in runs.items():
+        states = run()
+        grads = torch.autograd.grad((states * weights.double()).sum(), (embedding, A, b))
+        with torch.no_grad():
+            torch.testing.assert_close(run(), states)  # the inference path: the same states
+        results[name] = [states, *grads]
+    for got, want in zip(results["fused"], results["reference"], strict=True):
+        torch.testing.assert_close(got, want)
+    # words only (the padding masked, not read) is another function: held to the masked layer
+    masked = elman.SimpleRNN(16, hidden, return_sequences=not last_only).double()
+    with torch.no_grad():
+        masked.A.copy_(A)
+        masked.b.copy_(b)
+    x = torch.nn.functional.embedding(ids, embedding.detach())
+    want = masked(x, mask=ids != 0)
+    torch.testing.assert_close(results["words"][0].detach(), want.detach())
