@@ -1,5 +1,4 @@
-"""The embedding + RNN kernels over token ids (per row, and per step for wide batches) against
-the reference loop."""
+"""The fused embedding + RNN kernel over token ids against the reference loop."""
 
 import pytest
 import torch
@@ -8,9 +7,6 @@ from hypothesis import strategies as st
 
 from elman.kernels.ids import embedded_rnn
 from elman.kernels.reference import reference_rnn
-from elman.kernels.stepwise import stepwise_embedded_rnn
-
-KERNELS = [embedded_rnn, stepwise_embedded_rnn]
 
 
 def _reference(ids, start, table, W_h, h0, activation):
@@ -31,20 +27,18 @@ def _case(batch, steps, vocab, hidden, seed, dtype=torch.float64):
     return ids, start, table, W_h, h0
 
 
-@pytest.mark.parametrize("kernel", KERNELS)
 @pytest.mark.parametrize("activation", ["tanh", "relu"])
 @pytest.mark.parametrize("dropped", [False, True])
-def test_gradcheck_float64(kernel, activation, dropped):
+def test_gradcheck_float64(activation, dropped):
     ids, start, table, W_h, h0 = _case(4, 6, 5, 4, seed=1)
     start[0], start[-1] = 0, 6  # a row that reads from the first step, one that never reads
     drop = torch.bernoulli(torch.full((4, 4), 0.5, dtype=torch.float64)) * 2 if dropped else None
     assert torch.autograd.gradcheck(
-        lambda table, W_h, h0: kernel(ids, start, table, W_h, h0, activation, drop),
+        lambda table, W_h, h0: embedded_rnn(ids, start, table, W_h, h0, activation, drop),
         (table, W_h, h0),
     )
 
 
-@pytest.mark.parametrize("kernel", KERNELS)
 @settings(max_examples=40, deadline=None)
 @given(
     batch=st.integers(1, 7),
@@ -54,13 +48,13 @@ def test_gradcheck_float64(kernel, activation, dropped):
     activation=st.sampled_from(["tanh", "relu"]),
     seed=st.integers(0, 10_000),
 )
-def test_equals_reference_on_random_shapes(kernel, batch, steps, vocab, hidden, activation, seed):
+def test_equals_reference_on_random_shapes(batch, steps, vocab, hidden, activation, seed):
     ids, start, table, W_h, h0 = _case(batch, steps, vocab, hidden, seed)
     weights = torch.randn(
         batch, steps, hidden, generator=torch.Generator().manual_seed(seed), dtype=torch.float64
     )
     results = []
-    for run in (kernel, _reference):
+    for run in (embedded_rnn, _reference):
         states = run(ids, start, table, W_h, h0, activation)
         results.append([states, *torch.autograd.grad((states * weights).sum(), (table, W_h, h0))])
     for got, want in zip(*results, strict=True):

@@ -86,10 +86,8 @@ def run_ids(
     the last state (B, H) if ``last_only``, else all states (B, T, H).
 
     On CPU every backend reads the padding once (``elman.kernels.ids``); ``fused`` also fuses
-    the embedding into the compiled loop, or for wide batches (``per_step_products``) reads the
-    words one matrix product per step over the rows that have started. On CUDA, cuDNN reads
-    all steps (faster than skipping). ``cache`` is the caller's dict for the inference table
-    of the fused path.
+    the embedding into the compiled loop. On CUDA, cuDNN reads all steps (faster than skipping).
+    ``cache`` is the caller's dict for the inference table of the fused path.
 
     Dropout's masks, ``input_mask`` (B, F) and ``recurrent_mask`` (B, H), apply to the steps
     that read words. The padding in front carries no information; it is read once, undropped,
@@ -99,9 +97,8 @@ def run_ids(
     if backend == "fused" and ids.device.type == "cpu" and input_mask is None:
         from elman.kernels.ids import fused_over_ids
 
-        wide = per_step_products(len(ids), A.shape[0])
         return fused_over_ids(
-            ids, embedding, A, b, activation, padding_id, last_only, cache, recurrent_mask, wide
+            ids, embedding, A, b, activation, padding_id, last_only, cache, recurrent_mask
         )
     x = F.embedding(ids, embedding)  # (B, T, F)
     zero = embedding.new_zeros(1, A.shape[0])
@@ -155,7 +152,6 @@ def run_words(
     all states (B, T, H) in reading order."""
     from elman.kernels.ids import fused_over_words
 
-    wide = per_step_products(len(ids), A.shape[0])
     return fused_over_words(
-        ids, start, embedding, A, b, activation, backwards, last_only, recurrent_mask, wide
+        ids, start, embedding, A, b, activation, backwards, last_only, recurrent_mask
     )

@@ -159,7 +159,7 @@ def input_projection(x: Tensor, A: Tensor, b: Tensor | None, out: Tensor | None 
     return out
 
 
-def recurrent_weight_gradient(delta: Tensor, states: Tensor, h0: Tensor, drop) -> Tensor:
+def _recurrent_weight_gradient(delta: Tensor, states: Tensor, h0: Tensor, drop) -> Tensor:
     """∂W_h = Σ_t δ_tᵀ (h_{t-1} ⊙ r), one big product over the flat (B·T, H) rows."""
     (B, T, H), h0 = delta.shape, h0.to(states.dtype)
     if drop is not None:
@@ -180,7 +180,7 @@ def weight_gradients(ctx, delta: Tensor, states: Tensor) -> tuple:
     (B, T, F), H = x.shape, A.shape[0]
     flat_delta = delta.view(B * T, H)
     grad_W_x = flat_delta.T @ x.reshape(B * T, F)
-    grad_W_h = recurrent_weight_gradient(delta, states, h0, ctx.recurrent_mask)
+    grad_W_h = _recurrent_weight_gradient(delta, states, h0, ctx.recurrent_mask)
     grad_b = flat_delta.sum(0) if ctx.has_bias else None
     grad_x = (flat_delta @ A[:, H:]).view(B, T, F) if ctx.needs_input_grad[0] else None
     return grad_x, torch.cat([grad_W_h, grad_W_x], 1), grad_b

@@ -347,17 +347,15 @@ def fused_over_ids(
     last_only: bool,
     cache: dict | None = None,
     recurrent_mask: Tensor | None = None,
-    wide: bool = False,
 ) -> Tensor:
     """The Simple RNN over ``embedding[ids]`` (ids (B, T), embedding (V, F), A (H, H + F)):
     the last state (B, H) if ``last_only``, else all states (B, T, H). Without gradients and
     with ``last_only``, no state is stored at all (inference). ``recurrent_mask`` (B, H):
-    recurrent dropout's, on the words' steps (the shared padding is read undropped). ``wide``:
-    the words are read one matrix product per step (``stepwise``) instead of row by row."""
+    recurrent dropout's, on the words' steps (the shared padding is read undropped)."""
     H = A.shape[0]
     W_h = A[:, :H]
     zero = embedding.new_zeros(1, H)
-    if last_only and not torch.is_grad_enabled() and recurrent_mask is None and not wide:
+    if last_only and not torch.is_grad_enabled() and recurrent_mask is None:
         table = cached_input_table(embedding, A, b, {} if cache is None else cache)
         padding, h0, _ = start_after_padding(
             ids,
@@ -376,18 +374,8 @@ def fused_over_ids(
         return embedded_rnn(only_padding, start, table, W_h, zero, activation)[0]
 
     padding, h0, shared = start_after_padding(ids, padding_id, zero, padding_states)
-    states = _words(wide)(ids, padding, table, W_h, h0, activation, recurrent_mask)
+    states = embedded_rnn(ids, padding, table, W_h, h0, activation, recurrent_mask)
     return states[:, -1] if last_only else with_padding_states(states, padding, shared)
-
-
-def _words(wide: bool) -> Callable:
-    """The kernel that reads the words: row by row (``embedded_rnn``), or for wide batches
-    (``kernels.per_step_products``) one matrix product per step (``stepwise_embedded_rnn``)."""
-    if not wide:
-        return embedded_rnn
-    from elman.kernels.stepwise import stepwise_embedded_rnn
-
-    return stepwise_embedded_rnn
 
 
 # Words only: padding masked out (the state carries over it), either direction ------------------
@@ -403,7 +391,6 @@ def fused_over_words(
     backwards: bool,
     last_only: bool,
     recurrent_mask: Tensor | None = None,
-    wide: bool = False,
 ) -> Tensor:
     """The Simple RNN over each row's words ``ids[b, start[b]:]`` from a zero state, the padding
     before them masked (the state carries): the last state (B, H) if ``last_only``, else all
@@ -419,9 +406,9 @@ def fused_over_words(
         )
     zero = embedding.new_zeros(B, H)
     table = input_table(embedding, A, b)
-    if last_only and not torch.is_grad_enabled() and recurrent_mask is None and not wide:
+    if last_only and not torch.is_grad_enabled() and recurrent_mask is None:
         return last_state_from_ids(ids, table, A[:, :H], zero, start, activation)
-    states = _words(wide)(ids, start, table, A[:, :H], zero, activation, recurrent_mask)
+    states = embedded_rnn(ids, start, table, A[:, :H], zero, activation, recurrent_mask)
     if backwards:  # reading order: k-th word read at step k, then the last state carried
         states = states.gather(
             1, (start[:, None] + steps).clamp(max=T - 1)[..., None].expand(-1, -1, H)

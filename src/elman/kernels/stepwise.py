@@ -24,28 +24,26 @@ A masked step copies the state forward and passes the gradient straight back (δ
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from numba import njit, prange
 from torch import Tensor
 
-from elman.kernels.fused import input_projection, recurrent_weight_gradient, weight_gradients
+from elman.kernels.fused import input_projection, weight_gradients
 from elman.kernels.loops import ACTIVATION_CODES, ERRORS, FASTMATH, RELU, activate
 from elman.kernels.reference import needs_autograd
 
 
 @njit(cache=True, parallel=True, nogil=True, fastmath=FASTMATH, error_model=ERRORS)
-def _activate_step(states, t, rows, activation, exact_tanh):
-    """states[:rows, t] <- act(states[:rows, t]) in place; states (B, T, H), rows split between
-    threads."""
-    for i in prange(rows):
+def _activate_step(states, t, activation, exact_tanh):
+    """states[:, t] <- act(states[:, t]) in place; states (B, T, H), rows split between threads."""
+    for i in prange(states.shape[0]):
         activate(states[i, t], states[i, t], activation, exact_tanh)
 
 
 @njit(cache=True, parallel=True, nogil=True, fastmath=FASTMATH, error_model=ERRORS)
-def _times_derivative_step(delta, states, t, rows, activation):
-    """delta[:rows, t] <- delta[:rows, t] ⊙ act'(pre_t), act' read from the states: 1 - h² for
-    tanh, [h > 0] for relu. delta and states (B, T, H)."""
-    for i in prange(rows):
+def _times_derivative_step(delta, states, t, activation):
+    """delta[:, t] <- delta[:, t] ⊙ act'(pre_t), act' read from the states: 1 - h² for tanh,
+    [h > 0] for relu. delta and states (B, T, H)."""
+    for i in prange(delta.shape[0]):
         d, h = delta[i, t], states[i, t]
         if activation == RELU:
             for j in range(d.shape[0]):
@@ -64,7 +62,7 @@ def _forward(x, A, b, h0, mask, activation, recurrent_mask) -> Tensor:
         for t in range(states.shape[1]):
             h_in = h if recurrent_mask is None else h * recurrent_mask
             new = states[:, t].addmm_(h_in, W_hT)
-            _activate_step(array, t, len(new), code, exact)
+            _activate_step(array, t, code, exact)
             if mask is not None:
                 torch.where(mask[:, t, None], new, h, out=new)
             h = new
@@ -75,10 +73,10 @@ def _backward_steps(delta: Tensor, states: Tensor, W_h: Tensor, activation: str)
     """δ (B, T, H) in place of G, without mask or dropout: each step's product is added straight
     into the step before's G (one ``addmm_``). Returns ∂L/∂h0 (B, H)."""
     arrays, code = (delta.numpy(), states.numpy()), ACTIVATION_CODES[activation]
-    _times_derivative_step(*arrays, delta.shape[1] - 1, len(delta), code)
+    _times_derivative_step(*arrays, delta.shape[1] - 1, code)
     for t in range(delta.shape[1] - 1, 0, -1):
         delta[:, t - 1].addmm_(delta[:, t], W_h)
-        _times_derivative_step(*arrays, t - 1, len(delta), code)
+        _times_derivative_step(*arrays, t - 1, code)
     return delta[:, 0] @ W_h
 
 
@@ -90,7 +88,7 @@ def _backward_masked_steps(delta, states, W_h, mask, drop, activation: str) -> T
     for t in range(delta.shape[1] - 1, -1, -1):
         dh = delta[:, t].add_(carry)
         passed = None if mask is None else dh.clone()
-        _times_derivative_step(*arrays, t, len(delta), code)
+        _times_derivative_step(*arrays, t, code)
         carry = torch.mm(dh, W_h)
         if drop is not None:  # (the step read h_{t-1} ⊙ r)
             carry.mul_(drop)
@@ -139,93 +137,3 @@ def stepwise_rnn(
     if not needs_autograd(x, A, b, h0):
         return _forward(x, A, b, h0, mask, activation, recurrent_mask)
     return StepwiseRNNFunction.apply(x, A, b, h0, mask, activation, recurrent_mask)
-
-
-# Over token ids: the rows that have started reading are a prefix -------------------------------
-
-
-def _reading_order(start: Tensor, steps: int) -> tuple[Tensor, list[int]]:
-    """Rows sorted by where they start reading, and how many read at each step: at step t the
-    rows reading are ``order[:reading[t]]``, a prefix, so one product covers them all."""
-    order = torch.argsort(start, stable=True)
-    reading = torch.searchsorted(start[order].contiguous(), torch.arange(steps), right=True)
-    return order, reading.tolist()
-
-
-def _embedded_forward(ids, table, W_h, h0, drop, reading, activation) -> Tensor:
-    """States (B, T, H) of rows sorted by start (``_reading_order``): a row not yet reading
-    carries its h0, as ``ids.embedded_rnn``. All arguments already in that row order."""
-    states = F.embedding(ids, table)  # every step's input projection: a row lookup
-    W_hT, code = W_h.T.contiguous(), ACTIVATION_CODES[activation]
-    array, exact = states.numpy(), table.dtype == torch.float64
-    for t, rows in enumerate(reading):
-        states[rows:, t] = h0[rows:]
-        if rows == 0:
-            continue
-        previous = h0[:rows] if t == 0 else states[:rows, t - 1]
-        previous = previous if drop is None else previous * drop[:rows]
-        states[:rows, t].addmm_(previous, W_hT)
-        _activate_step(array, t, rows, code, exact)
-    return states
-
-
-class StepwiseEmbeddedRNNFunction(torch.autograd.Function):
-    """(ids, start, table, W_h, h0, activation, recurrent_mask) -> all states (B, T, H)."""
-
-    @staticmethod
-    def forward(ctx, ids, start, table, W_h, h0, activation, recurrent_mask):
-        order, reading = _reading_order(start, ids.shape[1])
-        ids, h0 = ids[order], h0[order]
-        drop = None if recurrent_mask is None else recurrent_mask.to(table.dtype)[order]
-        states = _embedded_forward(ids, table, W_h, h0, drop, reading, activation)
-        ctx.save_for_backward(ids, order, W_h, h0, states)
-        ctx.reading, ctx.drop, ctx.activation = reading, drop, activation
-        ctx.vocab_size = table.shape[0]
-        return states[torch.argsort(order)]
-
-    @staticmethod
-    def backward(ctx, grad_states):
-        ids, order, W_h, h0, states = ctx.saved_tensors
-        (B, T, H), drop = states.shape, ctx.drop
-        delta = grad_states[order].contiguous()  # G in the sorted row order, then δ
-        arrays, code = (delta.numpy(), states.numpy()), ACTIVATION_CODES[ctx.activation]
-        grad_h0 = torch.zeros_like(h0)
-        for t in range(T - 1, -1, -1):
-            rows = ctx.reading[t]
-            before = delta[:rows, t - 1] if t > 0 else grad_h0[:rows]
-            if rows:
-                _times_derivative_step(*arrays, t, rows, code)
-                if drop is None:
-                    before.addmm_(delta[:rows, t], W_h)
-                else:  # (the step read h_{t-1} ⊙ r)
-                    before.add_(torch.mm(delta[:rows, t], W_h).mul_(drop[:rows]))
-            # a row not yet reading carried h0: its gradient goes straight back
-            (delta[rows:, t - 1] if t > 0 else grad_h0[rows:]).add_(delta[rows:, t])
-            delta[rows:, t] = 0
-        grad_W_h = recurrent_weight_gradient(delta, states, h0, drop)
-        grad_table = delta.new_zeros(ctx.vocab_size, H)
-        grad_table.index_add_(0, ids.reshape(-1), delta.view(B * T, H))
-        return None, None, grad_table, grad_W_h, grad_h0[torch.argsort(order)], None, None
-
-
-def stepwise_embedded_rnn(
-    ids: Tensor,
-    start: Tensor,
-    table: Tensor,
-    W_h: Tensor,
-    h0: Tensor,
-    activation: str,
-    recurrent_mask: Tensor | None = None,
-) -> Tensor:
-    """Same contract as ``elman.kernels.ids.embedded_rnn`` (row b reads ``table[ids[b,
-    start[b]:]]`` from ``h0[b]``; all states (B, T, H)), for wide batches: rows sorted by start,
-    so that the rows reading at each step are a prefix and one matrix product steps them all;
-    the steps before a row starts cost nothing but a copy."""
-    h0 = h0.to(table.dtype)
-    if not needs_autograd(table, W_h, h0):
-        with torch.no_grad():
-            order, reading = _reading_order(start, ids.shape[1])
-            drop = None if recurrent_mask is None else recurrent_mask.to(table.dtype)[order]
-            states = _embedded_forward(ids[order], table, W_h, h0[order], drop, reading, activation)
-            return states[torch.argsort(order)]
-    return StepwiseEmbeddedRNNFunction.apply(ids, start, table, W_h, h0, activation, recurrent_mask)
