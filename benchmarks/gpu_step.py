@@ -1,20 +1,36 @@
 """Training step and batch inference of the IMDB model on a CUDA GPU: elman (cuDNN through
-``backend="auto"``) against the same network in plain PyTorch (nn.Embedding + nn.RNN + nn.Linear).
-Random token ids shaped like the real data (batch 32 for training, 1000 for inference, T=500).
+``backend="auto"``) against the same network in plain PyTorch (nn.Embedding + nn.RNN + nn.Linear),
+each eager and with the whole training step captured in a CUDA graph. Random token ids shaped
+like the real data (batch 32 for training, 1000 for inference, T=500).
 
     python benchmarks/gpu_step.py
+
+The step is launch-bound (dozens of small kernels), so the captured step (forward, loss,
+backward and RMSprop recorded once, then replayed after copying each batch into the graph's
+input buffers; PyTorch's "whole network capture") is what a training loop with static shapes can
+reach. Each captured model is also checked against eager steps from the same weights: the
+printed difference is the largest weight difference after 20 steps of each.
 """
 
+import copy
+import sys
 import time
+from collections.abc import Callable
+from pathlib import Path
 
 import torch
+from torch import nn
 
-from benchmarks.epoch import TorchRNNClassifier
 from elman.models import ModelConfig, ReviewClassifier
 from elman.train import RMSprop, bce_and_accuracy
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
+from benchmarks.epoch import TorchRNNClassifier  # noqa: E402
 
-def timed(fn, repeats: int) -> float:
+Step = Callable[[torch.Tensor, torch.Tensor], None]
+
+
+def timed(fn: Callable[[], None], repeats: int) -> float:
     for _ in range(5):
         fn()
     torch.cuda.synchronize()
@@ -25,36 +41,105 @@ def timed(fn, repeats: int) -> float:
     return (time.perf_counter() - started) / repeats
 
 
+def eager_step(
+    model: nn.Module, optimizer: RMSprop
+) -> Callable[[torch.Tensor, torch.Tensor], None]:
+    def step(ids: torch.Tensor, labels: torch.Tensor) -> None:
+        loss, _ = bce_and_accuracy(model(ids), labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    return step
+
+
+def captured_step(
+    model: nn.Module, optimizer: RMSprop, ids: torch.Tensor, labels: torch.Tensor
+) -> Step:
+    """The whole step recorded once in a CUDA graph (after warm-up steps on a side stream, which
+    also create the optimizer's state); each call copies its batch into the recorded inputs and
+    replays. The gradients stay allocated between replays (the graph writes them in place)."""
+    static_ids, static_labels = ids.clone(), labels.clone()
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(3):
+            eager_step(model, optimizer)(static_ids, static_labels)
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    optimizer.zero_grad(set_to_none=True)
+    with torch.cuda.graph(graph):
+        loss, _ = bce_and_accuracy(model(static_ids), static_labels)
+        loss.backward()
+        optimizer.step()
+
+    def step(ids: torch.Tensor, labels: torch.Tensor) -> None:
+        static_ids.copy_(ids, non_blocking=True)
+        static_labels.copy_(labels, non_blocking=True)
+        graph.replay()
+
+    return step
+
+
+def largest_difference(model: nn.Module, batches: list) -> float:
+    """Largest weight difference between copies of ``model`` trained eagerly and captured, on the
+    same batches (the first three: the captured copy's warm-up, taken eagerly by the other)."""
+    twins = [copy.deepcopy(model), copy.deepcopy(model)]
+    eager, captured = (RMSprop(twin.parameters()) for twin in twins)
+    run_eager = eager_step(twins[0], eager)
+    for ids, labels in batches[:3]:  # the captured twin's warm-up steps, taken eagerly
+        run_eager(ids, labels)
+    run_captured = captured_step(twins[1], captured, *batches[0])
+    for ids, labels in batches[3:]:
+        run_eager(ids, labels)
+        run_captured(ids, labels)
+    torch.cuda.synchronize()
+    return max(
+        float((a - b).abs().max())
+        for a, b in zip(twins[0].parameters(), twins[1].parameters(), strict=True)
+    )
+
+
 def main() -> None:
+    if not torch.cuda.is_available():
+        raise SystemExit("benchmarks/gpu_step.py needs a CUDA device; this machine has none")
     device = torch.device("cuda")
     generator = torch.Generator().manual_seed(0)
     ids = torch.randint(1, 10_000, (32, 500), generator=generator).to(device)
     labels = (torch.rand(32, generator=generator) > 0.5).float().to(device)
     test_ids = torch.randint(1, 10_000, (1000, 500), generator=generator).to(device)
+    same = [(ids, labels)] * 23  # the warm-up's batch three times, then 20 steps
     print(f"{torch.cuda.get_device_name()}, torch {torch.__version__}")
+    results = {}
     for name, build in (
         ("elman (cuDNN)", lambda: ReviewClassifier(ModelConfig())),
         ("torch nn.RNN", TorchRNNClassifier),
     ):
         torch.manual_seed(0)
         model = build().to(device)
-        optimizer = RMSprop(model.parameters())
-
-        def step(model=model, optimizer=optimizer):
-            loss, _ = bce_and_accuracy(model(ids), labels)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+        difference = largest_difference(model, same)
+        eager = eager_step(model, RMSprop(model.parameters()))
+        eager_seconds = timed(lambda eager=eager: eager(ids, labels), 50)
+        replay = captured_step(model, RMSprop(model.parameters()), ids, labels)
+        captured_seconds = timed(lambda replay=replay: replay(ids, labels), 50)
 
         def infer(model=model):
             with torch.no_grad():
                 model(test_ids)
 
-        step_seconds = timed(step, 50)
         infer_seconds = timed(infer, 10)
+        results[name] = (eager_seconds, captured_seconds)
         print(
-            f"{name}: {step_seconds * 1e3:.2f} ms/step ({step_seconds * 625:.1f} s/epoch), "
+            f"{name}: eager {eager_seconds * 1e3:.2f} ms/step ({eager_seconds * 625:.1f} s/epoch), "
+            f"captured {captured_seconds * 1e3:.2f} ms/step ({captured_seconds * 625:.2f} s/epoch;"
+            f" weights after 20 steps within {difference:.1e} of eager), "
             f"{1000 / infer_seconds:,.0f} reviews/s inference"
+        )
+    baseline = results["torch nn.RNN"][0]
+    for name, (eager_seconds, captured_seconds) in results.items():
+        print(
+            f"{name} vs eager nn.RNN: eager {baseline / eager_seconds:.2f}x, "
+            f"captured {baseline / captured_seconds:.2f}x"
         )
 
 
