@@ -92,3 +92,22 @@ def test_float32_stays_within_rounding_of_the_exact_states_and_gradients(masked)
         results.append([states.detach()] + [t.grad for t in inputs])
     for got, want in zip(results[1], results[0], strict=True):
         torch.testing.assert_close(got.double(), want, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("kernel", ["fused", "stepwise"])
+@pytest.mark.parametrize(("batch", "steps"), [(1, 1), (3, 1), (1, 5), (4, 3)])
+def test_edge_shapes_and_strided_input_equal_the_reference(kernel, batch, steps):
+    """One step or one row (the edges of the weight gradient's shifted rows), the input a
+    time-major buffer seen batch first (strided unless B or T is 1), h0 trained too."""
+    from elman.kernels.fused import fused_rnn
+
+    run_kernel = {"fused": fused_rnn, "stepwise": stepwise_rnn}[kernel]
+    x, A, b, h0 = _inputs(batch, steps, 3, 4)
+    x = x.detach().transpose(0, 1).contiguous().transpose(0, 1).requires_grad_()
+    results = []
+    for run in (reference_rnn, run_kernel):
+        states = run(x, A, b, h0, None, "tanh")
+        grads = torch.autograd.grad((states * states.detach().sin()).sum(), (x, A, b, h0))
+        results.append([states, *grads])
+    for got, want in zip(*results, strict=True):
+        torch.testing.assert_close(got, want)
