@@ -25,13 +25,13 @@ from elman.kernels.loops import (
     ACTIVATION_CODES,
     ERRORS,
     FASTMATH,
-    TANH,
     copy_row,
     dot_rows,
     drop_arguments,
     dropped_step,
     partition,
     step,
+    times_derivative,
 )
 from elman.kernels.reference import needs_autograd
 
@@ -84,12 +84,7 @@ def _backward_rows(G, states, W_hT, mask, use_mask, drop, use_drop, activation, 
                     delta[b, t, i] = 0.0
                     carry[b, i] = dh[i]
                 continue
-            for i in range(H):
-                h = states[b, t, i]
-                if activation == TANH:
-                    delta[b, t, i] = dh[i] * (1.0 - h * h)
-                else:
-                    delta[b, t, i] = dh[i] if h > 0 else 0.0
+            times_derivative(dh, states[b, t], delta[b, t], activation)
             carry[b] = 0.0
             dot_rows(W_hT, delta[b, t], carry[b])  # carry = W_hᵀ · delta
             if use_drop:  # (h_{t-1} entered the step as h_{t-1} ⊙ drop)

@@ -36,13 +36,13 @@ from elman.kernels.loops import (
     ACTIVATION_CODES,
     ERRORS,
     FASTMATH,
-    RELU,
     copy_row,
     dot_rows,
     drop_arguments,
     dropped_step,
     partition,
     step,
+    times_derivative,
 )
 
 
@@ -111,11 +111,7 @@ def _backward_rows(
         for t in range(T - 1, start[b] - 1, -1):
             for i in range(H):
                 dh[i] += G[b, t, i]
-                h = states[b, t, i]
-                if activation == RELU:
-                    delta[i] = dh[i] if h > 0 else 0.0
-                else:
-                    delta[i] = dh[i] * (1.0 - h * h)
+            times_derivative(dh, states[b, t], delta, activation)
             row = ids[b, t]
             for i in range(H):
                 grad_table[row, i] += delta[i]

@@ -65,6 +65,18 @@ def activate(pre, out, activation, exact_tanh):
             out[i] = tanh_float32(pre[i])
 
 
+@njit(inline="always")
+def times_derivative(grad, states, out, activation):
+    """out[i] = grad[i] · act'(pre_i) over a row, act' read from the states the step produced:
+    1 - h² for tanh, [h > 0] for relu (``out`` may be ``grad``). Loop-invariant branches."""
+    if activation == RELU:
+        for i in range(grad.shape[0]):
+            out[i] = grad[i] if states[i] > 0 else 0.0
+    else:
+        for i in range(grad.shape[0]):
+            out[i] = grad[i] * (1.0 - states[i] * states[i])
+
+
 # The kernels may reassociate sums (so LLVM vectorises each dot product) and fuse multiply-adds;
 # nothing else of fastmath (NaN and infinity still propagate, so a diverging loss is seen). The
 # order is fixed when the kernel is compiled: every run gives the same bits.

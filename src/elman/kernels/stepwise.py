@@ -28,7 +28,7 @@ from numba import njit, prange
 from torch import Tensor
 
 from elman.kernels.fused import input_projection, weight_gradients
-from elman.kernels.loops import ACTIVATION_CODES, ERRORS, FASTMATH, RELU, activate
+from elman.kernels.loops import ACTIVATION_CODES, ERRORS, FASTMATH, activate, times_derivative
 from elman.kernels.reference import needs_autograd
 
 
@@ -41,16 +41,10 @@ def _activate_step(states, t, activation, exact_tanh):
 
 @njit(cache=True, parallel=True, nogil=True, fastmath=FASTMATH, error_model=ERRORS)
 def _times_derivative_step(delta, states, t, activation):
-    """delta[:, t] <- delta[:, t] ⊙ act'(pre_t), act' read from the states: 1 - h² for tanh,
-    [h > 0] for relu. delta and states (B, T, H)."""
+    """delta[:, t] <- delta[:, t] ⊙ act'(pre_t) (``loops.times_derivative``); delta and states
+    (B, T, H), rows split between threads."""
     for i in prange(delta.shape[0]):
-        d, h = delta[i, t], states[i, t]
-        if activation == RELU:
-            for j in range(d.shape[0]):
-                d[j] = d[j] if h[j] > 0 else 0.0
-        else:
-            for j in range(d.shape[0]):
-                d[j] = d[j] * (1 - h[j] * h[j])
+        times_derivative(delta[i, t], states[i, t], delta[i, t], activation)
 
 
 def _forward(x, A, b, h0, mask, activation, recurrent_mask) -> Tensor:
