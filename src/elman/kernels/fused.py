@@ -168,10 +168,10 @@ def _recurrent_weight_gradient(delta: Tensor, states: Tensor, h0: Tensor, drop) 
     return grad.addmm_(delta[1:, 0].T, states[:-1, -1], alpha=-1)
 
 
-def weight_gradients(ctx, delta: Tensor, states: Tensor) -> tuple:
+def weight_gradients(ctx, delta: Tensor) -> tuple:
     """(∂x, ∂A, ∂b) from δ (B, T, H), contiguous, for a kernel's autograd ``ctx`` (saved
     x, A, h0, states; ``recurrent_mask``, ``has_bias``): big matmuls over all steps at once."""
-    x, A, h0, _ = ctx.saved_tensors
+    x, A, h0, states = ctx.saved_tensors
     (B, T, F), H = x.shape, A.shape[0]
     flat_delta = delta.view(B * T, H)
     grad_W_x = flat_delta.T @ x.reshape(B * T, F)
@@ -211,7 +211,7 @@ class FusedRNNFunction(torch.autograd.Function):
             order,
             bounds,
         )
-        grad_x, grad_A, grad_b = weight_gradients(ctx, torch.from_numpy(delta), states)
+        grad_x, grad_A, grad_b = weight_gradients(ctx, torch.from_numpy(delta))
         grad_h0 = torch.from_numpy(grad_h0) if ctx.needs_input_grad[3] else None
         return grad_x, grad_A, grad_b, grad_h0, None, None, None
 

@@ -113,7 +113,7 @@ class StepwiseRNNFunction(torch.autograd.Function):
             carry = _backward_steps(delta, states, W_h, ctx.activation)
         else:
             carry = _backward_masked_steps(delta, states, W_h, mask, drop, ctx.activation)
-        grad_x, grad_A, grad_b = weight_gradients(ctx, delta, states)
+        grad_x, grad_A, grad_b = weight_gradients(ctx, delta)
         grad_h0 = carry if ctx.needs_input_grad[3] else None
         return grad_x, grad_A, grad_b, grad_h0, None, None, None
 
