@@ -143,21 +143,22 @@ class EncodedWriter:
             self.pieces[part].append(name)
             _write_part(self.staging, name, rows)
             return
-        self.pending = rows if self.pending is None else _joined([self.pending, rows])
-        while len(self.pending) >= self.shard_size:
-            self._shard(np.arange(self.shard_size))
+        pending = rows if self.pending is None else _joined([self.pending, rows])
+        full = len(pending) - len(pending) % self.shard_size
+        for start in range(0, full, self.shard_size):
+            self._shard(pending.take(np.arange(start, start + self.shard_size)))
+        self.pending = pending.take(np.arange(full, len(pending)))  # short of a shard
 
-    def _shard(self, rows: np.ndarray) -> None:
+    def _shard(self, rows: Split) -> None:
         name = f"train-{len(self.parts['train']):05d}"
-        self.parts["train"].append(_write_part(self.staging, name, self.pending.take(rows)))
-        self.pending = self.pending.take(np.arange(len(rows), len(self.pending)))
+        self.parts["train"].append(_write_part(self.staging, name, rows))
 
     def finish(self, config: RunConfig, classes: list[str], **found: Any) -> dict[str, Any]:
         """The last shard, validation and test joined, the vocabulary and the manifest
         written, and the folder renamed into place. ``found``: what the data said
         (``vocabulary``, ``mean``, ``std``, ``model``, ``data``: as in ``Splits``)."""
         if self.pending is not None and len(self.pending):
-            self._shard(np.arange(len(self.pending)))
+            self._shard(self.pending)
         if not self.parts["train"]:
             raise UserError("no training samples to encode")
         example = [np.load(self._file("train-00000", a), mmap_mode="r") for a in ARRAYS]
