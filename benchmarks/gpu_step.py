@@ -62,9 +62,10 @@ def captured_step(
     static_ids, static_labels = ids.clone(), labels.clone()
     side = torch.cuda.Stream()
     side.wait_stream(torch.cuda.current_stream())
+    warm_up = eager_step(model, optimizer)
     with torch.cuda.stream(side):
         for _ in range(3):
-            eager_step(model, optimizer)(static_ids, static_labels)
+            warm_up(static_ids, static_labels)
     torch.cuda.current_stream().wait_stream(side)
     graph = torch.cuda.CUDAGraph()
     optimizer.zero_grad(set_to_none=True)
