@@ -8,8 +8,9 @@ like the real data (batch 32 for training, 1000 for inference, T=500).
 The step is launch-bound (dozens of small kernels), so the captured step (forward, loss,
 backward and RMSprop recorded once, then replayed after copying each batch into the graph's
 input buffers; PyTorch's "whole network capture") is what a training loop with static shapes can
-reach. Each captured model is also checked against eager steps from the same weights: the
-printed difference is the largest weight difference after 20 steps of each.
+reach: ``elman.train.CapturedStep``, the step ``fit`` runs on CUDA. Each captured model is
+also checked against eager steps from the same weights: the printed difference is the largest
+weight difference after 23 steps of each.
 """
 
 import copy
@@ -22,7 +23,7 @@ import torch
 from torch import nn
 
 from elman.models import ModelConfig, ReviewClassifier
-from elman.train import RMSprop, bce_and_accuracy
+from elman.train import CapturedStep, RMSprop, bce_and_accuracy
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 from benchmarks.epoch import TorchRNNClassifier  # noqa: E402
@@ -53,45 +54,24 @@ def eager_step(
     return step
 
 
-def captured_step(
-    model: nn.Module, optimizer: RMSprop, ids: torch.Tensor, labels: torch.Tensor
-) -> Step:
-    """The whole step recorded once in a CUDA graph (after warm-up steps on a side stream, which
-    also create the optimizer's state); each call copies its batch into the recorded inputs and
-    replays. The gradients stay allocated between replays (the graph writes them in place)."""
-    static_ids, static_labels = ids.clone(), labels.clone()
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    warm_up = eager_step(model, optimizer)
-    with torch.cuda.stream(side):
-        for _ in range(3):
-            warm_up(static_ids, static_labels)
-    torch.cuda.current_stream().wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    optimizer.zero_grad(set_to_none=True)
-    with torch.cuda.graph(graph):
-        loss, _ = bce_and_accuracy(model(static_ids), static_labels)
-        loss.backward()
-        optimizer.step()
+def captured_step(model: nn.Module, optimizer: RMSprop) -> Step:
+    """The step as ``fit`` runs it on CUDA (``elman.train.CapturedStep``): three eager warm-up
+    steps, then recorded once in a CUDA graph and replayed for each batch, copied in."""
+    captured = CapturedStep(model, optimizer, None, print)
 
     def step(ids: torch.Tensor, labels: torch.Tensor) -> None:
-        static_ids.copy_(ids, non_blocking=True)
-        static_labels.copy_(labels, non_blocking=True)
-        graph.replay()
+        captured(ids, labels)
 
     return step
 
 
 def largest_difference(model: nn.Module, batches: list) -> float:
     """Largest weight difference between copies of ``model`` trained eagerly and captured, on the
-    same batches (the first three: the captured copy's warm-up, taken eagerly by the other)."""
+    same batches."""
     twins = [copy.deepcopy(model), copy.deepcopy(model)]
-    eager, captured = (RMSprop(twin.parameters()) for twin in twins)
-    run_eager = eager_step(twins[0], eager)
-    for ids, labels in batches[:3]:  # the captured twin's warm-up steps, taken eagerly
-        run_eager(ids, labels)
-    run_captured = captured_step(twins[1], captured, *batches[0])
-    for ids, labels in batches[3:]:
+    run_eager = eager_step(twins[0], RMSprop(twins[0].parameters()))
+    run_captured = captured_step(twins[1], RMSprop(twins[1].parameters()))
+    for ids, labels in batches:
         run_eager(ids, labels)
         run_captured(ids, labels)
     torch.cuda.synchronize()
@@ -109,7 +89,7 @@ def main() -> None:
     ids = torch.randint(1, 10_000, (32, 500), generator=generator).to(device)
     labels = (torch.rand(32, generator=generator) > 0.5).float().to(device)
     test_ids = torch.randint(1, 10_000, (1000, 500), generator=generator).to(device)
-    same = [(ids, labels)] * 23  # the warm-up's batch three times, then 20 steps
+    same = [(ids, labels)] * 23  # three warm-up steps, then 20 recorded ones
     print(f"{torch.cuda.get_device_name()}, torch {torch.__version__}")
     results = {}
     for name, build in (
@@ -121,7 +101,7 @@ def main() -> None:
         difference = largest_difference(model, same)
         eager = eager_step(model, RMSprop(model.parameters()))
         eager_seconds = timed(lambda eager=eager: eager(ids, labels), 50)
-        replay = captured_step(model, RMSprop(model.parameters()), ids, labels)
+        replay = captured_step(model, RMSprop(model.parameters()))
         captured_seconds = timed(lambda replay=replay: replay(ids, labels), 50)
 
         def infer(model=model):

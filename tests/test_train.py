@@ -124,3 +124,31 @@ def test_threads_sets_torch_and_numba_alike(subset_archive, real_cache):
     finally:
         torch.set_num_threads(before[0])
         numba.set_num_threads(before[1])
+
+
+def test_guarded_step_is_the_training_step_and_keeps_the_weights_on_a_bad_loss(small_real):
+    """The step a CUDA graph records (no value read back to Python) updates exactly as
+    ``train_step`` does, clipped or not, and a loss that is not finite leaves the weights."""
+    train_split, _ = small_real
+    x, y = torch.from_numpy(train_split.x), torch.from_numpy(train_split.y)
+    for clip_norm in (None, 0.05):
+        torch.manual_seed(0)
+        model = ReviewClassifier(ModelConfig(vocab_size=2000, max_len=40, hidden_size=8))
+        twin = ReviewClassifier(ModelConfig(vocab_size=2000, max_len=40, hidden_size=8))
+        twin.load_state_dict(model.state_dict())
+        optimizer, twin_optimizer = RMSprop(model.parameters()), RMSprop(twin.parameters())
+        for start in range(0, 160, 32):
+            batch = x[start : start + 32], y[start : start + 32]
+            loss, metric = train.train_step(model, optimizer, *batch, clip_norm)
+            twin_optimizer.zero_grad(set_to_none=True)
+            outputs = train.guarded_step(twin, twin_optimizer, *batch, clip_norm)
+            assert torch.equal(outputs, torch.stack([loss, metric]).detach())
+        for a, b in zip(model.parameters(), twin.parameters(), strict=True):
+            assert torch.equal(a, b)
+        before = [param.detach().clone() for param in twin.parameters()]
+        twin_optimizer.zero_grad(set_to_none=True)
+        nan_labels = torch.full_like(y[:32], float("nan"))
+        outputs = train.guarded_step(twin, twin_optimizer, x[:32], nan_labels, clip_norm)
+        assert not torch.isfinite(outputs[0])
+        for param, kept in zip(twin.parameters(), before, strict=True):
+            assert torch.equal(param, kept)

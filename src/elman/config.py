@@ -44,6 +44,7 @@ SEQUENCE_ARCHITECTURES = ("rnn", "lstm", "gru")
 GATED = ("lstm", "gru")  # PyTorch's gated RNNs, for comparison with the simple one
 TASKS = ("classify", "forecast")
 DEVICES = ("auto", "cpu", "cuda")
+CUDA_GRAPHS = ("auto", "off")
 POOLINGS = ("last", "max", "mean", "max+mean")
 OPTIMIZERS = ("rmsprop", "adam")
 
@@ -190,6 +191,12 @@ class TrainConfig:
     device: str = setting(
         "auto", "where to train: auto (CUDA when present), cpu or cuda", choices=DEVICES
     )
+    cuda_graph: str = setting(
+        "auto",
+        "on CUDA, record the training step once in a CUDA graph and replay it for every batch "
+        "of the same shape (auto), or launch every kernel of every step (off)",
+        choices=CUDA_GRAPHS,
+    )
 
     def validate(self, train_size: int | None = None) -> None:
         """The settings' ranges, and with ``train_size`` that a batch fits in the data."""
@@ -206,6 +213,7 @@ class TrainConfig:
                 f"batch-size {self.batch_size} is larger than the {train_size} training samples"
             )
         choose(self.device, DEVICES, "device")
+        choose(self.cuda_graph, CUDA_GRAPHS, "cuda_graph")
         choose(self.optimizer, OPTIMIZERS, "optimizer")
         if self.patience is not None and self.patience < 0:
             raise UserError(f"patience must be >= 0, got {self.patience}")

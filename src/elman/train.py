@@ -175,9 +175,131 @@ def _update(model: nn.Module, optimizer, loss: torch.Tensor, clip_norm: float | 
     """Backward, gradient clipping, one optimizer step."""
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
+    _clip_and_step(model, optimizer, clip_norm)
+
+
+def _clip_and_step(model: nn.Module, optimizer, clip_norm: float | None) -> None:
     if clip_norm:
         nn.utils.clip_grad_norm_(model.parameters(), clip_norm)
     optimizer.step()
+
+
+def guarded_step(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    clip_norm: float | None = None,
+) -> torch.Tensor:
+    """``train_step`` with no value read back to Python, so that a CUDA graph can hold it whole:
+    forward, loss, backward, clipping, update, and the (2,) tensor [loss, metric]. The gradients
+    must be None on entry. A loss that is not finite zeroes the gradients on the device instead
+    of skipping the update in Python: the weights stay as they were (RMSprop's running average
+    of squared gradients still decays by ``rho`` on that step; ``fit`` stops there anyway)."""
+    loss, metric = loss_and_metric(task_of(model), model(x), y)
+    loss.backward()
+    not_finite = ~torch.isfinite(loss)
+    for param in model.parameters():
+        if param.grad is not None:
+            param.grad.masked_fill_(not_finite, 0.0)  # (NaN · 0 would stay NaN)
+    _clip_and_step(model, optimizer, clip_norm)
+    return torch.stack([loss.detach(), metric.detach()])
+
+
+class CapturedStep:
+    """``fit``'s training step recorded once in a CUDA graph and replayed for every batch of the
+    same shape (PyTorch's whole-network capture). The step is launch-bound: dozens of small
+    kernels, each a few microseconds of work and as long again to launch; a replay launches them
+    all at once.
+
+    The first ``WARM_UP`` steps run eagerly on a side stream (cuBLAS and cuDNN set themselves up,
+    the optimizer creates its state: none of that may happen inside a capture). Then each new
+    (shape, learning rate) is captured from the batch in hand, and each batch after is copied
+    into the graph's input buffers before a replay. A batch of another shape (an epoch's short
+    last batch) steps eagerly on the same weights and optimizer state, which the graph updates
+    in place. The learning rate is read when the step is recorded, so an epoch that changes it
+    records again. If recording fails (a model whose forward reads values back to Python, or
+    changes shape with its data), ``fit`` says so once and steps eagerly from then on."""
+
+    WARM_UP = 3
+
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        clip_norm: float | None,
+        log: Callable[[str], None],
+    ) -> None:
+        self.model, self.optimizer, self.clip_norm, self.log = model, optimizer, clip_norm, log
+        self.eager_steps, self.failed = 0, False
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.key: tuple | None = None
+        self.inputs: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.outputs: torch.Tensor | None = None
+
+    @staticmethod
+    def usable(model: nn.Module, optimizer, config: TrainConfig, world: World) -> bool:
+        """Where ``fit`` captures its step: on CUDA, one process, whole sequences, Keras'
+        RMSprop (torch's Adam keeps its step count on the CPU), unless ``cuda_graph`` is off."""
+        return (
+            config.cuda_graph == "auto"
+            and device_of(model).type == "cuda"
+            and not world.distributed
+            and not config.tbptt
+            and isinstance(optimizer, RMSprop)
+        )
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Train one step on (x, y); returns [loss, metric] (2,) on the device."""
+        learning_rates = tuple(group["lr"] for group in self.optimizer.param_groups)
+        key = (x.shape, x.dtype, y.shape, y.dtype, learning_rates)
+        if self.graph is not None and key == self.key:
+            return self._replay(x, y)
+        if (
+            self.failed
+            or self.eager_steps < self.WARM_UP
+            or (
+                self.key is not None and key[:4] != self.key[:4]  # a batch of another shape
+            )
+        ):
+            return self._eager(x, y)
+        try:
+            self._record(x, y, key)
+        except Exception as error:  # noqa: BLE001 (any failure to record: step eagerly)
+            self.graph, self.key, self.failed = None, None, True
+            torch.cuda.synchronize()
+            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+            self.log(f"CUDA graph capture failed ({reason}); training eagerly")
+            return self._eager(x, y)
+        return self._replay(x, y)
+
+    def _eager(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.eager_steps >= self.WARM_UP:
+            return guarded_step(self.model, self.optimizer, x, y, self.clip_norm)
+        self.eager_steps += 1
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            outputs = guarded_step(self.model, self.optimizer, x, y, self.clip_norm)
+        torch.cuda.current_stream().wait_stream(side)
+        return outputs
+
+    def _record(self, x: torch.Tensor, y: torch.Tensor, key: tuple) -> None:
+        self.graph = self.outputs = None  # the previous recording's memory goes back first
+        inputs = (x.clone(), y.clone())
+        self.optimizer.zero_grad(set_to_none=True)  # the graph allocates its own gradients
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            outputs = guarded_step(self.model, self.optimizer, *inputs, self.clip_norm)
+        self.graph, self.key, self.inputs, self.outputs = graph, key, inputs, outputs
+
+    def _replay(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        assert self.graph is not None and self.inputs is not None and self.outputs is not None
+        self.inputs[0].copy_(x, non_blocking=True)
+        self.inputs[1].copy_(y, non_blocking=True)
+        self.graph.replay()
+        return self.outputs
 
 
 def tbptt_step(
@@ -395,10 +517,12 @@ def _train_batches(
     progress: bool,
     world: World,
     interrupted: Callable[[], bool],
+    captured: CapturedStep | None = None,
 ) -> float:
     """Train the epoch ``state`` is in, from its step on, updating ``state``'s running sums
     (over all workers); ``between_steps(seconds so far, Ctrl-C agreed)`` runs before each step
-    (it saves checkpoints, and raises when Ctrl-C asked to stop). Returns the seconds spent."""
+    (it saves checkpoints, and raises when Ctrl-C asked to stop). ``captured``: the step in a
+    CUDA graph, where ``CapturedStep.usable``. Returns the seconds spent."""
     from tqdm import tqdm
 
     for group in optimizer.param_groups:  # the epoch's rate, from its number: resumes alike
@@ -427,6 +551,10 @@ def _train_batches(
                 )
                 totals = [loss.item() * weight, batch_metric.item() * weight, weight]
                 totals += [not torch.isfinite(loss), interrupted()]
+            elif captured is not None:
+                loss_value, metric_value = captured(x, y).tolist()
+                totals = [loss_value * weight, metric_value * weight, weight]
+                totals += [not math.isfinite(loss_value), interrupted()]
             else:
                 totals = _shared_step(
                     model, optimizer, x, y, config.clip_norm, world, weight, interrupted()
@@ -551,6 +679,9 @@ def fit(
     world = world or World()
     optimizer, shuffle, state = _start(model, train, config, checkpoint, world, log)
     network = world.wrap(model)  # what the steps call: DDP averages the gradients
+    captured = None
+    if CapturedStep.usable(model, optimizer, config, world):
+        captured = CapturedStep(model, optimizer, config.clip_norm, log)
     saving = checkpoint if world.main else None
     saved = {"step": state.step, "time": time.perf_counter()}
     with _deferred_interrupt() as interrupted:
@@ -574,7 +705,7 @@ def fit(
             with _explained_non_finite(checkpoint):
                 seconds = _train_batches(
                     network, optimizer, train, state, config, shuffle, between_steps, progress,
-                    world, interrupted,
+                    world, interrupted, captured,
                 )  # fmt: skip
             record = _epoch_record(model, val, state, seconds, config, world)
             log(_epoch_line(record, config.epochs))
