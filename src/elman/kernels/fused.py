@@ -25,11 +25,13 @@ from elman.kernels.loops import (
     ACTIVATION_CODES,
     ERRORS,
     FASTMATH,
+    activate,
     copy_row,
     dot_rows,
     drop_arguments,
     dropped_step,
     partition,
+    products_of_four,
     step,
     times_derivative,
 )
@@ -56,15 +58,44 @@ def _forward_rows(P, W_h, h0, mask, use_mask, drop, use_drop, activation, exact_
             copy_row(h, states[b, t])
 
 
+@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model=ERRORS)
+def _forward_four(P, W_hT, h0, drop, use_drop, activation, exact_tanh, states, rows):
+    """``_forward_rows`` for four rows at once (no mask): each step's products for the four
+    rows in one pass over W_h (``products_of_four``, with ``W_hT`` = W_hᵀ)."""
+    T, H = P.shape[1], P.shape[2]
+    h = np.empty((4, H), dtype=P.dtype)
+    read = np.empty((4, H), dtype=P.dtype)  # h ⊙ drop under recurrent dropout
+    pre = np.empty((4, H), dtype=P.dtype)
+    for r in range(4):
+        copy_row(h0[rows[r]], h[r])
+    for t in range(T):
+        for r in range(4):
+            copy_row(P[rows[r], t], pre[r])
+            if use_drop:
+                for i in range(H):
+                    read[r, i] = h[r, i] * drop[rows[r], i]
+        products_of_four(W_hT, read if use_drop else h, pre)
+        for r in range(4):
+            activate(pre[r], h[r], activation, exact_tanh)
+            copy_row(h[r], states[rows[r], t])
+
+
 @njit(cache=True, parallel=True, nogil=True, error_model=ERRORS)
 def _forward(P, W_h, h0, mask, use_mask, drop, use_drop, activation, exact_tanh, order, bounds):
     B, T, H = P.shape
     states = np.empty((B, T, H), dtype=P.dtype)
+    W_hT = np.ascontiguousarray(W_h.T)
     for k in prange(bounds.shape[0] - 1):  # one block of rows per thread
         rows = order[bounds[k] : bounds[k + 1]]
+        # Four rows at a time where no mask lets a row skip its steps; the rest one by one.
+        fours = 0 if use_mask else rows.shape[0] // 4 * 4
+        for first in range(0, fours, 4):
+            four = rows[first : first + 4]
+            _forward_four(P, W_hT, h0, drop, use_drop, activation, exact_tanh, states, four)
         _forward_rows(
-            P, W_h, h0, mask, use_mask, drop, use_drop, activation, exact_tanh, states, rows
-        )
+            P, W_h, h0, mask, use_mask, drop, use_drop, activation, exact_tanh, states,
+            rows[fours:],
+        )  # fmt: skip
     return states
 
 
@@ -92,16 +123,48 @@ def _backward_rows(G, states, W_hT, mask, use_mask, drop, use_drop, activation, 
                     carry[b, i] *= drop[b, i]
 
 
+@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model=ERRORS)
+def _backward_four(G, states, W_h, drop, use_drop, activation, delta, carry, rows):
+    """``_backward_rows`` for four rows at once (no mask): carry = δ_t · W_h for the four rows
+    in one pass over W_h (``products_of_four``)."""
+    T, H = G.shape[1], G.shape[2]
+    dh = np.empty(H, dtype=G.dtype)
+    step_delta = np.empty((4, H), dtype=G.dtype)
+    products = np.empty((4, H), dtype=G.dtype)
+    for r in range(4):
+        for i in range(H):
+            carry[rows[r], i] = 0.0
+    for t in range(T - 1, -1, -1):
+        for r in range(4):
+            b = rows[r]
+            for i in range(H):
+                dh[i] = G[b, t, i] + carry[b, i]
+                products[r, i] = 0.0
+            times_derivative(dh, states[b, t], step_delta[r], activation)
+            copy_row(step_delta[r], delta[b, t])
+        products_of_four(W_h, step_delta, products)
+        for r in range(4):
+            b = rows[r]
+            for i in range(H):  # (h_{t-1} entered the step as h_{t-1} ⊙ drop)
+                carry[b, i] = products[r, i] * drop[b, i] if use_drop else products[r, i]
+
+
 @njit(cache=True, parallel=True, nogil=True, error_model=ERRORS)
 def _backward(G, states, W_hT, mask, use_mask, drop, use_drop, activation, order, bounds):
     B, T, H = G.shape
     delta = np.empty((B, T, H), dtype=G.dtype)
     carry = np.empty((B, H), dtype=G.dtype)
+    W_h = np.ascontiguousarray(W_hT.T)
     for k in prange(bounds.shape[0] - 1):  # one block of rows per thread
         rows = order[bounds[k] : bounds[k + 1]]
+        fours = 0 if use_mask else rows.shape[0] // 4 * 4  # (as in ``_forward``)
+        for first in range(0, fours, 4):
+            four = rows[first : first + 4]
+            _backward_four(G, states, W_h, drop, use_drop, activation, delta, carry, four)
         _backward_rows(
-            G, states, W_hT, mask, use_mask, drop, use_drop, activation, delta, carry, rows
-        )
+            G, states, W_hT, mask, use_mask, drop, use_drop, activation, delta, carry,
+            rows[fours:],
+        )  # fmt: skip
     return delta, carry
 
 

@@ -106,6 +106,24 @@ def dot_rows(M, v, out):
 
 
 @njit(inline="always")
+def products_of_four(M, V, out):
+    """out[r, :] += Σ_k V[r, k] · M[k, :] for the four rows r of V and out, M (n, n): each row of
+    M read once for four rows, and every inner loop contiguous over out's row, so it vectorises
+    with no horizontal sums (a row's dot products, ``dot_rows``, end in one per element)."""
+    n = M.shape[0]
+    out0, out1, out2, out3 = out[0], out[1], out[2], out[3]
+    for k in range(n):
+        row = M[k]
+        v0, v1, v2, v3 = V[0, k], V[1, k], V[2, k], V[3, k]
+        for j in range(n):
+            m = row[j]
+            out0[j] += v0 * m
+            out1[j] += v1 * m
+            out2[j] += v2 * m
+            out3[j] += v3 * m
+
+
+@njit(inline="always")
 def step(pre, W_h, h, activation, exact_tanh):
     """h <- act(pre + W_h · h), with ``pre`` holding the input projection on entry."""
     dot_rows(W_h, h, pre)
