@@ -58,6 +58,16 @@ def _forward_rows(P, W_h, h0, mask, use_mask, drop, use_drop, activation, exact_
             copy_row(h, states[b, t])
 
 
+@njit(inline="always")
+def _rows_in_fours(rows, hidden, use_mask):
+    """How many of a thread's rows run four at a time (the rest run one by one). Measured on a
+    2-core Zen 4 (T=500): at H <= 64 four rows' products in one pass over W_h run the forward
+    recurrence 1.2-1.6x, the backward 1.1-1.3x faster than one row at a time; from H=128 on, no
+    faster or slower (W_h no longer fits the first-level cache either way). With a mask a row
+    skips its masked steps' products, which four rows together cannot."""
+    return 0 if use_mask or hidden > 64 else rows // 4 * 4
+
+
 @njit(cache=True, nogil=True, fastmath=FASTMATH, error_model=ERRORS)
 def _forward_four(P, W_hT, h0, drop, use_drop, activation, exact_tanh, states, rows):
     """``_forward_rows`` for four rows at once (no mask): each step's products for the four
@@ -87,8 +97,7 @@ def _forward(P, W_h, h0, mask, use_mask, drop, use_drop, activation, exact_tanh,
     W_hT = np.ascontiguousarray(W_h.T)
     for k in prange(bounds.shape[0] - 1):  # one block of rows per thread
         rows = order[bounds[k] : bounds[k + 1]]
-        # Four rows at a time where no mask lets a row skip its steps; the rest one by one.
-        fours = 0 if use_mask else rows.shape[0] // 4 * 4
+        fours = _rows_in_fours(rows.shape[0], H, use_mask)
         for first in range(0, fours, 4):
             four = rows[first : first + 4]
             _forward_four(P, W_hT, h0, drop, use_drop, activation, exact_tanh, states, four)
@@ -125,28 +134,34 @@ def _backward_rows(G, states, W_hT, mask, use_mask, drop, use_drop, activation, 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH, error_model=ERRORS)
 def _backward_four(G, states, W_h, drop, use_drop, activation, delta, carry, rows):
-    """``_backward_rows`` for four rows at once (no mask): carry = δ_t · W_h for the four rows
-    in one pass over W_h (``products_of_four``)."""
+    """``_backward_rows`` for four rows at once (no mask): δ_t · W_h for the four rows in one
+    pass over W_h (``products_of_four``), added straight onto the step before's G."""
     T, H = G.shape[1], G.shape[2]
-    dh = np.empty(H, dtype=G.dtype)
     step_delta = np.empty((4, H), dtype=G.dtype)
-    products = np.empty((4, H), dtype=G.dtype)
+    dh = np.empty((4, H), dtype=G.dtype)  # ∂L/∂h_t: G_t + what came back from step t + 1
+    products = np.zeros((4, H), dtype=G.dtype)  # ends as δ_0 · W_h: ∂L/∂h0
     for r in range(4):
-        for i in range(H):
-            carry[rows[r], i] = 0.0
+        if T:
+            copy_row(G[rows[r], T - 1], dh[r])
     for t in range(T - 1, -1, -1):
         for r in range(4):
-            b = rows[r]
-            for i in range(H):
-                dh[i] = G[b, t, i] + carry[b, i]
-                products[r, i] = 0.0
-            times_derivative(dh, states[b, t], step_delta[r], activation)
-            copy_row(step_delta[r], delta[b, t])
+            times_derivative(dh[r], states[rows[r], t], step_delta[r], activation)
+            copy_row(step_delta[r], delta[rows[r], t])
+        if t > 0 and not use_drop:  # the products land straight on G_{t-1}
+            for r in range(4):
+                copy_row(G[rows[r], t - 1], dh[r])
+            products_of_four(W_h, step_delta, dh)
+            continue
+        products[:] = 0.0
         products_of_four(W_h, step_delta, products)
         for r in range(4):
-            b = rows[r]
-            for i in range(H):  # (h_{t-1} entered the step as h_{t-1} ⊙ drop)
-                carry[b, i] = products[r, i] * drop[b, i] if use_drop else products[r, i]
+            for i in range(H):
+                if use_drop:  # (h_{t-1} entered the step as h_{t-1} ⊙ drop)
+                    products[r, i] *= drop[rows[r], i]
+                if t > 0:
+                    dh[r, i] = products[r, i] + G[rows[r], t - 1, i]
+    for r in range(4):
+        copy_row(products[r], carry[rows[r]])
 
 
 @njit(cache=True, parallel=True, nogil=True, error_model=ERRORS)
@@ -157,7 +172,7 @@ def _backward(G, states, W_hT, mask, use_mask, drop, use_drop, activation, order
     W_h = np.ascontiguousarray(W_hT.T)
     for k in prange(bounds.shape[0] - 1):  # one block of rows per thread
         rows = order[bounds[k] : bounds[k + 1]]
-        fours = 0 if use_mask else rows.shape[0] // 4 * 4  # (as in ``_forward``)
+        fours = _rows_in_fours(rows.shape[0], H, use_mask)
         for first in range(0, fours, 4):
             four = rows[first : first + 4]
             _backward_four(G, states, W_h, drop, use_drop, activation, delta, carry, four)
