@@ -52,14 +52,13 @@ def test_fast_backends_equal_reference(backend, activation, padding, dtype):
         torch.testing.assert_close(got, want, **tolerance)
 
 
-@pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("activation", ["tanh", "relu"])
 @pytest.mark.parametrize("dropped", [False, True])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_four_rows_at_a_time_equal_reference(threads, activation, dropped, dtype):
-    """Without a mask, each thread runs its rows four at a time, then the rest one by one: 11
-    rows on 1 thread are 4 + 4 + 3, on 2 threads 6 + 5 (4 + 2 and 4 + 1). States and every
-    gradient, recurrent dropout or not, against the reference."""
+def test_four_rows_at_a_time_equal_reference_on_any_thread_count(activation, dropped, dtype):
+    """Without a mask, rows 0-3 and 4-7 run four at a time, rows 8-10 one by one: on 1 thread
+    (4 + 4 + 3) and on 2 (rows 0-3; rows 4-7 + 3), the same bits. States and every gradient,
+    recurrent dropout or not, against the reference."""
     x, A, b, h0 = _inputs(11, 9, 3, 6, dtype, seed=3)
     generator = torch.Generator().manual_seed(4)
     drop = (torch.rand(11, 6, generator=generator) > 0.3).to(dtype) / 0.7 if dropped else None
@@ -69,15 +68,17 @@ def test_four_rows_at_a_time_equal_reference(threads, activation, dropped, dtype
         weights = torch.linspace(-1, 1, states.numel(), dtype=dtype).reshape(states.shape)
         return (states, *torch.autograd.grad((states * weights).sum(), (x, A, b, h0)))
 
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
+    before, results = torch.get_num_threads(), []
     try:
-        actual = run_all("fused")
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            results.append(run_all("fused"))
     finally:
         torch.set_num_threads(before)
     tolerance = {"rtol": 1e-5, "atol": 1e-5} if dtype == torch.float32 else {}
-    for got, want in zip(actual, run_all("reference"), strict=True):
-        torch.testing.assert_close(got, want, **tolerance)
+    for one, two, want in zip(*results, run_all("reference"), strict=True):
+        assert torch.equal(one, two)
+        torch.testing.assert_close(one, want, **tolerance)
 
 
 @pytest.mark.parametrize("backend", FAST_BACKENDS)

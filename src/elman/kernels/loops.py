@@ -147,6 +147,15 @@ def drop_arguments(drop: torch.Tensor | None, dtype: torch.dtype) -> tuple[np.nd
     return drop.detach().to(dtype).contiguous().numpy(), True
 
 
+def equal_blocks(rows: int, unit: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """``partition`` for rows of equal work: contiguous blocks, each a multiple of ``unit`` rows
+    but the last (so that groups of ``unit`` rows fall the same for any thread count)."""
+    threads = max(1, min(rows, torch.get_num_threads()))
+    bounds = np.arange(threads + 1, dtype=np.int64) * (rows // unit) // threads * unit
+    bounds[-1] = rows
+    return np.arange(rows, dtype=np.int64), bounds
+
+
 def partition(work: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Rows for each thread, balanced by ``work`` (B,), the steps each row computes.
 
@@ -154,10 +163,9 @@ def partition(work: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     equal row counts leave one core idle). Returns ``order`` (B,) and ``bounds``
     (threads + 1,): thread k takes rows ``order[bounds[k]:bounds[k + 1]]``. Depends only on
     ``work`` and the thread count, so results are reproducible."""
-    threads = max(1, min(len(work), torch.get_num_threads()))
     if len(work) and np.all(work == work[0]):  # equal rows: equal contiguous blocks, no sorting
-        bounds = np.linspace(0, len(work), threads + 1).round().astype(np.int64)
-        return np.arange(len(work), dtype=np.int64), bounds
+        return equal_blocks(len(work))
+    threads = max(1, min(len(work), torch.get_num_threads()))
     load = [0] * threads
     assigned: list[list[int]] = [[] for _ in range(threads)]
     for row in np.argsort(-np.asarray(work), kind="stable"):
