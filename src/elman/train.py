@@ -545,20 +545,7 @@ def _train_batches(
             between_steps(time.perf_counter() - started, stop)
             x, y, counted = batch(state.step)
             weight = batch_weight(task, y) if counted else 0
-            if config.tbptt:
-                loss, batch_metric = tbptt_step(
-                    model, optimizer, x, y, config.tbptt, config.clip_norm
-                )
-                totals = [loss.item() * weight, batch_metric.item() * weight, weight]
-                totals += [not torch.isfinite(loss), interrupted()]
-            elif captured is not None:
-                loss_value, metric_value = captured(x, y).tolist()
-                totals = [loss_value * weight, metric_value * weight, weight]
-                totals += [not math.isfinite(loss_value), interrupted()]
-            else:
-                totals = _shared_step(
-                    model, optimizer, x, y, config.clip_norm, world, weight, interrupted()
-                )
+            totals = _step(model, optimizer, x, y, config, world, weight, interrupted, captured)
             _count(state, totals)
             stop = bool(totals[4])  # Ctrl-C on any worker: all stop before the next step
             bar.update()
@@ -568,6 +555,21 @@ def _train_batches(
                     **{metric: f"{state.metric_sum / state.seen:.4f}"},
                 )
     return time.perf_counter() - started
+
+
+def _step(model, optimizer, x, y, config, world, weight, interrupted, captured) -> list:
+    """One step of ``fit``'s loop by the path that applies (truncated backpropagation, the
+    captured CUDA graph, or ``_shared_step``). Returns the totals [loss·weight, metric·weight,
+    weight, not finite, Ctrl-C]."""
+    if config.tbptt:
+        loss, metric = tbptt_step(model, optimizer, x, y, config.tbptt, config.clip_norm)
+        loss_value, metric_value = loss.item(), metric.item()
+    elif captured is not None:
+        loss_value, metric_value = captured(x, y).tolist()
+    else:
+        return _shared_step(model, optimizer, x, y, config.clip_norm, world, weight, interrupted())
+    finite = math.isfinite(loss_value)
+    return [loss_value * weight, metric_value * weight, weight, not finite, interrupted()]
 
 
 def _epoch_batches(
