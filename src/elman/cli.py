@@ -551,11 +551,12 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
     args.argv = argv
+    code = 0
     try:
         args.handler(args)
     except UserError as error:
         print(f"elman: error: {_ranked(error)}", file=sys.stderr)
-        return 1
+        code = 1
     except PeerLost as error:
         print(
             f"elman: {_ranked('stopped: another worker stopped or died')} ({error})",
@@ -572,18 +573,18 @@ def main(argv: list[str] | None = None) -> int:
             "path, its permissions and the free space",
             file=sys.stderr,
         )
-        return 1
+        code = 1
     except KeyboardInterrupt:
         print("elman: interrupted", file=sys.stderr)
-        return 130
+        code = 130
     if _in_a_job():
-        # A worker whose job is done (its group left cleanly) ends here: the C++ threads of
-        # the process group's libraries, torn down at interpreter exit, once in a while abort
-        # a finished worker ("terminate called without an active exception").
+        # A worker ends here, done or refused (its group left): the C++ threads of the process
+        # group's libraries, torn down at interpreter exit, once in a while abort it ("terminate
+        # called without an active exception", exit -6 instead of its own code).
         sys.stdout.flush()
         sys.stderr.flush()
-        os._exit(0)
-    return 0
+        os._exit(code)
+    return code
 
 
 def _in_a_job() -> bool:
