@@ -116,3 +116,31 @@ def test_words_only_falls_back_to_the_mask_when_padding_is_not_in_front():
         layer.from_ids(ids, embedding, 0, words_only=True),
         layer(torch.nn.functional.embedding(ids, embedding), mask=ids != 0),
     )
+
+
+@pytest.mark.parametrize("dropped", [False, True])
+def test_four_rows_at_a_time_on_any_thread_count(dropped):
+    """11 rows grouped in fours by how many words they read: rows starting at steps 0-3 read
+    together (each keeps h0 until its own start), then 4-7; the rows starting at 8 and 9 (never
+    reading) alone. States and gradients equal the reference on 1 and 2 threads, and states and
+    ∂h0 (per row) are the same bits on both."""
+    ids, _, table, W_h, h0 = _case(11, 9, 7, 5, seed=5)
+    start = torch.tensor([0, 9, 3, 1, 2, 5, 4, 7, 9, 6, 8])
+    drop = torch.bernoulli(torch.full((11, 5), 0.5, dtype=torch.float64)) * 2 if dropped else None
+    weights = torch.randn(11, 9, 5, generator=torch.Generator().manual_seed(6), dtype=torch.float64)
+
+    def run_all(run, *extra):
+        states = run(ids, start, table, W_h, h0, "tanh", *extra)
+        return [states, *torch.autograd.grad((states * weights).sum(), (table, W_h, h0))]
+
+    before, results = torch.get_num_threads(), []
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            results.append(run_all(embedded_rnn, drop))
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(results[0][0], results[1][0]) and torch.equal(results[0][3], results[1][3])
+    if drop is None:
+        for got, want in zip(results[1], run_all(_reference), strict=True):
+            torch.testing.assert_close(got, want)

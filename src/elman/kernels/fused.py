@@ -26,12 +26,12 @@ from elman.kernels.loops import (
     ACTIVATION_CODES,
     ERRORS,
     FASTMATH,
+    FOUR_ROWS_UP_TO,
     activate,
     copy_row,
     dot_rows,
     drop_arguments,
     dropped_step,
-    equal_blocks,
     partition,
     products_of_four,
     step,
@@ -60,17 +60,6 @@ def _forward_rows(P, W_h, h0, mask, use_mask, drop, use_drop, activation, exact_
             copy_row(h, states[b, t])
 
 
-@njit(inline="always")
-def _rows_in_fours(rows, hidden, use_mask):
-    """How many of a thread's rows run four at a time (the rest run one by one; every thread's
-    block but the last is a multiple of four rows, ``_mask_and_rows``). Measured on a
-    2-core Zen 4 (T=500): at H <= 64 four rows' products in one pass over W_h run the forward
-    recurrence 1.2-1.6x, the backward 1.1-1.3x faster than one row at a time; from H=128 on, no
-    faster or slower (W_h no longer fits the first-level cache either way). With a mask a row
-    skips its masked steps' products, which four rows together cannot."""
-    return 0 if use_mask or hidden > 64 else rows // 4 * 4
-
-
 @njit(cache=True, nogil=True, fastmath=FASTMATH, error_model=ERRORS)
 def _forward_four(P, W_hT, h0, drop, use_drop, activation, exact_tanh, states, rows):
     """``_forward_rows`` for four rows at once (no mask): each step's products for the four
@@ -94,19 +83,21 @@ def _forward_four(P, W_hT, h0, drop, use_drop, activation, exact_tanh, states, r
 
 
 @njit(cache=True, parallel=True, nogil=True, error_model=ERRORS)
-def _forward(P, W_h, h0, mask, use_mask, drop, use_drop, activation, exact_tanh, order, bounds):
+def _forward(
+    P, W_h, h0, mask, use_mask, drop, use_drop, activation, exact_tanh, order, bounds, fours
+):
     B, T, H = P.shape
     states = np.empty((B, T, H), dtype=P.dtype)
-    W_hT = np.ascontiguousarray(W_h.T)
+    W_hT = np.ascontiguousarray(W_h.T) if fours.sum() else np.empty((0, 0), dtype=W_h.dtype)
     for k in prange(bounds.shape[0] - 1):  # one block of rows per thread
         rows = order[bounds[k] : bounds[k + 1]]
-        fours = _rows_in_fours(rows.shape[0], H, use_mask)
-        for first in range(0, fours, 4):
+        grouped = 4 * fours[k]  # rows that run four at a time (``partition``)
+        for first in range(0, grouped, 4):
             four = rows[first : first + 4]
             _forward_four(P, W_hT, h0, drop, use_drop, activation, exact_tanh, states, four)
         _forward_rows(
             P, W_h, h0, mask, use_mask, drop, use_drop, activation, exact_tanh, states,
-            rows[fours:],
+            rows[grouped:],
         )  # fmt: skip
     return states
 
@@ -168,20 +159,20 @@ def _backward_four(G, states, W_h, drop, use_drop, activation, delta, carry, row
 
 
 @njit(cache=True, parallel=True, nogil=True, error_model=ERRORS)
-def _backward(G, states, W_hT, mask, use_mask, drop, use_drop, activation, order, bounds):
+def _backward(G, states, W_hT, mask, use_mask, drop, use_drop, activation, order, bounds, fours):
     B, T, H = G.shape
     delta = np.empty((B, T, H), dtype=G.dtype)
     carry = np.empty((B, H), dtype=G.dtype)
-    W_h = np.ascontiguousarray(W_hT.T)
+    W_h = np.ascontiguousarray(W_hT.T) if fours.sum() else np.empty((0, 0), dtype=W_hT.dtype)
     for k in prange(bounds.shape[0] - 1):  # one block of rows per thread
         rows = order[bounds[k] : bounds[k + 1]]
-        fours = _rows_in_fours(rows.shape[0], H, use_mask)
-        for first in range(0, fours, 4):
+        grouped = 4 * fours[k]
+        for first in range(0, grouped, 4):
             four = rows[first : first + 4]
             _backward_four(G, states, W_h, drop, use_drop, activation, delta, carry, four)
         _backward_rows(
             G, states, W_hT, mask, use_mask, drop, use_drop, activation, delta, carry,
-            rows[fours:],
+            rows[grouped:],
         )  # fmt: skip
     return delta, carry
 
@@ -189,11 +180,13 @@ def _backward(G, states, W_hT, mask, use_mask, drop, use_drop, activation, order
 _NO_MASK = np.ones((1, 1), dtype=np.bool_)  # (not read: use_mask is False)
 
 
-def _mask_and_rows(mask: Tensor | None, batch: int, steps: int) -> tuple:
+def _mask_and_rows(mask: Tensor | None, batch: int, steps: int, hidden: int) -> tuple:
     """The kernels' mask arguments (array, whether to use it) and rows per thread (order,
-    bounds), balanced by how many steps each row computes."""
-    if mask is None:  # four rows at a time: fours that fall the same for any thread count
-        return _NO_MASK, False, *equal_blocks(batch, unit=4)
+    bounds, fours: ``partition``), balanced by how many steps each row computes. Rows run four
+    at a time up to ``FOUR_ROWS_UP_TO`` without a mask (with one, a row skips its masked steps'
+    products, which four rows together cannot)."""
+    if mask is None:
+        return _NO_MASK, False, *partition(np.full(batch, steps), hidden <= FOUR_ROWS_UP_TO)
     mask_np = mask.contiguous().numpy()
     return mask_np, True, *partition(mask_np.sum(1))
 
@@ -209,7 +202,7 @@ def recurrence(
     """The sequential part alone: h_t = act(P_t + W_h · (h_{t-1} ⊙ r)), no autograd. P: (B, T, H),
     W_h: (H, H), h0: (B, H), mask: (B, T) bool or None, recurrent_mask r: (B, H) or None.
     Returns all states (B, T, H)."""
-    mask_np, use_mask, order, bounds = _mask_and_rows(mask, P.shape[0], P.shape[1])
+    mask_np, use_mask, *rows = _mask_and_rows(mask, *P.shape)
     states = _forward(
         P.detach().contiguous().numpy(),
         W_h.detach().contiguous().numpy(),
@@ -219,8 +212,7 @@ def recurrence(
         *drop_arguments(recurrent_mask, P.dtype),
         ACTIVATION_CODES[activation],
         P.dtype != torch.float32,  # exact tanh beyond float32
-        order,
-        bounds,
+        *rows,
     )
     return torch.from_numpy(states)
 
@@ -282,7 +274,7 @@ class FusedRNNFunction(torch.autograd.Function):
     def backward(ctx, grad_states):
         x, A, _, states = ctx.saved_tensors
         W_h = A[:, : A.shape[0]]
-        mask_np, use_mask, order, bounds = _mask_and_rows(ctx.mask, x.shape[0], x.shape[1])
+        mask_np, use_mask, *rows = _mask_and_rows(ctx.mask, *states.shape)
         delta, grad_h0 = _backward(
             grad_states.contiguous().numpy(),
             states.numpy(),
@@ -291,8 +283,7 @@ class FusedRNNFunction(torch.autograd.Function):
             use_mask,
             *drop_arguments(ctx.recurrent_mask, x.dtype),
             ACTIVATION_CODES[ctx.activation],
-            order,
-            bounds,
+            *rows,
         )
         grad_x, grad_A, grad_b = weight_gradients(ctx, torch.from_numpy(delta))
         grad_h0 = torch.from_numpy(grad_h0) if ctx.needs_input_grad[3] else None

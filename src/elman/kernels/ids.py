@@ -36,11 +36,15 @@ from elman.kernels.loops import (
     ACTIVATION_CODES,
     ERRORS,
     FASTMATH,
+    FOUR_ROWS_UP_TO,
+    activate,
     copy_row,
     dot_rows,
     drop_arguments,
     dropped_step,
+    outer_products_of_four,
     partition,
+    products_of_four,
     step,
     times_derivative,
 )
@@ -73,29 +77,67 @@ def _read_rows(
         copy_row(h, out[b])
 
 
+@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model=ERRORS)
+def _read_four(
+    ids, table, W_hT, h0, start, drop, use_drop, activation, exact_tanh, keep, states, out, rows
+):
+    """``_read_rows`` for four rows at once: from the earliest of their starts, each step's
+    products for the four in one pass over W_h (``products_of_four``, ``W_hT`` = W_hᵀ); a row
+    whose words have not started yet keeps h0 (its products are computed and dropped)."""
+    T, H = ids.shape[1], table.shape[1]
+    h = np.empty((4, H), dtype=table.dtype)
+    read = np.empty((4, H), dtype=table.dtype)  # h ⊙ drop under recurrent dropout
+    pre = np.empty((4, H), dtype=table.dtype)
+    first = T
+    for r in range(4):
+        b = rows[r]
+        first = min(first, start[b])
+        copy_row(h0[b], h[r])
+        if keep:
+            for t in range(start[b]):
+                copy_row(h[r], states[b, t])
+    for t in range(first, T):
+        for r in range(4):
+            b = rows[r]
+            copy_row(table[ids[b, t]], pre[r])
+            if use_drop:
+                for i in range(H):
+                    read[r, i] = h[r, i] * drop[b, i]
+        products_of_four(W_hT, read if use_drop else h, pre)
+        for r in range(4):
+            b = rows[r]
+            if t >= start[b]:
+                activate(pre[r], h[r], activation, exact_tanh)
+                if keep:
+                    copy_row(h[r], states[b, t])
+    for r in range(4):
+        copy_row(h[r], out[rows[r]])
+
+
 @njit(cache=True, parallel=True, nogil=True, error_model=ERRORS)
-def _forward(ids, table, W_h, h0, start, drop, use_drop, activation, exact_tanh, order, bounds):
+def _read(
+    ids, table, W_h, h0, start, drop, use_drop, activation, exact_tanh, keep, order, bounds, fours
+):
+    """Every row read (``_read_rows``), rows split between threads, the first ``4 · fours[k]``
+    of thread k's four at a time (``partition``). Returns all states (B, T, H) if ``keep``, else
+    an empty (B, 0, H), and the last states (B, H)."""
     B, T, H = ids.shape[0], ids.shape[1], table.shape[1]
-    states = np.empty((B, T, H), dtype=table.dtype)
+    states = np.empty((B, T if keep else 0, H), dtype=table.dtype)
     last = np.empty((B, H), dtype=table.dtype)
+    W_hT = np.ascontiguousarray(W_h.T) if fours.sum() else np.empty((0, 0), dtype=W_h.dtype)
     for k in prange(bounds.shape[0] - 1):  # one block of rows per thread
         rows = order[bounds[k] : bounds[k + 1]]
+        grouped = 4 * fours[k]
+        for first in range(0, grouped, 4):
+            _read_four(
+                ids, table, W_hT, h0, start, drop, use_drop, activation, exact_tanh, keep,
+                states, last, rows[first : first + 4],
+            )  # fmt: skip
         _read_rows(
-            ids,
-            table,
-            W_h,
-            h0,
-            start,
-            drop,
-            use_drop,
-            activation,
-            exact_tanh,
-            True,
-            states,
-            last,
-            rows,
-        )
-    return states
+            ids, table, W_h, h0, start, drop, use_drop, activation, exact_tanh, keep, states,
+            last, rows[grouped:],
+        )  # fmt: skip
+    return states, last
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH, error_model=ERRORS)
@@ -134,63 +176,82 @@ def _backward_rows(
         copy_row(dh, grad_h0[b])
 
 
+@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model=ERRORS)
+def _backward_four(
+    ids, G, states, h0, W_h, start, drop, use_drop, activation, grad_table, grad_W_h, grad_h0, rows
+):
+    """``_backward_rows`` for four rows at once, from the last step down to the earliest of
+    their starts: a row whose words have not started yet only gathers G (δ = 0 for it); the
+    four rows' δ · W_h and outer products each in one pass (``products_of_four``,
+    ``outer_products_of_four``)."""
+    T, H = ids.shape[1], W_h.shape[0]
+    dh = np.zeros((4, H), dtype=G.dtype)
+    delta = np.empty((4, H), dtype=G.dtype)
+    previous = np.empty((4, H), dtype=G.dtype)
+    products = np.empty((4, H), dtype=G.dtype)
+    first = T
+    for r in range(4):
+        first = min(first, start[rows[r]])
+    for t in range(T - 1, first - 1, -1):
+        for r in range(4):
+            b = rows[r]
+            for i in range(H):
+                dh[r, i] += G[b, t, i]
+            if t < start[b]:
+                delta[r] = 0.0
+                previous[r] = 0.0
+                continue
+            times_derivative(dh[r], states[b, t], delta[r], activation)
+            word = ids[b, t]
+            for i in range(H):
+                grad_table[word, i] += delta[r, i]
+            copy_row(states[b, t - 1] if t > start[b] else h0[b], previous[r])
+            if use_drop:  # (the step read h_{t-1} ⊙ drop)
+                for j in range(H):
+                    previous[r, j] *= drop[b, j]
+        outer_products_of_four(delta, previous, grad_W_h)
+        products[:] = 0.0
+        products_of_four(W_h, delta, products)  # δ · W_h = W_hᵀ · δ, per row
+        for r in range(4):
+            b = rows[r]
+            if t >= start[b]:
+                for i in range(H):
+                    dh[r, i] = products[r, i] * drop[b, i] if use_drop else products[r, i]
+    for r in range(4):
+        b = rows[r]
+        for t in range(first):  # steps that only carried h0
+            for i in range(H):
+                dh[r, i] += G[b, t, i]
+        copy_row(dh[r], grad_h0[b])
+
+
 @njit(cache=True, parallel=True, nogil=True, error_model=ERRORS)
 def _backward(
-    ids, G, states, h0, W_hT, start, drop, use_drop, activation, vocab_size, order, bounds
+    ids, G, states, h0, W_hT, start, drop, use_drop, activation, vocab_size, order, bounds, fours
 ):
     B, H, threads = ids.shape[0], W_hT.shape[0], bounds.shape[0] - 1
     table_parts = np.zeros((threads, vocab_size, H), dtype=G.dtype)
     W_h_parts = np.zeros((threads, H, H), dtype=G.dtype)
     grad_h0 = np.empty((B, H), dtype=G.dtype)
+    W_h = np.ascontiguousarray(W_hT.T) if fours.sum() else np.empty((0, 0), dtype=W_hT.dtype)
     for k in prange(bounds.shape[0] - 1):  # one block of rows per thread
         rows = order[bounds[k] : bounds[k + 1]]
+        grouped = 4 * fours[k]
+        for first in range(0, grouped, 4):
+            _backward_four(
+                ids, G, states, h0, W_h, start, drop, use_drop, activation, table_parts[k],
+                W_h_parts[k], grad_h0, rows[first : first + 4],
+            )  # fmt: skip
         _backward_rows(
-            ids,
-            G,
-            states,
-            h0,
-            W_hT,
-            start,
-            drop,
-            use_drop,
-            activation,
-            table_parts[k],
-            W_h_parts[k],
-            grad_h0,
-            rows,
-        )
+            ids, G, states, h0, W_hT, start, drop, use_drop, activation, table_parts[k],
+            W_h_parts[k], grad_h0, rows[grouped:],
+        )  # fmt: skip
     grad_table = table_parts[0].copy()
     grad_W_h = W_h_parts[0].copy()
     for k in range(1, threads):
         grad_table += table_parts[k]
         grad_W_h += W_h_parts[k]
     return grad_table, grad_W_h, grad_h0
-
-
-@njit(cache=True, parallel=True, nogil=True, error_model=ERRORS)
-def _last_from_ids(ids, table, W_h, h0, start, activation, exact_tanh, order, bounds):
-    B, H = ids.shape[0], table.shape[1]
-    out = np.empty((B, H), dtype=table.dtype)
-    unused = np.empty((1, 1, H), dtype=table.dtype)  # no states are kept
-    drop = np.empty((1, 1), dtype=table.dtype)  # no dropout outside training
-    for k in prange(bounds.shape[0] - 1):  # one block of rows per thread
-        rows = order[bounds[k] : bounds[k + 1]]
-        _read_rows(
-            ids,
-            table,
-            W_h,
-            h0,
-            start,
-            drop,
-            False,
-            activation,
-            exact_tanh,
-            False,
-            unused,
-            out,
-            rows,
-        )
-    return out
 
 
 def last_state_from_ids(
@@ -204,17 +265,26 @@ def last_state_from_ids(
     ``h0[b]`` at step ``start[b]``. ids: (B, T) int64, W_h: (H, H), h0: (B, H), start: (B,).
     """
     with torch.no_grad():
-        out = _last_from_ids(
-            _numpy(ids),
-            _numpy(table),
-            _numpy(W_h),
-            _numpy(h0.to(table.dtype)),
-            _numpy(start),
+        _, last = _read(
+            *_kernel_arguments(ids, table, W_h, h0, start, None),
             ACTIVATION_CODES[activation],
             table.dtype != torch.float32,
-            *partition(ids.shape[1] - start.numpy()),
+            False,  # keep no states
+            *_rows(ids, start, W_h),
         )
-    return torch.from_numpy(out)
+    return torch.from_numpy(last)
+
+
+def _rows(ids: Tensor, start: Tensor, W_h: Tensor) -> tuple[np.ndarray, ...]:
+    """Rows per thread, balanced by the words each reads, four at a time up to
+    ``FOUR_ROWS_UP_TO`` (``partition``)."""
+    return partition(ids.shape[1] - start.numpy(), W_h.shape[0] <= FOUR_ROWS_UP_TO)
+
+
+def _kernel_arguments(ids, table, W_h, h0, start, recurrent_mask) -> tuple:
+    """(ids, table, W_h, h0, start, drop, use_drop) as the compiled kernels take them."""
+    arrays = (_numpy(ids), _numpy(table), _numpy(W_h), _numpy(h0.to(table.dtype)), _numpy(start))
+    return *arrays, *drop_arguments(recurrent_mask, table.dtype)
 
 
 def _numpy(tensor: Tensor) -> np.ndarray:
@@ -226,25 +296,14 @@ class EmbeddedRNNFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, ids, start, table, W_h, h0, activation, recurrent_mask):
-        order, bounds = partition(ids.shape[1] - start.numpy())
-        drop = drop_arguments(recurrent_mask, table.dtype)
-        states = torch.from_numpy(
-            _forward(
-                _numpy(ids),
-                _numpy(table),
-                _numpy(W_h),
-                _numpy(h0),
-                _numpy(start),
-                *drop,
-                ACTIVATION_CODES[activation],
-                table.dtype != torch.float32,
-                order,
-                bounds,
-            )
-        )
+        rows = _rows(ids, start, W_h)
+        arguments = _kernel_arguments(ids, table, W_h, h0, start, recurrent_mask)
+        exact_tanh = table.dtype != torch.float32
+        states, _ = _read(*arguments, ACTIVATION_CODES[activation], exact_tanh, True, *rows)
+        states = torch.from_numpy(states)
         ctx.save_for_backward(ids, start, W_h, h0, states)
-        ctx.activation, ctx.vocab_size, ctx.partition = activation, table.shape[0], (order, bounds)
-        ctx.drop = drop
+        ctx.activation, ctx.vocab_size, ctx.partition = activation, table.shape[0], rows
+        ctx.drop = arguments[-2:]
         return states
 
     @staticmethod
