@@ -32,13 +32,12 @@ def resolve(backend: str, device: torch.device) -> str:
 
 def per_step_products(batch: int, hidden: int) -> bool:
     """Whether the fused CPU layer runs each step as one matrix-matrix product (``stepwise``)
-    rather than matrix-vector products per row, four rows at a time at H <= 64 (``fused``).
-    Measured on a 2-core Zen 4 (T=100, 500 and 2000, forward + backward and inference): per-row
-    products win while the batch is narrow or ``W_h`` small; the matrix product is 1.05-1.7x
-    faster from 16 rows with batch × hidden ≥ 4096 at H ≥ 128 (B ≥ 32 at H = 128, B ≥ 16 at
-    H = 256 and 512), and from batch × hidden ≥ 16384 below (B = 256 at H = 64; at H = 32 the
-    four-row kernel is as fast or faster up to B = 256)."""
-    return batch >= 16 and batch * hidden >= (4096 if hidden >= 128 else 16384)
+    rather than rows four at a time (``fused``). Measured on a 2-core Zen 4 (T=100, 200, 500,
+    forward + backward and inference): the four-row kernel is faster up to B=64 at every H
+    (1.1-1.4x at H=512, B=32) and at B=128 up to H=128; from batch × hidden ≥ 32768 with 128
+    rows or more (B=128 at H ≥ 256, B=256 at H ≥ 128) the two are within 10% in training and
+    the matrix product is up to 1.3x faster in inference."""
+    return batch >= 128 and batch * hidden >= 32768
 
 
 def run_backend(

@@ -10,8 +10,8 @@ Backward, given G_t = ∂L/∂h_t from above:
 Masked (padded) steps copy the state forward and pass the gradient straight back (δ_t = 0).
 
 Rows of a batch never interact in the recurrence, so threads split the batch for the whole
-sequence and meet only at the end: no per-step synchronisation. At H <= 64 without a mask, rows
-run four at a time (``products_of_four``): rows 4i..4i+3 together, the last B mod 4 one by one,
+sequence and meet only at the end: no per-step synchronisation. Without a mask, rows run four
+at a time (``products_of_four``): rows 4i..4i+3 together, the last B mod 4 one by one,
 whatever the number of threads, so the result does not depend on it.
 """
 
@@ -26,7 +26,6 @@ from elman.kernels.loops import (
     ACTIVATION_CODES,
     ERRORS,
     FASTMATH,
-    FOUR_ROWS_UP_TO,
     activate,
     copy_row,
     dot_rows,
@@ -180,13 +179,13 @@ def _backward(G, states, W_hT, mask, use_mask, drop, use_drop, activation, order
 _NO_MASK = np.ones((1, 1), dtype=np.bool_)  # (not read: use_mask is False)
 
 
-def _mask_and_rows(mask: Tensor | None, batch: int, steps: int, hidden: int) -> tuple:
+def _mask_and_rows(mask: Tensor | None, batch: int, steps: int) -> tuple:
     """The kernels' mask arguments (array, whether to use it) and rows per thread (order,
     bounds, fours: ``partition``), balanced by how many steps each row computes. Rows run four
-    at a time up to ``FOUR_ROWS_UP_TO`` without a mask (with one, a row skips its masked steps'
-    products, which four rows together cannot)."""
+    at a time without a mask (with one, a row skips its masked steps' products, which four
+    rows together cannot)."""
     if mask is None:
-        return _NO_MASK, False, *partition(np.full(batch, steps), hidden <= FOUR_ROWS_UP_TO)
+        return _NO_MASK, False, *partition(np.full(batch, steps), in_fours=True)
     mask_np = mask.contiguous().numpy()
     return mask_np, True, *partition(mask_np.sum(1))
 
@@ -202,7 +201,7 @@ def recurrence(
     """The sequential part alone: h_t = act(P_t + W_h · (h_{t-1} ⊙ r)), no autograd. P: (B, T, H),
     W_h: (H, H), h0: (B, H), mask: (B, T) bool or None, recurrent_mask r: (B, H) or None.
     Returns all states (B, T, H)."""
-    mask_np, use_mask, *rows = _mask_and_rows(mask, *P.shape)
+    mask_np, use_mask, *rows = _mask_and_rows(mask, P.shape[0], P.shape[1])
     states = _forward(
         P.detach().contiguous().numpy(),
         W_h.detach().contiguous().numpy(),
@@ -274,7 +273,7 @@ class FusedRNNFunction(torch.autograd.Function):
     def backward(ctx, grad_states):
         x, A, _, states = ctx.saved_tensors
         W_h = A[:, : A.shape[0]]
-        mask_np, use_mask, *rows = _mask_and_rows(ctx.mask, *states.shape)
+        mask_np, use_mask, *rows = _mask_and_rows(ctx.mask, x.shape[0], x.shape[1])
         delta, grad_h0 = _backward(
             grad_states.contiguous().numpy(),
             states.numpy(),

@@ -36,7 +36,6 @@ from elman.kernels.loops import (
     ACTIVATION_CODES,
     ERRORS,
     FASTMATH,
-    FOUR_ROWS_UP_TO,
     activate,
     copy_row,
     dot_rows,
@@ -270,15 +269,14 @@ def last_state_from_ids(
             ACTIVATION_CODES[activation],
             table.dtype != torch.float32,
             False,  # keep no states
-            *_rows(ids, start, W_h),
+            *_rows(ids, start),
         )
     return torch.from_numpy(last)
 
 
-def _rows(ids: Tensor, start: Tensor, W_h: Tensor) -> tuple[np.ndarray, ...]:
-    """Rows per thread, balanced by the words each reads, four at a time up to
-    ``FOUR_ROWS_UP_TO`` (``partition``)."""
-    return partition(ids.shape[1] - start.numpy(), W_h.shape[0] <= FOUR_ROWS_UP_TO)
+def _rows(ids: Tensor, start: Tensor) -> tuple[np.ndarray, ...]:
+    """Rows per thread, balanced by the words each reads, in fours (``partition``)."""
+    return partition(ids.shape[1] - start.numpy(), in_fours=True)
 
 
 def _kernel_arguments(ids, table, W_h, h0, start, recurrent_mask) -> tuple:
@@ -296,7 +294,7 @@ class EmbeddedRNNFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, ids, start, table, W_h, h0, activation, recurrent_mask):
-        rows = _rows(ids, start, W_h)
+        rows = _rows(ids, start)
         arguments = _kernel_arguments(ids, table, W_h, h0, start, recurrent_mask)
         exact_tanh = table.dtype != torch.float32
         states, _ = _read(*arguments, ACTIVATION_CODES[activation], exact_tanh, True, *rows)
