@@ -55,16 +55,24 @@ def test_fast_backends_equal_reference(backend, activation, padding, dtype):
 @pytest.mark.parametrize("activation", ["tanh", "relu"])
 @pytest.mark.parametrize("dropped", [False, True])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_four_rows_at_a_time_equal_reference_on_any_thread_count(activation, dropped, dtype):
+@pytest.mark.parametrize("masked", [False, True])
+def test_four_rows_at_a_time_equal_reference_on_any_thread_count(
+    activation, dropped, dtype, masked
+):
     """Without a mask, rows 0-3 and 4-7 run four at a time, rows 8-10 one by one: on 1 thread
-    (4 + 4 + 3) and on 2 (rows 0-3; rows 4-7 + 3), the same bits. States and every gradient,
-    recurrent dropout or not, against the reference."""
+    (4 + 4 + 3) and on 2 (rows 0-3; rows 4-7 + 3), the same bits; with a mask (holes, a row
+    that reads nothing, one that reads every step) the groups follow the steps read. States
+    and every gradient, recurrent dropout or not, against the reference."""
     x, A, b, h0 = _inputs(11, 9, 3, 6, dtype, seed=3)
     generator = torch.Generator().manual_seed(4)
     drop = (torch.rand(11, 6, generator=generator) > 0.3).to(dtype) / 0.7 if dropped else None
+    mask = None
+    if masked:
+        mask = torch.rand(11, 9, generator=generator) > 0.4
+        mask[0], mask[5] = False, True
 
     def run_all(backend):
-        states = run_backend(backend, x, A, b, h0, None, activation, drop)
+        states = run_backend(backend, x, A, b, h0, mask, activation, drop)
         weights = torch.linspace(-1, 1, states.numel(), dtype=dtype).reshape(states.shape)
         return (states, *torch.autograd.grad((states * weights).sum(), (x, A, b, h0)))
 

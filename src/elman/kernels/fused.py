@@ -10,9 +10,10 @@ Backward, given G_t = ∂L/∂h_t from above:
 Masked (padded) steps copy the state forward and pass the gradient straight back (δ_t = 0).
 
 Rows of a batch never interact in the recurrence, so threads split the batch for the whole
-sequence and meet only at the end: no per-step synchronisation. Without a mask, rows run four
-at a time (``products_of_four``): rows 4i..4i+3 together, the last B mod 4 one by one,
-whatever the number of threads, so the result does not depend on it.
+sequence and meet only at the end: no per-step synchronisation. Rows run four at a time
+(``products_of_four``), grouped by how many steps they read (``partition``: without a mask,
+rows 4i..4i+3, the last B mod 4 one by one), the same groups whatever the number of threads,
+so the result does not depend on it.
 """
 
 from __future__ import annotations
@@ -60,24 +61,33 @@ def _forward_rows(P, W_h, h0, mask, use_mask, drop, use_drop, activation, exact_
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH, error_model=ERRORS)
-def _forward_four(P, W_hT, h0, drop, use_drop, activation, exact_tanh, states, rows):
-    """``_forward_rows`` for four rows at once (no mask): each step's products for the four
-    rows in one pass over W_h (``products_of_four``, with ``W_hT`` = W_hᵀ)."""
+def _forward_four(
+    P, W_hT, h0, mask, use_mask, drop, use_drop, activation, exact_tanh, states, rows
+):
+    """``_forward_rows`` for four rows at once: each step's products for the four rows in one
+    pass over W_h (``products_of_four``, with ``W_hT`` = W_hᵀ). A row masked at a step keeps
+    its state (its products are computed and dropped; a step that no row reads is skipped)."""
     T, H = P.shape[1], P.shape[2]
     h = np.empty((4, H), dtype=P.dtype)
     read = np.empty((4, H), dtype=P.dtype)  # h ⊙ drop under recurrent dropout
     pre = np.empty((4, H), dtype=P.dtype)
+    reads = np.ones(4, dtype=np.bool_)  # which rows read this step
     for r in range(4):
         copy_row(h0[rows[r]], h[r])
     for t in range(T):
+        if use_mask:
+            for r in range(4):
+                reads[r] = mask[rows[r], t]
+        if reads.any():
+            for r in range(4):
+                copy_row(P[rows[r], t], pre[r])
+                if use_drop:
+                    for i in range(H):
+                        read[r, i] = h[r, i] * drop[rows[r], i]
+            products_of_four(W_hT, read if use_drop else h, pre)
         for r in range(4):
-            copy_row(P[rows[r], t], pre[r])
-            if use_drop:
-                for i in range(H):
-                    read[r, i] = h[r, i] * drop[rows[r], i]
-        products_of_four(W_hT, read if use_drop else h, pre)
-        for r in range(4):
-            activate(pre[r], h[r], activation, exact_tanh)
+            if reads[r]:
+                activate(pre[r], h[r], activation, exact_tanh)
             copy_row(h[r], states[rows[r], t])
 
 
@@ -93,7 +103,9 @@ def _forward(
         grouped = 4 * fours[k]  # rows that run four at a time (``partition``)
         for first in range(0, grouped, 4):
             four = rows[first : first + 4]
-            _forward_four(P, W_hT, h0, drop, use_drop, activation, exact_tanh, states, four)
+            _forward_four(
+                P, W_hT, h0, mask, use_mask, drop, use_drop, activation, exact_tanh, states, four
+            )
         _forward_rows(
             P, W_h, h0, mask, use_mask, drop, use_drop, activation, exact_tanh, states,
             rows[grouped:],
@@ -126,30 +138,40 @@ def _backward_rows(G, states, W_hT, mask, use_mask, drop, use_drop, activation, 
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH, error_model=ERRORS)
-def _backward_four(G, states, W_h, drop, use_drop, activation, delta, carry, rows):
-    """``_backward_rows`` for four rows at once (no mask): δ_t · W_h for the four rows in one
-    pass over W_h (``products_of_four``), added straight onto the step before's G."""
+def _backward_four(G, states, W_h, mask, use_mask, drop, use_drop, activation, delta, carry, rows):
+    """``_backward_rows`` for four rows at once: δ_t · W_h for the four rows in one pass over
+    W_h (``products_of_four``), added straight onto the step before's G. A row masked at a
+    step has δ = 0 there and passes its gradient straight back."""
     T, H = G.shape[1], G.shape[2]
     step_delta = np.empty((4, H), dtype=G.dtype)
     dh = np.empty((4, H), dtype=G.dtype)  # ∂L/∂h_t: G_t + what came back from step t + 1
-    products = np.zeros((4, H), dtype=G.dtype)  # ends as δ_0 · W_h: ∂L/∂h0
+    products = np.zeros((4, H), dtype=G.dtype)  # ends as ∂L/∂h0
+    reads = np.ones(4, dtype=np.bool_)  # which rows read this step
     for r in range(4):
         if T:
             copy_row(G[rows[r], T - 1], dh[r])
     for t in range(T - 1, -1, -1):
         for r in range(4):
-            times_derivative(dh[r], states[rows[r], t], step_delta[r], activation)
-            copy_row(step_delta[r], delta[rows[r], t])
+            b = rows[r]
+            reads[r] = mask[b, t] if use_mask else True
+            if reads[r]:
+                times_derivative(dh[r], states[b, t], step_delta[r], activation)
+            else:
+                step_delta[r] = 0.0
+            copy_row(step_delta[r], delta[b, t])
         if t > 0 and not use_drop:  # the products land straight on G_{t-1}
             for r in range(4):
-                copy_row(G[rows[r], t - 1], dh[r])
+                for i in range(H):  # (a masked row's gradient passes straight back)
+                    dh[r, i] = G[rows[r], t - 1, i] + (0.0 if reads[r] else dh[r, i])
             products_of_four(W_h, step_delta, dh)
             continue
         products[:] = 0.0
         products_of_four(W_h, step_delta, products)
         for r in range(4):
             for i in range(H):
-                if use_drop:  # (h_{t-1} entered the step as h_{t-1} ⊙ drop)
+                if not reads[r]:
+                    products[r, i] = dh[r, i]
+                elif use_drop:  # (h_{t-1} entered the step as h_{t-1} ⊙ drop)
                     products[r, i] *= drop[rows[r], i]
                 if t > 0:
                     dh[r, i] = products[r, i] + G[rows[r], t - 1, i]
@@ -168,7 +190,9 @@ def _backward(G, states, W_hT, mask, use_mask, drop, use_drop, activation, order
         grouped = 4 * fours[k]
         for first in range(0, grouped, 4):
             four = rows[first : first + 4]
-            _backward_four(G, states, W_h, drop, use_drop, activation, delta, carry, four)
+            _backward_four(
+                G, states, W_h, mask, use_mask, drop, use_drop, activation, delta, carry, four
+            )
         _backward_rows(
             G, states, W_hT, mask, use_mask, drop, use_drop, activation, delta, carry,
             rows[grouped:],
@@ -181,13 +205,13 @@ _NO_MASK = np.ones((1, 1), dtype=np.bool_)  # (not read: use_mask is False)
 
 def _mask_and_rows(mask: Tensor | None, batch: int, steps: int) -> tuple:
     """The kernels' mask arguments (array, whether to use it) and rows per thread (order,
-    bounds, fours: ``partition``), balanced by how many steps each row computes. Rows run four
-    at a time without a mask (with one, a row skips its masked steps' products, which four
-    rows together cannot)."""
+    bounds, fours: ``partition``), balanced by how many steps each row computes, in fours of
+    rows that read about as many steps (a group computes the products of every step one of its
+    rows reads)."""
     if mask is None:
         return _NO_MASK, False, *partition(np.full(batch, steps), in_fours=True)
     mask_np = mask.contiguous().numpy()
-    return mask_np, True, *partition(mask_np.sum(1))
+    return mask_np, True, *partition(mask_np.sum(1), in_fours=True)
 
 
 def recurrence(
