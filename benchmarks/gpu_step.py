@@ -42,9 +42,7 @@ def timed(fn: Callable[[], None], repeats: int) -> float:
     return (time.perf_counter() - started) / repeats
 
 
-def eager_step(
-    model: nn.Module, optimizer: RMSprop
-) -> Callable[[torch.Tensor, torch.Tensor], None]:
+def eager_step(model: nn.Module, optimizer: RMSprop) -> Step:
     def step(ids: torch.Tensor, labels: torch.Tensor) -> None:
         loss, _ = bce_and_accuracy(model(ids), labels)
         optimizer.zero_grad(set_to_none=True)

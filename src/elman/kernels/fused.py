@@ -34,8 +34,10 @@ from elman.kernels.loops import (
     dropped_step,
     partition,
     products_of_four,
+    recurrent_products_of_four,
     step,
     times_derivative,
+    transposed_for_fours,
 )
 from elman.kernels.reference import needs_autograd
 
@@ -81,10 +83,7 @@ def _forward_four(
         if reads.any():
             for r in range(4):
                 copy_row(P[rows[r], t], pre[r])
-                if use_drop:
-                    for i in range(H):
-                        read[r, i] = h[r, i] * drop[rows[r], i]
-            products_of_four(W_hT, read if use_drop else h, pre)
+            recurrent_products_of_four(pre, W_hT, h, drop, use_drop, rows, read)
         for r in range(4):
             if reads[r]:
                 activate(pre[r], h[r], activation, exact_tanh)
@@ -97,7 +96,7 @@ def _forward(
 ):
     B, T, H = P.shape
     states = np.empty((B, T, H), dtype=P.dtype)
-    W_hT = np.ascontiguousarray(W_h.T) if fours.sum() else np.empty((0, 0), dtype=W_h.dtype)
+    W_hT = transposed_for_fours(W_h, fours)
     for k in prange(bounds.shape[0] - 1):  # one block of rows per thread
         rows = order[bounds[k] : bounds[k + 1]]
         grouped = 4 * fours[k]  # rows that run four at a time (``partition``)
@@ -184,7 +183,7 @@ def _backward(G, states, W_hT, mask, use_mask, drop, use_drop, activation, order
     B, T, H = G.shape
     delta = np.empty((B, T, H), dtype=G.dtype)
     carry = np.empty((B, H), dtype=G.dtype)
-    W_h = np.ascontiguousarray(W_hT.T) if fours.sum() else np.empty((0, 0), dtype=W_hT.dtype)
+    W_h = transposed_for_fours(W_hT, fours)
     for k in prange(bounds.shape[0] - 1):  # one block of rows per thread
         rows = order[bounds[k] : bounds[k + 1]]
         grouped = 4 * fours[k]
@@ -209,9 +208,9 @@ def _mask_and_rows(mask: Tensor | None, batch: int, steps: int) -> tuple:
     rows that read about as many steps (a group computes the products of every step one of its
     rows reads)."""
     if mask is None:
-        return _NO_MASK, False, *partition(np.full(batch, steps), in_fours=True)
+        return _NO_MASK, False, *partition(np.full(batch, steps))
     mask_np = mask.contiguous().numpy()
-    return mask_np, True, *partition(mask_np.sum(1), in_fours=True)
+    return mask_np, True, *partition(mask_np.sum(1))
 
 
 def recurrence(

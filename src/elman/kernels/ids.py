@@ -44,8 +44,10 @@ from elman.kernels.loops import (
     outer_products_of_four,
     partition,
     products_of_four,
+    recurrent_products_of_four,
     step,
     times_derivative,
+    transposed_for_fours,
 )
 
 
@@ -97,12 +99,8 @@ def _read_four(
                 copy_row(h[r], states[b, t])
     for t in range(first, T):
         for r in range(4):
-            b = rows[r]
-            copy_row(table[ids[b, t]], pre[r])
-            if use_drop:
-                for i in range(H):
-                    read[r, i] = h[r, i] * drop[b, i]
-        products_of_four(W_hT, read if use_drop else h, pre)
+            copy_row(table[ids[rows[r], t]], pre[r])
+        recurrent_products_of_four(pre, W_hT, h, drop, use_drop, rows, read)
         for r in range(4):
             b = rows[r]
             if t >= start[b]:
@@ -123,7 +121,7 @@ def _read(
     B, T, H = ids.shape[0], ids.shape[1], table.shape[1]
     states = np.empty((B, T if keep else 0, H), dtype=table.dtype)
     last = np.empty((B, H), dtype=table.dtype)
-    W_hT = np.ascontiguousarray(W_h.T) if fours.sum() else np.empty((0, 0), dtype=W_h.dtype)
+    W_hT = transposed_for_fours(W_h, fours)
     for k in prange(bounds.shape[0] - 1):  # one block of rows per thread
         rows = order[bounds[k] : bounds[k + 1]]
         grouped = 4 * fours[k]
@@ -232,7 +230,7 @@ def _backward(
     table_parts = np.zeros((threads, vocab_size, H), dtype=G.dtype)
     W_h_parts = np.zeros((threads, H, H), dtype=G.dtype)
     grad_h0 = np.empty((B, H), dtype=G.dtype)
-    W_h = np.ascontiguousarray(W_hT.T) if fours.sum() else np.empty((0, 0), dtype=W_hT.dtype)
+    W_h = transposed_for_fours(W_hT, fours)
     for k in prange(bounds.shape[0] - 1):  # one block of rows per thread
         rows = order[bounds[k] : bounds[k + 1]]
         grouped = 4 * fours[k]
@@ -276,7 +274,7 @@ def last_state_from_ids(
 
 def _rows(ids: Tensor, start: Tensor) -> tuple[np.ndarray, ...]:
     """Rows per thread, balanced by the words each reads, in fours (``partition``)."""
-    return partition(ids.shape[1] - start.numpy(), in_fours=True)
+    return partition(ids.shape[1] - start.numpy())
 
 
 def _kernel_arguments(ids, table, W_h, h0, start, recurrent_mask) -> tuple:

@@ -141,6 +141,27 @@ def products_of_four(M, V, out):
 
 
 @njit(inline="always")
+def recurrent_products_of_four(pre, W_hT, h, drop, use_drop, rows, read):
+    """pre[r] += W_h · (h[r] ⊙ drop[rows[r]]) for four rows r (``drop`` only if ``use_drop``;
+    ``read`` (4, H) is scratch, ``W_hT`` = W_hᵀ): a four-row step before its activation."""
+    if use_drop:
+        for r in range(4):
+            for i in range(h.shape[1]):
+                read[r, i] = h[r, i] * drop[rows[r], i]
+    products_of_four(W_hT, read if use_drop else h, pre)
+
+
+@njit(inline="always")
+def transposed_for_fours(M, fours):
+    """Mᵀ as a contiguous array when a thread runs rows four at a time (``fours``, from
+    ``partition``: the four-row loops read M the other way round from the one-row loops), else
+    an empty one."""
+    if fours.sum():
+        return np.ascontiguousarray(M.T)
+    return np.empty((0, 0), dtype=M.dtype)
+
+
+@njit(inline="always")
 def outer_products_of_four(V, U, out):
     """out[i, :] += Σ_r V[r, i] · U[r, :] over the four rows r of V and U (n wide), out (n, n):
     four rows' outer products added in one pass over out (a weight gradient's Σ δ ⊗ h)."""
@@ -176,20 +197,20 @@ def drop_arguments(drop: torch.Tensor | None, dtype: torch.dtype) -> tuple[np.nd
     return drop.detach().to(dtype).contiguous().numpy(), True
 
 
-def partition(work: np.ndarray, in_fours: bool = False) -> tuple[np.ndarray, ...]:
+def partition(work: np.ndarray) -> tuple[np.ndarray, ...]:
     """Rows for each thread, balanced by ``work`` (B,), the steps each row computes.
 
-    Longest first, each to the least-loaded thread (reviews differ in length tenfold, so equal
-    row counts leave one core idle). With ``in_fours`` the rows are first grouped in fours, which
-    a kernel runs together: rows ranked by work (longest first, ties by row number), four by
-    four, the last B mod 4 alone; a group costs four times its longest row. The groups depend on
-    ``work`` alone, so the same rows go together, and the same bits come out, on any thread count.
+    The rows are first grouped in fours, which the kernels run together: rows ranked by work
+    (longest first, ties by row number), four by four, the last B mod 4 alone; a group costs four
+    times its longest row. The groups depend on ``work`` alone, so the same rows go together, and
+    the same bits come out, on any thread count. Then longest first, each to the least-loaded
+    thread (reviews differ in length tenfold, so equal row counts leave one core idle).
 
     Returns ``order`` (B,), ``bounds`` (threads + 1,) and ``fours`` (threads,): thread k takes
     rows ``order[bounds[k]:bounds[k + 1]]``, the first ``4 · fours[k]`` of them four at a time.
     Depends only on ``work`` and the thread count, so results are reproducible."""
     work = np.asarray(work)
-    groups = len(work) // 4 if in_fours else 0
+    groups = len(work) // 4
     units = groups + len(work) - 4 * groups  # groups of four, then single rows
     threads = max(1, min(units, torch.get_num_threads()))
     if len(work) and np.all(work == work[0]):  # equal rows: contiguous runs of units, no sorting
