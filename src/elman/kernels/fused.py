@@ -32,6 +32,7 @@ from elman.kernels.loops import (
     dot_rows,
     drop_arguments,
     dropped_step,
+    even_partition,
     partition,
     products_of_four,
     recurrent_products_of_four,
@@ -202,13 +203,13 @@ def _backward(G, states, W_hT, mask, use_mask, drop, use_drop, activation, order
 _NO_MASK = np.ones((1, 1), dtype=np.bool_)  # (not read: use_mask is False)
 
 
-def _mask_and_rows(mask: Tensor | None, batch: int, steps: int) -> tuple:
+def _mask_and_rows(mask: Tensor | None, batch: int) -> tuple:
     """The kernels' mask arguments (array, whether to use it) and rows per thread (order,
     bounds, fours: ``partition``), balanced by how many steps each row computes, in fours of
     rows that read about as many steps (a group computes the products of every step one of its
     rows reads)."""
     if mask is None:
-        return _NO_MASK, False, *partition(np.full(batch, steps))
+        return _NO_MASK, False, *even_partition(batch)
     mask_np = mask.contiguous().numpy()
     return mask_np, True, *partition(mask_np.sum(1))
 
@@ -224,7 +225,7 @@ def recurrence(
     """The sequential part alone: h_t = act(P_t + W_h · (h_{t-1} ⊙ r)), no autograd. P: (B, T, H),
     W_h: (H, H), h0: (B, H), mask: (B, T) bool or None, recurrent_mask r: (B, H) or None.
     Returns all states (B, T, H)."""
-    mask_np, use_mask, *rows = _mask_and_rows(mask, P.shape[0], P.shape[1])
+    mask_np, use_mask, *rows = _mask_and_rows(mask, P.shape[0])
     states = _forward(
         P.detach().contiguous().numpy(),
         W_h.detach().contiguous().numpy(),
@@ -296,7 +297,7 @@ class FusedRNNFunction(torch.autograd.Function):
     def backward(ctx, grad_states):
         x, A, _, states = ctx.saved_tensors
         W_h = A[:, : A.shape[0]]
-        mask_np, use_mask, *rows = _mask_and_rows(ctx.mask, x.shape[0], x.shape[1])
+        mask_np, use_mask, *rows = _mask_and_rows(ctx.mask, x.shape[0])
         delta, grad_h0 = _backward(
             grad_states.contiguous().numpy(),
             states.numpy(),
