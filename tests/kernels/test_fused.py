@@ -183,3 +183,32 @@ def test_fast_tanh_propagates_nan_and_infinity():
     states = recurrence(P, torch.zeros(1, 1), torch.zeros(2, 1), None, "tanh")
     assert torch.isnan(states[0, 0]).all() and torch.isnan(states[0, 1]).all()
     assert states[1, 0].item() == 1.0 and states[1, 1].item() == -1.0
+
+
+@pytest.mark.parametrize("padding", [None, "holes"])
+def test_recurrence_in_the_projections_memory_gives_the_same_states(padding):
+    """``overwrite`` writes each state over its row of P (read first): the same states, P's
+    memory reused, and without it the caller's P is left as it was."""
+    from elman.kernels.fused import recurrence
+
+    generator = torch.Generator().manual_seed(3)
+    P = torch.randn(9, 30, 16, generator=generator)
+    W_h = torch.randn(16, 16, generator=generator) * 0.3
+    h0 = torch.randn(9, 16, generator=generator)
+    mask = None if padding is None else torch.rand(9, 30, generator=generator) > 0.3
+    kept = P.clone()
+    apart = recurrence(P, W_h, h0, mask, "tanh")
+    assert torch.equal(P, kept) and apart.data_ptr() != P.data_ptr()
+    in_place = recurrence(P, W_h, h0, mask, "tanh", overwrite=True)
+    assert in_place.data_ptr() == P.data_ptr() and torch.equal(in_place, apart)
+    torch.testing.assert_close(apart, reference_states(kept, W_h, h0, mask), rtol=0, atol=2e-6)
+
+
+def reference_states(P, W_h, h0, mask):
+    """The recurrence written out in torch: a masked step keeps the state."""
+    h, states = h0, []
+    for t in range(P.shape[1]):
+        new = torch.tanh(P[:, t] + h @ W_h.T)
+        h = new if mask is None else torch.where(mask[:, t, None], new, h)
+        states.append(h)
+    return torch.stack(states, 1)

@@ -93,10 +93,13 @@ def _forward_four(
 
 @njit(cache=True, parallel=True, nogil=True, error_model=ERRORS)
 def _forward(
-    P, W_h, h0, mask, use_mask, drop, use_drop, activation, exact_tanh, order, bounds, fours
-):
+    P, W_h, h0, mask, use_mask, drop, use_drop, activation, exact_tanh, order, bounds, fours,
+    overwrite,
+):  # fmt: skip
     B, T, H = P.shape
-    states = np.empty((B, T, H), dtype=P.dtype)
+    # Each step reads its row of P before it writes its state, so the states may take P's place
+    # (one (B, T, H) buffer fewer).
+    states = P if overwrite else np.empty((B, T, H), dtype=P.dtype)
     W_hT = transposed_for_fours(W_h, fours)
     for k in prange(bounds.shape[0] - 1):  # one block of rows per thread
         rows = order[bounds[k] : bounds[k + 1]]
@@ -221,10 +224,11 @@ def recurrence(
     mask: Tensor | None,
     activation: str,
     recurrent_mask: Tensor | None = None,
+    overwrite: bool = False,
 ) -> Tensor:
     """The sequential part alone: h_t = act(P_t + W_h · (h_{t-1} ⊙ r)), no autograd. P: (B, T, H),
     W_h: (H, H), h0: (B, H), mask: (B, T) bool or None, recurrent_mask r: (B, H) or None.
-    Returns all states (B, T, H)."""
+    Returns all states (B, T, H); in P's own memory if ``overwrite`` (and P is contiguous)."""
     mask_np, use_mask, *rows = _mask_and_rows(mask, P.shape[0])
     states = _forward(
         P.detach().contiguous().numpy(),
@@ -236,6 +240,7 @@ def recurrence(
         ACTIVATION_CODES[activation],
         P.dtype != torch.float32,  # exact tanh beyond float32
         *rows,
+        overwrite and P.is_contiguous(),
     )
     return torch.from_numpy(states)
 
@@ -287,7 +292,7 @@ class FusedRNNFunction(torch.autograd.Function):
     def forward(ctx, x, A, b, h0, mask, activation, recurrent_mask):
         H = A.shape[0]
         P = input_projection(x, A, b)
-        states = recurrence(P, A[:, :H], h0, mask, activation, recurrent_mask)
+        states = recurrence(P, A[:, :H], h0, mask, activation, recurrent_mask, overwrite=True)
         ctx.save_for_backward(x, A, h0, states)
         ctx.mask, ctx.activation, ctx.has_bias = mask, activation, b is not None
         ctx.recurrent_mask = recurrent_mask
@@ -328,5 +333,6 @@ def fused_rnn(
     nothing is kept for a backward pass."""
     if not needs_autograd(x, A, b, h0):
         P = input_projection(x, A, b)
-        return recurrence(P, A[:, : A.shape[0]], h0, mask, activation, recurrent_mask)
+        H = A.shape[0]  # (P is ours: the states take its memory)
+        return recurrence(P, A[:, :H], h0, mask, activation, recurrent_mask, overwrite=True)
     return FusedRNNFunction.apply(x, A, b, h0, mask, activation, recurrent_mask)
