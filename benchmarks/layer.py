@@ -3,6 +3,7 @@ process: forward + backward (training) and forward alone under ``no_grad`` (infe
 
     python benchmarks/layer.py            # the whole grid (several minutes)
     python benchmarks/layer.py --quick    # B in {1, 32}, T in {100, 500}, H in {32, 128}
+    python benchmarks/layer.py --shape 32 100 32 --rounds 7   # one point, one layer
 
 Both layers hold the same weights (``elman.RNN`` loads the ``nn.RNN`` state dict) and read the
 same input (B, T, H), batch first, input size = hidden size. Each measurement alternates the two
@@ -101,6 +102,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a corner of the grid")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved timings per layer")
     parser.add_argument("--threads", type=int, help="torch threads (default: all cores)")
+    parser.add_argument(
+        "--shape", type=int, nargs=3, metavar=("B", "T", "H"), help="one point of the grid only"
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -113,6 +117,8 @@ def main() -> None:
     ]
     grid += [(32, 500, hidden, 1, True) for hidden in (32, 128)]
     grid += [(32, 500, hidden, 2, False) for hidden in (32, 128)]
+    if args.shape:  # (to compare two versions at one point, run each in turn, several times)
+        grid = [(*args.shape, 1, False)]
     print(f"{threads} threads; float32 matmul peak here: {peak:.0f} GFLOP/s\n")
     header = "|    B |    T |   H | layer    |"
     header += " train ms: torch | elman | ratio | GFLOP/s | ceiling |"
