@@ -1,5 +1,10 @@
 """The split of a batch's rows between threads (``loops.partition``), which every compiled kernel
-reads: each row once, fours that do not depend on the thread count, balanced work."""
+reads: each row once, fours that do not depend on the thread count, balanced work; and the
+warning when numba would run them on slow threads."""
+
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -61,3 +66,31 @@ def test_even_partition_follows_the_thread_count_it_is_called_with():
     assert len(two[1]) == 3 and two[1].tolist() == [0, 16, 32] and two[2].tolist() == [4, 4]
     again = _with_threads(1, lambda: even_partition(32))
     assert [a.tolist() for a in again] == [a.tolist() for a in one]
+
+
+def _import_kernels(setup: str, **environment: str) -> subprocess.CompletedProcess:
+    """Imports the kernels in a fresh process (numba picks its threads once a process), with
+    warnings as errors, after ``setup``."""
+    code = f"{setup}; import warnings; warnings.simplefilter('error'); import elman.kernels.loops"
+    env = {**os.environ, **environment}
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+
+
+NO_OPENMP = (  # as where the GNU OpenMP runtime is missing (and TBB too)
+    "import sys; sys.modules['numba.np.ufunc.omppool'] = None;"
+    " sys.modules['numba.np.ufunc.tbbpool'] = None"
+)
+
+
+def test_slow_threads_are_reported_with_what_to_do():
+    """Without OpenMP numba falls back to its workqueue, and importing the kernels says so."""
+    result = _import_kernels(NO_OPENMP)
+    assert result.returncode != 0, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert "RuntimeWarning" in last and "'workqueue' threads" in last
+    assert "apt install libgomp1" in last and "NUMBA_THREADING_LAYER=omp" in last
+
+
+def test_a_threading_layer_the_user_chose_is_not_questioned():
+    result = _import_kernels(NO_OPENMP, NUMBA_THREADING_LAYER="workqueue")
+    assert result.returncode == 0, result.stderr

@@ -1,11 +1,13 @@
 """The numba building blocks every compiled kernel shares (``fused`` for the layer, ``ids`` for
 token ids): a float32 tanh, one step of the recurrence on one row, and the split of a batch's
-rows between threads."""
+rows between threads. Importing it checks which threads numba will run the kernels on."""
 
 from __future__ import annotations
 
 import functools
+import warnings
 
+import numba
 import numpy as np
 import torch
 from numba import njit
@@ -77,6 +79,29 @@ def times_derivative(grad, states, out, activation):
     else:
         for i in range(grad.shape[0]):
             out[i] = grad[i] * (1.0 - states[i] * states[i])
+
+
+def slow_threads_warning() -> str | None:
+    """What to do if numba would run the kernels' parallel loops on slow threads, else None.
+
+    numba takes the first threading layer it can load: TBB, then OpenMP, then its own workqueue.
+    OpenMP needs the system's GNU OpenMP runtime (libgomp), which numba does not ship. Beside
+    torch's own OpenMP threads, TBB and the workqueue ran the layer 1.4-2.0x slower than OpenMP
+    on the 2-core development machine (B=32 and 256, T=100 and 500, H=32). A layer the user
+    chose (``NUMBA_THREADING_LAYER``) is left alone."""
+    numba.get_num_threads()  # (starts numba's threads, which picks the layer)
+    layer = numba.threading_layer()
+    if layer == "omp" or numba.config.THREADING_LAYER != "default":
+        return None
+    return (
+        f"numba runs elman's CPU kernels on its {layer!r} threads, 1.4-2.0x slower than on "
+        "OpenMP: install the GNU OpenMP runtime (Debian/Ubuntu: apt install libgomp1), "
+        "or set NUMBA_THREADING_LAYER=omp where it is installed"
+    )
+
+
+if (_slow := slow_threads_warning()) is not None:
+    warnings.warn(_slow, RuntimeWarning, stacklevel=2)
 
 
 # The kernels may reassociate sums (so LLVM vectorises each dot product) and fuse multiply-adds;
