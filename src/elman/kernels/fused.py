@@ -245,16 +245,13 @@ def recurrence(
     return torch.from_numpy(states)
 
 
-def input_projection(x: Tensor, A: Tensor, b: Tensor | None, out: Tensor | None = None) -> Tensor:
-    """P = X · W_xᵀ + b for every time step in one matmul: (B, T, F) -> (B, T, H), written into
-    ``out`` (B, T, H) if given. One ``addmm``: the bias costs no second pass over P."""
+def input_projection(x: Tensor, A: Tensor, b: Tensor | None) -> Tensor:
+    """P = X · W_xᵀ + b for every time step in one matmul: (B, T, F) -> (B, T, H), a new tensor.
+    One ``addmm``: the bias costs no second pass over P."""
     (B, T, F), H = x.shape, A.shape[0]
-    out = torch.empty(B, T, H, dtype=x.dtype) if out is None else out
-    if b is None:
-        torch.mm(x.reshape(B * T, F), A[:, H:].T, out=out.view(B * T, H))
-    else:
-        torch.addmm(b, x.reshape(B * T, F), A[:, H:].T, out=out.view(B * T, H))
-    return out
+    flat, W_xT = x.reshape(B * T, F), A[:, H:].T
+    P = flat @ W_xT if b is None else torch.addmm(b, flat, W_xT)
+    return P.view(B, T, H)
 
 
 def _recurrent_weight_gradient(delta: Tensor, states: Tensor, h0: Tensor, drop) -> Tensor:
