@@ -228,7 +228,8 @@ def recurrence(
 ) -> Tensor:
     """The sequential part alone: h_t = act(P_t + W_h · (h_{t-1} ⊙ r)), no autograd. P: (B, T, H),
     W_h: (H, H), h0: (B, H), mask: (B, T) bool or None, recurrent_mask r: (B, H) or None.
-    Returns all states (B, T, H); in P's own memory if ``overwrite`` (and P is contiguous)."""
+    Returns all states (B, T, H); with ``overwrite``, in the memory of P (or of its contiguous
+    copy), whose values are then lost."""
     mask_np, use_mask, *rows = _mask_and_rows(mask, P.shape[0])
     states = _forward(
         P.detach().contiguous().numpy(),
@@ -240,7 +241,7 @@ def recurrence(
         ACTIVATION_CODES[activation],
         P.dtype != torch.float32,  # exact tanh beyond float32
         *rows,
-        overwrite and P.is_contiguous(),
+        overwrite,
     )
     return torch.from_numpy(states)
 

@@ -89,9 +89,11 @@ def slow_threads_warning() -> str | None:
     torch's own OpenMP threads, TBB and the workqueue ran the layer 1.4-2.0x slower than OpenMP
     on the 2-core development machine (B=32 and 256, T=100 and 500, H=32). A layer the user
     chose (``NUMBA_THREADING_LAYER``) is left alone."""
+    if numba.config.THREADING_LAYER != "default":
+        return None
     numba.get_num_threads()  # (starts numba's threads, which picks the layer)
     layer = numba.threading_layer()
-    if layer == "omp" or numba.config.THREADING_LAYER != "default":
+    if layer == "omp":
         return None
     return (
         f"numba runs elman's CPU kernels on its {layer!r} threads, 1.4-2.0x slower than on "
@@ -232,6 +234,14 @@ def _no_drop(dtype: torch.dtype) -> np.ndarray:
     return np.ones((1, 1), dtype=torch.empty(0, dtype=dtype).numpy().dtype)
 
 
+def _units(rows: int, threads: int) -> tuple[int, int, int]:
+    """(groups of four, units: those groups then the last rows mod 4 alone, threads used: no
+    more than units)."""
+    groups = rows // 4
+    units = groups + rows - 4 * groups
+    return groups, units, max(1, min(units, threads))
+
+
 def even_partition(rows: int) -> tuple[np.ndarray, ...]:
     """``partition`` of ``rows`` rows that all compute the same steps (no mask): contiguous
     runs of fours, no sorting. Made once per batch size and thread count: the arrays are shared
@@ -241,9 +251,7 @@ def even_partition(rows: int) -> tuple[np.ndarray, ...]:
 
 @functools.lru_cache(maxsize=256)
 def _even_partition(rows: int, threads: int) -> tuple[np.ndarray, ...]:
-    groups = rows // 4
-    units = groups + rows - 4 * groups  # groups of four, then single rows
-    threads = max(1, min(units, threads))
+    groups, units, threads = _units(rows, threads)
     unit_bounds = np.arange(threads + 1, dtype=np.int64) * units // threads
     in_groups = np.minimum(unit_bounds, groups)
     bounds = 4 * in_groups + (unit_bounds - in_groups)
@@ -263,11 +271,9 @@ def partition(work: np.ndarray) -> tuple[np.ndarray, ...]:
     rows ``order[bounds[k]:bounds[k + 1]]``, the first ``4 · fours[k]`` of them four at a time.
     Depends only on ``work`` and the thread count, so results are reproducible."""
     work = np.asarray(work)
-    groups = len(work) // 4
-    units = groups + len(work) - 4 * groups  # groups of four, then single rows
-    threads = max(1, min(units, torch.get_num_threads()))
     if len(work) and np.all(work == work[0]):  # (the same for every row: no sorting)
         return even_partition(len(work))
+    groups, units, threads = _units(len(work), torch.get_num_threads())
     ranked = np.argsort(-work, kind="stable")
     load = [0] * threads
     assigned: list[list[list[int]]] = [[[], []] for _ in range(threads)]  # [grouped, single]
