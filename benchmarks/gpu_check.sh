@@ -40,6 +40,9 @@ for cuda_graph in auto off; do
         --cuda-graph "$cuda_graph" --out "/tmp/model-$cuda_graph" --overwrite 2>&1 \
         | tr '\r' '\n' | grep -v "it/s]$" | tee "$OUT/train-$cuda_graph.log"
 done
-timeout 60 python3 -m elman predict --model /tmp/model-auto --device cpu \
-    "A wonderful film: the acting, the story, all of it." \
-    "Dull and far too long; I nearly walked out." 2>&1 | tee "$OUT/predict.log"
+cp /tmp/model-auto/metrics.json "$OUT/metrics-auto.json"; cp /tmp/model-off/metrics.json "$OUT/metrics-off.json"
+for device in cuda cpu; do  # the same saved model, read on each device: the same labels and probabilities
+    timeout 60 python3 -m elman predict --model /tmp/model-auto --device "$device" --json \
+        "A wonderful film: the acting, the story, all of it." \
+        "Dull and far too long; I nearly walked out." 2>&1 | tee "$OUT/predict-$device.log"
+done
