@@ -118,3 +118,67 @@ def test_gradcheck():
     ours, _ = _pair(2, True, True, "tanh")
     x = torch.randn(2, 4, 3, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda x: ours(x)[0], (x,))
+
+
+class _Holder(nn.Module):
+    """A model that holds its RNN one level down, as users' models do."""
+
+    def __init__(self, rnn: nn.Module) -> None:
+        super().__init__()
+        self.encoder = nn.Sequential()
+        self.encoder.rnn = rnn
+        self.head = nn.Linear(10, 1)
+
+
+def test_a_module_holding_the_layer_loads_its_nn_rnn_checkpoint():
+    torch.manual_seed(0)
+    theirs = _Holder(nn.RNN(3, 5, 2, bidirectional=True))
+    ours = _Holder(RNN(3, 5, 2, bidirectional=True))
+    result = ours.load_state_dict(theirs.state_dict())
+    assert not result.missing_keys and not result.unexpected_keys
+    x = torch.randn(6, 2, 3)
+    torch.testing.assert_close(ours.encoder.rnn(x)[0], theirs.encoder.rnn(x)[0])
+    torch.testing.assert_close(ours.head.weight, theirs.head.weight)
+
+
+def test_strict_false_reports_a_partial_nn_rnn_checkpoint_as_nn_rnn_does():
+    state = {k: v for k, v in nn.RNN(3, 5, 2).state_dict().items() if not k.endswith("l1")}
+    theirs = nn.RNN(3, 5, 2).load_state_dict(state, strict=False)
+    ours = RNN(3, 5, 2)
+    before = ours.A_l1.detach().clone()
+    result = ours.load_state_dict(state, strict=False)
+    assert not result.unexpected_keys and not theirs.unexpected_keys
+    assert result.missing_keys == ["A_l1", "b_l1"]  # layer 1 as nn.RNN misses it, under our names
+    assert torch.equal(ours.A_l1, before)
+    assert torch.equal(ours.A_l0[:, 5:], state["weight_ih_l0"])
+    with pytest.raises(RuntimeError, match="Missing key"):
+        RNN(3, 5, 2).load_state_dict(state)
+
+
+def test_device_and_dtype_in_the_constructor():
+    ours = RNN(3, 5, 2, device="cpu", dtype=torch.float64)
+    assert {p.dtype for p in ours.parameters()} == {torch.float64}
+    assert {p.device.type for p in ours.parameters()} == {"cpu"}
+    assert ours(torch.randn(4, 2, 3, dtype=torch.float64))[0].dtype == torch.float64
+
+
+@pytest.mark.parametrize(
+    "x, hx, error, words",
+    [
+        (torch.randn(6, 3, 4), torch.randn(1, 2, 5), RuntimeError, "Expected hidden size"),
+        (torch.randn(6, 3, 4), torch.randn(2, 3, 5), RuntimeError, "Expected hidden size"),
+        (torch.randn(6, 3, 4), torch.randn(1, 3, 6), RuntimeError, "Expected hidden size"),
+        (torch.randn(6, 4), torch.randn(1, 3, 5), RuntimeError, "hx should also be 2-D"),
+        (torch.randn(6, 3, 3), None, RuntimeError, "must be equal to input_size"),
+        (torch.randn(4), None, ValueError, "Expected input to be 2D or 3D"),
+        (torch.randn(1, 6, 3, 4), None, ValueError, "Expected input to be 2D or 3D"),
+        (torch.randn(0, 3, 4), None, RuntimeError, "sequence length"),
+        (torch.randn(6, 3, 4).double(), None, ValueError, "torch.float64"),
+    ],
+)
+def test_bad_calls_raise_as_nn_rnn_raises(x, hx, error, words):
+    torch.manual_seed(0)
+    with pytest.raises(error, match=words):
+        nn.RNN(4, 5)(x, hx)
+    with pytest.raises(error, match=words):
+        RNN(4, 5)(x, hx)

@@ -18,7 +18,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from elman.kernels import BACKENDS, run_backend, run_ids, run_words, words_start
+from elman.kernels import (
+    BACKENDS,
+    check_lengths,
+    run_backend,
+    run_ids,
+    run_words,
+    words_start,
+)
 from elman.kernels.reference import ACTIVATIONS, lengths_to_mask
 
 
@@ -150,6 +157,7 @@ class SimpleRNN(nn.Module):
         if lengths is not None and mask is not None:
             raise ValueError("give either lengths or mask, not both")
         if lengths is not None:
+            check_lengths(lengths, x.shape[0], x.shape[1])
             mask = lengths_to_mask(lengths.to(x.device), x.shape[1])
         if mask is not None:
             mask = mask.to(device=x.device, dtype=torch.bool)
@@ -212,7 +220,7 @@ class SimpleRNN(nn.Module):
     def _words_only(self, ids: Tensor, embedding: Tensor, padding_id: int) -> Tensor:
         """``from_ids`` with the padding masked: by the token-id kernel where it applies
         (``elman.kernels.run_words``; no input dropout, not stateful), else the layer."""
-        start = words_start(self.backend, ids, padding_id)
+        start = words_start(self.backend, ids, padding_id, embedding.dtype)
         if start is None or self.stateful or (self.training and self.dropout):
             return self(F.embedding(ids, embedding), mask=ids != padding_id)
         recurrent_mask = None

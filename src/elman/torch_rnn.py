@@ -8,14 +8,15 @@ kernel, cuDNN on CUDA), so the numbers are ``nn.RNN``'s.
 
 ``load_state_dict`` takes an ``nn.RNN`` state dict as well as its own (``weight_ih_l0``,
 ``weight_hh_l0``, ``bias_ih_l0``, ``bias_hh_l0`` and the ``_reverse`` ones; the two biases add
-into one); ``torch_state_dict()`` exports ``nn.RNN``'s names back. With the same seed, a new
-``elman.RNN`` starts from the same function as a new ``nn.RNN`` (same draws, same order).
+into one), also where the layer sits inside a model (a load-state-dict pre-hook converts the
+names under any prefix); ``torch_state_dict()`` exports ``nn.RNN``'s names back. With the same
+seed, a new ``elman.RNN`` starts from the same function as a new ``nn.RNN`` (same draws, same
+order).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -41,6 +42,8 @@ class RNN(nn.Module):
         dropout: float = 0.0,
         bidirectional: bool = False,
         backend: str = "auto",
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
         if min(input_size, hidden_size, num_layers) <= 0:
@@ -55,11 +58,15 @@ class RNN(nn.Module):
         self.nonlinearity, self.bias, self.batch_first = nonlinearity, bias, batch_first
         self.dropout, self.bidirectional, self.backend = dropout, bidirectional, backend
         self.directions = 2 if bidirectional else 1
+        where = {"device": device, "dtype": dtype}
         for name, width in self._cells():
-            self.register_parameter(f"A_{name}", nn.Parameter(torch.empty(hidden_size, width)))
-            b = nn.Parameter(torch.empty(hidden_size)) if bias else None
+            A = nn.Parameter(torch.empty(hidden_size, width, **where))
+            self.register_parameter(f"A_{name}", A)
+            b = nn.Parameter(torch.empty(hidden_size, **where)) if bias else None
             self.register_parameter(f"b_{name}", b)
         self.reset_parameters()
+        # nn.RNN's names are converted wherever this layer sits in a model (any prefix).
+        self.register_load_state_dict_pre_hook(_from_torch_names)
 
     def _cells(self) -> list[tuple[str, int]]:
         """(name suffix, columns of A) per layer and direction, in nn.RNN's order."""
@@ -104,23 +111,10 @@ class RNN(nn.Module):
                 state[f"bias_ih_{name}"], state[f"bias_hh_{name}"] = b.clone(), torch.zeros_like(b)
         return state
 
-    def load_state_dict(
-        self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False
-    ):
-        """Its own state dict, or an nn.RNN's (recognised by ``weight_ih_l0``)."""
-        if "weight_ih_l0" in state_dict:
-            state_dict = self._from_torch_names(state_dict)
-        return super().load_state_dict(state_dict, strict=strict, assign=assign)
-
-    def _from_torch_names(self, state: Mapping[str, Tensor]) -> dict[str, Tensor]:
-        converted = {}
-        for name, _ in self._cells():
-            converted[f"A_{name}"] = torch.cat(
-                [state[f"weight_hh_{name}"], state[f"weight_ih_{name}"]], 1
-            )
-            if self.bias:
-                converted[f"b_{name}"] = state[f"bias_ih_{name}"] + state[f"bias_hh_{name}"]
-        return converted
+    def torch_names(self, name: str) -> tuple[str, ...]:
+        """nn.RNN's parameter names for one of this layer's cells (``_cells``' suffix)."""
+        weights = (f"weight_hh_{name}", f"weight_ih_{name}")
+        return weights + ((f"bias_ih_{name}", f"bias_hh_{name}") if self.bias else ())
 
     # The call ---------------------------------------------------------------------------------
 
@@ -136,14 +130,15 @@ class RNN(nn.Module):
             mask = torch.arange(x.shape[1])[None, :] < lengths[:, None]
             mask = mask.to(x.device)
         else:
+            self._check_input(input)
             unbatched = input.dim() == 2
             x = input.unsqueeze(1 if not self.batch_first else 0) if unbatched else input
             x = x if self.batch_first else x.transpose(0, 1)
         B, H = x.shape[0], self.hidden_size
         if hx is None:
             hx = x.new_zeros(self.num_layers * self.directions, B, H)
-        elif not packed and unbatched:
-            hx = hx.unsqueeze(1)
+        else:
+            hx = self._checked_hx(hx, B, unbatched=not packed and unbatched)
         finals = []
         for layer in range(self.num_layers):
             outputs = []
@@ -162,6 +157,40 @@ class RNN(nn.Module):
         if unbatched:
             return output.squeeze(0 if self.batch_first else 1), h_n.squeeze(1)
         return output, h_n
+
+    def _check_input(self, input: Tensor) -> None:
+        """nn.RNN's checks of a padded input, with its exception types and what to do."""
+        if input.dim() not in (2, 3):
+            raise ValueError(
+                f"RNN: Expected input to be 2D or 3D, got {input.dim()}D tensor instead: give "
+                f"(time, features), (time, batch, features) or, with batch_first, (batch, time, "
+                f"features)"
+            )
+        if input.shape[-1] != self.input_size:
+            raise RuntimeError(
+                f"input.size(-1) must be equal to input_size. Expected {self.input_size}, "
+                f"got {input.shape[-1]}"
+            )
+        if input.shape[1 if self.batch_first and input.dim() == 3 else 0] == 0:
+            raise RuntimeError(
+                "Expected sequence length to be larger than 0 in RNN: give at least one step"
+            )
+
+    def _checked_hx(self, hx: Tensor, batch: int, unbatched: bool) -> Tensor:
+        """hx as (layers·directions, B, H), checked as nn.RNN checks it."""
+        if unbatched:
+            if hx.dim() != 2:
+                raise RuntimeError(
+                    f"For unbatched 2-D input, hx should also be 2-D but got {hx.dim()}-D tensor"
+                )
+            hx = hx.unsqueeze(1)
+        expected = (self.num_layers * self.directions, batch, self.hidden_size)
+        if tuple(hx.shape) != expected:
+            raise RuntimeError(
+                f"Expected hidden size {expected}, got {list(hx.shape)}: one initial state per "
+                f"layer and direction, and per sequence of the batch"
+            )
+        return hx
 
     def _run(
         self, x: Tensor, layer: int, direction: int, h0: Tensor, mask: Tensor | None
@@ -183,6 +212,23 @@ class RNN(nn.Module):
             f"batch_first={self.batch_first}, dropout={self.dropout}, "
             f"bidirectional={self.bidirectional}"
         )
+
+
+def _from_torch_names(
+    module: RNN, state_dict: dict[str, Tensor], prefix: str, *args: Any, **kwargs: Any
+) -> None:
+    """Load-state-dict pre-hook: a cell given under nn.RNN's names (``weight_ih_l0``, ...) is
+    rewritten in place as ``A_l0 = [weight_hh | weight_ih]`` and ``b_l0 = bias_ih + bias_hh``.
+    A cell whose nn.RNN names are not all there is left as given, so that ``strict=True``
+    reports its missing and unexpected keys, and ``strict=False`` skips it, as nn.RNN does."""
+    for name, _ in module._cells():
+        keys = [prefix + key for key in module.torch_names(name)]
+        if not all(key in state_dict for key in keys):
+            continue
+        weight_hh, weight_ih, *biases = (state_dict.pop(key) for key in keys)
+        state_dict[f"{prefix}A_{name}"] = torch.cat([weight_hh, weight_ih], 1)
+        if biases:
+            state_dict[f"{prefix}b_{name}"] = biases[0] + biases[1]
 
 
 def _packed_like(given: PackedSequence, padded: Tensor, lengths: Tensor) -> PackedSequence:

@@ -6,10 +6,13 @@
     stepwise.py    the same design for wide shapes: one matrix-matrix product per step (BLAS)
     ids.py         embedding + layer over token ids on CPU, padding read once
     cuda.py        PyTorch's cuDNN RNN with ``A`` mapped onto its weights
+    ops.py         the compiled CPU layer as PyTorch operators, for torch.export and compile
+    checks.py      what every kernel may assume, checked where a call comes in
 
 ``run_backend`` (input vectors) and ``run_ids`` (token ids) take a backend name (``BACKENDS``)
-and pick the implementation; each computes what ``reference_rnn`` computes. The compiled kernels
-are imported only when used, so importing the layer stays light.
+and pick the implementation; each computes what ``reference_rnn`` computes. Both check their
+arguments first (``checks``): the compiled kernels index raw arrays and trust what they get.
+The compiled kernels are imported only when used, so importing the layer stays light.
 """
 
 from __future__ import annotations
@@ -18,16 +21,43 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from elman.kernels.checks import (
+    COMPILED_DTYPES,
+    check_ids,
+    check_layer,
+    check_lengths,
+    check_start,
+)
 from elman.kernels.reference import reference_rnn
 
 BACKENDS = ("auto", "reference", "fused", "torch")
+__all__ = ["BACKENDS", "check_lengths", "resolve", "run_backend", "run_ids", "run_words"]
+__all__ += ["per_step_products", "traced", "words_start"]
 
 
-def resolve(backend: str, device: torch.device) -> str:
-    """``auto`` -> the fastest correct path for the device: fused on CPU, cuDNN on CUDA."""
-    if backend != "auto":
-        return backend
-    return "torch" if device.type == "cuda" else "fused" if device.type == "cpu" else "reference"
+def resolve(backend: str, device: torch.device, dtype: torch.dtype = torch.float32) -> str:
+    """``auto`` -> the fastest correct path for the device: fused on CPU (float32 and float64;
+    the reference loop for other dtypes, such as bfloat16), cuDNN on CUDA. ``fused`` asked for
+    where it cannot run is an error that says so."""
+    if backend == "auto":
+        if device.type == "cuda":
+            return "torch"
+        return "fused" if device.type == "cpu" and dtype in COMPILED_DTYPES else "reference"
+    if backend == "fused" and (device.type != "cpu" or dtype not in COMPILED_DTYPES):
+        raise ValueError(
+            f"backend='fused' runs on the CPU in float32 or float64, got {dtype} on "
+            f"{device.type}: use backend='auto' (cuDNN on CUDA, the reference loop for other "
+            f"dtypes) or convert the layer and its input with .float()"
+        )
+    return backend
+
+
+def traced(*tensors: Tensor) -> bool:
+    """Whether the layer runs under torch.compile/torch.export or on tensors without data (fake
+    or meta): the compiled kernels then run as operators (``elman.kernels.ops``)."""
+    return torch.compiler.is_compiling() or any(
+        type(t) not in (Tensor, torch.nn.Parameter) or t.device.type == "meta" for t in tensors
+    )
 
 
 def per_step_products(batch: int, hidden: int) -> bool:
@@ -58,9 +88,14 @@ def run_backend(
     """All states (B, T, H) of the layer over x (B, T, F) from h0 (B, H); ``mask`` (B, T) bool
     or None marks the steps read, ``recurrent_mask`` (B, H) or None is recurrent dropout's (see
     ``reference_rnn``). cuDNN has no recurrent dropout: with one, CUDA runs the reference."""
-    backend = resolve(backend, x.device)
+    check_layer(x, A, b, h0, mask, recurrent_mask)
+    backend = resolve(backend, x.device, x.dtype)
     if backend == "reference" or (backend == "torch" and recurrent_mask is not None):
         return reference_rnn(x, A, b, h0, mask, activation, recurrent_mask)
+    if backend == "fused" and traced(x, A, h0):
+        from elman.kernels.ops import rnn_states
+
+        return rnn_states(x, A, b, h0, mask, activation, recurrent_mask)
     if backend == "fused" and per_step_products(x.shape[0], A.shape[0]):
         from elman.kernels.stepwise import stepwise_rnn
 
@@ -97,9 +132,14 @@ def run_ids(
     Dropout's masks, ``input_mask`` (B, F) and ``recurrent_mask`` (B, H), apply to the steps
     that read words. The padding in front carries no information; it is read once, undropped,
     on every device, so that dropout keeps the shared trajectory and its speed. (Keras drops on
-    padding steps too: ``layer(F.embedding(ids, embedding))`` does that.)"""
-    backend = resolve(backend, ids.device)
-    if backend == "fused" and ids.device.type == "cpu" and input_mask is None:
+    padding steps too: ``layer(F.embedding(ids, embedding))`` does that.)
+
+    Traced (``traced``), every step reads its embedding, padding included, through the layer's
+    operator; with dropout, the masks then apply to the padding too."""
+    ids = check_ids(ids, embedding, A, b, padding_id)
+    backend = resolve(backend, ids.device, embedding.dtype)
+    is_traced = traced(ids, embedding, A)
+    if backend == "fused" and input_mask is None and not is_traced:
         from elman.kernels.ids import fused_over_ids
 
         return fused_over_ids(
@@ -108,8 +148,10 @@ def run_ids(
     x = F.embedding(ids, embedding)  # (B, T, F)
     zero = embedding.new_zeros(1, A.shape[0])
     dropping = input_mask is not None or recurrent_mask is not None
-    if ids.device.type != "cpu" and not dropping:
-        states = run_backend(backend, x, A, b, zero.expand(len(ids), -1), None, activation)
+    if is_traced or (ids.device.type != "cpu" and not dropping):
+        x = x if input_mask is None else x * input_mask[:, None, :]
+        h0 = zero.expand(len(ids), -1)
+        states = run_backend(backend, x, A, b, h0, None, activation, recurrent_mask)
         return states[:, -1] if last_only else states
     from elman.kernels.ids import start_after_padding, with_padding_states
 
@@ -127,17 +169,21 @@ def run_ids(
     return states[:, -1] if last_only else with_padding_states(states, padding, shared)
 
 
-def words_start(backend: str, ids: Tensor, padding_id: int) -> Tensor | None:
+def words_start(
+    backend: str, ids: Tensor, padding_id: int, dtype: torch.dtype = torch.float32
+) -> Tensor | None:
     """Where each row's words begin (B,), if the token-id kernel can read the words alone:
     the fused backend on CPU, and every row's words running to its end (padding in front, as
     IMDB's reviews are padded). None otherwise: the caller runs the layer with a mask."""
-    if resolve(backend, ids.device) != "fused" or ids.device.type != "cpu":
+    if resolve(backend, ids.device, dtype) != "fused" or traced(ids):
         return None
     is_word = ids != padding_id
-    has_words = is_word.any(1)
-    if not bool((is_word[:, -1] | ~has_words).all()):
+    start = torch.where(is_word.any(1), is_word.int().argmax(1), ids.shape[1])
+    # Words from the first one to the end, with no padding id between them (the kernel would
+    # read it as a word where the mask skips it).
+    if not bool((is_word.sum(1) == ids.shape[1] - start).all()):
         return None
-    return torch.where(has_words, is_word.int().argmax(1), ids.shape[1])
+    return start
 
 
 def run_words(
@@ -156,6 +202,10 @@ def run_words(
     ``backwards``, by the fused token-id kernel. The last state (B, H) if ``last_only``, else
     all states (B, T, H) in reading order."""
     from elman.kernels.ids import fused_over_words
+
+    ids = check_ids(ids, embedding, A, b)
+    check_start(start, ids)
+    resolve("fused", ids.device, embedding.dtype)  # (the token-id kernel is fused's)
 
     return fused_over_words(
         ids, start, embedding, A, b, activation, backwards, last_only, recurrent_mask

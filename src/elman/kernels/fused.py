@@ -298,22 +298,38 @@ class FusedRNNFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_states):
-        x, A, _, states = ctx.saved_tensors
-        W_h = A[:, : A.shape[0]]
-        mask_np, use_mask, *rows = _mask_and_rows(ctx.mask, x.shape[0])
-        delta, grad_h0 = _backward(
-            grad_states.contiguous().numpy(),
-            states.numpy(),
-            W_h.detach().T.contiguous().numpy(),
-            mask_np,
-            use_mask,
-            *drop_arguments(ctx.recurrent_mask, x.dtype),
-            ACTIVATION_CODES[ctx.activation],
-            *rows,
+        _, A, _, states = ctx.saved_tensors
+        delta, grad_h0 = deltas(
+            grad_states, states, A, ctx.mask, ctx.recurrent_mask, ctx.activation
         )
-        grad_x, grad_A, grad_b = weight_gradients(ctx, torch.from_numpy(delta))
-        grad_h0 = torch.from_numpy(grad_h0) if ctx.needs_input_grad[3] else None
+        grad_x, grad_A, grad_b = weight_gradients(ctx, delta)
+        grad_h0 = grad_h0 if ctx.needs_input_grad[3] else None
         return grad_x, grad_A, grad_b, grad_h0, None, None, None
+
+
+def deltas(
+    grad_states: Tensor,
+    states: Tensor,
+    A: Tensor,
+    mask: Tensor | None,
+    recurrent_mask: Tensor | None,
+    activation: str,
+) -> tuple[Tensor, Tensor]:
+    """Backward through time, the sequential part: δ (B, T, H) = ∂L/∂pre-activations and
+    ∂L/∂h0 (B, H), from G = ∂L/∂states (B, T, H) and the forward pass's states."""
+    W_h = A[:, : A.shape[0]]
+    mask_np, use_mask, *rows = _mask_and_rows(mask, states.shape[0])
+    delta, grad_h0 = _backward(
+        grad_states.contiguous().numpy(),
+        states.detach().contiguous().numpy(),
+        W_h.detach().T.contiguous().numpy(),
+        mask_np,
+        use_mask,
+        *drop_arguments(recurrent_mask, states.dtype),
+        ACTIVATION_CODES[activation],
+        *rows,
+    )
+    return torch.from_numpy(delta), torch.from_numpy(grad_h0)
 
 
 def fused_rnn(
