@@ -338,6 +338,117 @@ CASES: dict[str, tuple[Callable[[Path], list[str]], str]] = {
 }
 
 
+# ---- runs and encoded folders (issue 25's third class) ------------------------------------
+
+
+def _reviews_csv(root: Path, extra: str = "") -> Path:
+    rows = ["text,label"] + [
+        f"{'a fine warm film' if i % 2 else 'a dull bad film'} {i},{'good' if i % 2 else 'bad'}"
+        for i in range(40)
+    ]
+    return _file(root, "reviews.csv", "\n".join(rows) + "\n" + extra)
+
+
+def _text_run(root: Path, name: str = "run", *settings: str) -> Path:
+    """A small text run trained to its end in ``root/name``."""
+    out = root / name
+    args = ["train", "text", "--data", str(_reviews_csv(root)), "--out", str(out)]
+    tiny = ["--epochs", "1", "--max-len", "8", "--hidden-size", "3", "--batch-size", "8"]
+    tiny += ["--no-progress"]
+    assert main([*args, *tiny, *settings]) in (0, None)
+    return out
+
+
+def _stopped_run(root: Path) -> Path:
+    """A run whose last checkpoint is saved but whose end was never reached (no metrics)."""
+    out = _text_run(root)
+    for name in ("metrics.json", "weights.safetensors"):
+        (out / name).unlink()
+    return out
+
+
+def _resume(folder: Path, *args: str) -> list[str]:
+    return ["train", "text", "--resume", str(folder), "--no-progress", *args]
+
+
+def _changed_data(root: Path) -> Path:
+    folder = _stopped_run(root)
+    _reviews_csv(root, "a new review,good\n")  # the same file, one review more
+    return folder
+
+
+def _other_runs_checkpoint(root: Path) -> Path:
+    folder = _stopped_run(root)
+    other = _text_run(root, "other", "--seed", "7")
+    shutil.copy(other / "checkpoint.pt", folder / "checkpoint.pt")
+    return folder
+
+
+def _encoded(root: Path, change: Callable[[Path, dict], None]) -> list[str]:
+    """``train text --encoded`` on a folder written by ``elman encode``, then changed."""
+    folder = root / "encoded"
+    assert main(["encode", "text", "--data", str(_reviews_csv(root)), "--out", str(folder)]) in (
+        0,
+        None,
+    )
+    manifest = json.loads((folder / "manifest.json").read_text())
+    change(folder, manifest)
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    return ["train", "text", "--encoded", str(folder), *_out(root)]
+
+
+def _shard_as(dtype) -> Callable[[Path, dict], None]:
+    def change(folder: Path, manifest: dict) -> None:
+        path = folder / "train-00000.x.npy"
+        np.save(path, np.load(path).astype(dtype))
+        part = manifest["train"][0]
+        part["bytes"] = sum(
+            (folder / f"train-00000.{a}.npy").stat().st_size for a in ("x", "y", "lengths")
+        )
+
+    return change
+
+
+def _shard_named(name: str) -> Callable[[Path, dict], None]:
+    return lambda folder, manifest: manifest["train"][0].update(name=name)
+
+
+def _rows(count: int) -> Callable[[Path, dict], None]:
+    return lambda folder, manifest: manifest["val"][0].update(rows=count)
+
+
+CASES.update(
+    {
+        "resume with a setting changed": (
+            lambda r: _resume(_stopped_run(r), "--epochs", "5"),
+            "--epochs would be ignored",
+        ),
+        "resume a finished run": (lambda r: _resume(_text_run(r)), "has finished"),
+        "resume on changed data": (lambda r: _resume(_changed_data(r)), "on other data"),
+        "resume from another run's checkpoint": (
+            lambda r: _resume(_other_runs_checkpoint(r)),
+            "on other data or settings",
+        ),
+        "encoded shard name outside the folder": (
+            lambda r: _encoded(r, _shard_named("../../outside")),
+            "is not one elman encode writes",
+        ),
+        "encoded shard with an absolute path": (
+            lambda r: _encoded(r, _shard_named("/etc/passwd")),
+            "is not one elman encode writes",
+        ),
+        "encoded float64 shard": (
+            lambda r: _encoded(r, _shard_as(np.float64)),
+            "holds inputs of shape",
+        ),
+        "encoded row count not the manifest's": (
+            lambda r: _encoded(r, _rows(3)),
+            "where the manifest says 3",
+        ),
+    }
+)
+
+
 def _npy(root: Path) -> Path:
     values = np.array([[1.0, 2.0], [np.inf, 1.0]])
     np.save(root / "x.npy", values)

@@ -141,6 +141,8 @@ def cmd_train(args: argparse.Namespace) -> None:
     from elman.workflow import train_model
 
     world = World.from_environment()  # started by torchrun (or alike): join its job
+    if args.resume is not None:
+        _refuse_settings_beside_resume(args.argv)
     if args.nproc_per_node > 1 and not world.distributed:
         raise SystemExit(launch(args.nproc_per_node, _without_nproc(args.argv)))
     train_model(
@@ -157,6 +159,24 @@ def cmd_encode(args: argparse.Namespace) -> None:
     from elman.workflow import encode
 
     encode(run_config(args), args.out, args.shard_size, log=_warn)
+
+
+# What a resumed run may choose afresh: where it runs and where its data lies, never what it
+# computes (the checkpoint holds a digest of the data it trained on, compared on resuming).
+_RESUMABLE = ("--resume", "--device", "--threads", "--no-progress", "--nproc-per-node")
+_RESUMABLE += ("--data", "--cache-dir", "--encoded")
+
+
+def _refuse_settings_beside_resume(argv: list[str]) -> None:
+    """``--resume`` continues a run with its saved settings: an option that would change them
+    is refused rather than silently ignored."""
+    given = [arg.split("=")[0] for arg in argv if arg.startswith("--")]
+    changed = [option for option in given if option not in _RESUMABLE]
+    if changed:
+        raise UserError(
+            f"--resume continues the run with its own saved settings, so {', '.join(changed)} "
+            "would be ignored: leave it out (or start a new run in another --out)"
+        )
 
 
 def _without_nproc(argv: list[str]) -> list[str]:

@@ -389,6 +389,7 @@ class TrainingState:
     waited: int = 0  # epochs since val_loss last improved
     finished: bool = False
     workers: int = 1  # the world size it trains with (its global batch, its data order)
+    run: str = ""  # its settings' and data's digest (``workflow._run_key``; "": not known)
 
 
 def save_checkpoint(
@@ -503,6 +504,7 @@ def _next_epoch(
         waited=waited,
         finished=finished,
         workers=state.workers,
+        run=state.run,
     )
 
 
@@ -560,7 +562,10 @@ def _train_batches(
 def _step(model, optimizer, x, y, config, world, weight, interrupted, captured) -> list:
     """One step of ``fit``'s loop by the path that applies (truncated backpropagation, the
     captured CUDA graph, or ``_shared_step``). Returns the totals [loss·weight, metric·weight,
-    weight, not finite, Ctrl-C]."""
+    weight, not finite, Ctrl-C]. A step whose rows do not count updates nothing; only among
+    workers does it still take part (in the gradient average, with weight 0)."""
+    if not weight and not world.distributed:
+        return [0.0, 0.0, 0.0, 0.0, float(interrupted())]
     if config.tbptt:
         loss, metric = tbptt_step(model, optimizer, x, y, config.tbptt, config.clip_norm)
         loss_value, metric_value = loss.item(), metric.item()
@@ -669,6 +674,7 @@ def fit(
     progress: bool = True,
     checkpoint: Path | None = None,
     world: World | None = None,
+    run: str = "",
 ) -> list[dict[str, float]]:
     """Train with ``config.optimizer`` on shuffled batches, validate after every epoch, stop
     early on ``val_loss`` and restore the best weights (an empty ``val``: all ``config.epochs``,
@@ -677,9 +683,11 @@ def fit(
     With ``checkpoint``, the whole training state is saved there (atomically) after every epoch
     and when interrupted (Ctrl-C); if the file exists, training resumes from it exactly.
     With a ``world`` of workers (``elman.distributed``), each calls ``fit`` and trains on
-    ``batch_size`` rows of every global batch (``batch_size · world.size``); rank 0 saves."""
+    ``batch_size`` rows of every global batch (``batch_size · world.size``); rank 0 saves.
+    ``run``: what the run trains on (a digest of settings and data); a checkpoint written by
+    a run on anything else is refused."""
     world = world or World()
-    optimizer, shuffle, state = _start(model, train, config, checkpoint, world, log)
+    optimizer, shuffle, state = _start(model, train, config, checkpoint, world, log, run)
     network = world.wrap(model)  # what the steps call: DDP averages the gradients
     captured = None
     if CapturedStep.usable(model, optimizer, config, world):
@@ -741,6 +749,7 @@ def _start(
     checkpoint: Path | None,
     world: World,
     log: Callable[[str], None],
+    run: str = "",
 ) -> tuple[torch.optim.Optimizer, torch.Generator, TrainingState]:
     """The settings checked, the model on its device, the optimizer, the shuffling generator
     and the training state: fresh, or the checkpoint's."""
@@ -752,9 +761,15 @@ def _start(
     model.to(device_for(world, resolve_device(config.device)))
     optimizer = make_optimizer(model, config)
     shuffle = torch.Generator().manual_seed(config.seed)
-    state = TrainingState(shuffle_state=shuffle.get_state(), workers=world.size)
+    state = TrainingState(shuffle_state=shuffle.get_state(), workers=world.size, run=run)
     if _exists(checkpoint):
         state = load_checkpoint(checkpoint, model, optimizer)
+        if run and state.run and state.run != run:
+            raise UserError(
+                f"{checkpoint} was written by a run on other data or settings (the data changed "
+                "since, or the file comes from another run): resume it with the same data, or "
+                "start a new run with --overwrite"
+            )
         if state.workers != world.size:
             raise UserError(
                 f"{checkpoint} was trained by {state.workers} worker(s) and this run has "

@@ -248,3 +248,106 @@ def test_the_folder_replaces_the_data_settings(encoded, subset_archive, real_cac
     config, _ = prepare_data(given, quiet)
     assert (config.model.vocab_size, config.model.max_len) == (2000, 60)
     assert config.data.val_size == 200
+
+
+def _mutated_manifest(manifest: dict, rng: np.random.Generator) -> dict:
+    """One seeded change of a manifest: a field removed, retyped or set to an odd value, or a
+    part's name pointing elsewhere."""
+    manifest = json.loads(json.dumps(manifest))
+    odd = [None, -1, 0, 10**12, 1.5, "x", "../train-00000", "/etc/passwd", [], {}, True]
+    kind = rng.integers(4)
+    if kind == 0:  # a top-level field
+        key = str(rng.choice(sorted(manifest)))
+        if rng.random() < 0.3:
+            del manifest[key]
+        else:
+            manifest[key] = odd[rng.integers(len(odd))]
+    elif kind == 1:  # a part's entry
+        part = manifest[str(rng.choice(["train", "val", "test"]))]
+        entry = part[rng.integers(len(part))]
+        key = str(rng.choice(["name", "rows", "bytes"]))
+        entry[key] = odd[rng.integers(len(odd))]
+    elif kind == 2:  # a part's name outside the folder
+        part = manifest[str(rng.choice(["train", "val", "test"]))]
+        part[0]["name"] = str(rng.choice(["../outside", "/tmp/outside", "train-00000/../../x"]))
+    else:  # the model's or the classes' fields
+        target = manifest["model"] if rng.random() < 0.5 else manifest
+        target["vocab_size" if target is manifest["model"] else "classes"] = odd[
+            rng.integers(len(odd))
+        ]
+    return manifest
+
+
+def _mutated_array(folder: Path, manifest: dict, rng: np.random.Generator) -> None:
+    """One seeded change of a part's array (the manifest's byte count kept in step, so that
+    only the contents can tell): another dtype, fewer rows, ids or labels out of range."""
+    kind, parts = rng.integers(5), manifest["train"] + manifest["val"] + manifest["test"]
+    part = parts[rng.integers(len(parts))]
+    name, array = part["name"], str(rng.choice(["x", "y", "lengths"]))
+    path = folder / f"{name}.{array}.npy"
+    values = np.load(path)
+    if kind == 0:
+        values = values.astype(rng.choice([np.float64, np.int32, np.float16, np.uint8]))
+    elif kind == 1:
+        values = values[: max(0, len(values) - 1 - rng.integers(5))]
+    elif kind == 2:
+        values = values.copy()
+        values.flat[rng.integers(values.size)] = rng.choice([-1, 2000, 10**9, 7])
+    elif kind == 3:
+        values = values.reshape(len(values), -1)[:, :1].squeeze(1) if values.ndim > 1 else values
+    else:
+        values = np.full_like(values, rng.choice([-5, 3]))
+    np.save(path, values)
+    part["bytes"] = sum((folder / f"{name}.{a}.npy").stat().st_size for a in ("x", "y", "lengths"))
+
+
+def _read_everything(folder: Path) -> None:
+    splits = read_encoded(folder, "imdb")
+    for shard in range(len(splits.train.names)):
+        splits.train._read(shard)
+
+
+def test_fuzzed_folders_are_read_whole_or_refused_with_one_line(encoded, tmp_path):
+    """60 seeded mutations of the manifest and of the arrays: each folder is read entirely
+    (every shard) or refused with a UserError; never another exception, and never a file
+    outside the folder (a sentinel beside it would be read as a shard)."""
+    original = json.loads((encoded / MANIFEST).read_text())
+    outcomes = {"refused": 0, "read": 0}
+    for seed in range(60):
+        rng = np.random.default_rng(seed)
+        folder = tmp_path / f"fuzz-{seed}"
+        subprocess.run(["cp", "-r", str(encoded), str(folder)], check=True)
+        manifest = json.loads(json.dumps(original))
+        if seed % 2:
+            _mutated_array(folder, manifest, rng)
+        else:
+            manifest = _mutated_manifest(manifest, rng)
+        (folder / MANIFEST).write_text(json.dumps(manifest))
+        try:
+            _read_everything(folder)
+            outcomes["read"] += 1
+        except UserError as error:
+            assert "\n" not in str(error) and "encode" in str(error)
+            outcomes["refused"] += 1
+        subprocess.run(["rm", "-rf", str(folder)], check=True)
+    assert outcomes["refused"] >= 40, outcomes  # (most mutations break what the reader needs)
+
+
+def test_shard_names_never_leave_the_folder(encoded, tmp_path):
+    folder = tmp_path / "inside" / "imdb"
+    subprocess.run(["mkdir", "-p", str(folder.parent)], check=True)
+    subprocess.run(["cp", "-r", str(encoded), str(folder)], check=True)
+    for array in ("x", "y", "lengths"):  # a valid shard, one folder up
+        subprocess.run(
+            [
+                "cp",
+                str(folder / f"train-00000.{array}.npy"),
+                str(tmp_path / f"outside.{array}.npy"),
+            ],
+            check=True,
+        )
+    manifest = json.loads((folder / MANIFEST).read_text())
+    manifest["train"][0]["name"] = "../../outside"
+    (folder / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(UserError, match="is not one elman encode writes"):
+        read_encoded(folder, "imdb")

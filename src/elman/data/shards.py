@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
@@ -53,8 +55,16 @@ class Shards:
     ``fit`` trains on it as on a ``Split``, a shard at a time: ``plan`` gives this worker's
     batches for an epoch, ``batch`` reads one."""
 
-    def __init__(self, folder: Path, names: list[str], rows: list[int], steps: int) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        names: list[str],
+        rows: list[int],
+        steps: int,
+        check: Callable[[str, Split], None] | None = None,
+    ) -> None:
         self.folder, self.names, self.rows, self.steps = Path(folder), names, rows, steps
+        self.check = check  # (name, arrays): refuses values the manifest does not allow
         self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="elman-shards")
         self._upcoming: list[int] = []  # this worker's shards, in the order of its plan
         self._current: tuple[int, Split] | None = None
@@ -107,7 +117,10 @@ class Shards:
         return self._current[1].take(taken), rows is not None
 
     def _read(self, shard: int) -> Split:
-        return Split(*(np.load(_npy(self.folder, self.names[shard], a)) for a in ARRAYS))
+        split = Split(*(np.load(_npy(self.folder, self.names[shard], a)) for a in ARRAYS))
+        if self.check is not None:
+            self.check(self.names[shard], split)
+        return split
 
 
 class EncodedWriter:
@@ -237,6 +250,9 @@ def _manifest(
     config: RunConfig, classes: list[str], parts: dict[str, list], steps: int, found: dict
 ) -> dict[str, Any]:
     shaped = {k: getattr(config.model, k, None) for k in ("vocab_size", "max_len")}
+    vocabulary = found.get("vocabulary")
+    if vocabulary is not None and len(vocabulary) < shaped["vocab_size"]:
+        shaped["vocab_size"] = len(vocabulary)  # (as ``prepare_data`` sizes the model)
     mean, std = found.get("mean"), found.get("std")
     return {
         "format": FORMAT,
@@ -265,6 +281,7 @@ def read_encoded(folder: Path, source: str) -> Splits:
             f"{folder} holds {manifest['source']} data: train it with "
             f"elman train {manifest['source']} --encoded {folder}"
         )
+    like = None
     for part in manifest["train"] + manifest["val"] + manifest["test"]:
         if not all(_npy(folder, part["name"], a).is_file() for a in ARRAYS) or (
             _bytes(folder, part["name"]) != part["bytes"]
@@ -273,11 +290,14 @@ def read_encoded(folder: Path, source: str) -> Splits:
                 f"{folder}: the files of {part['name']} are missing or changed since elman "
                 "encode wrote them: encode the data again"
             )
+        like = _checked_shapes(folder, part, manifest["steps"], like)
+    check = _value_check(folder, manifest)
     train = Shards(
         folder,
         [part["name"] for part in manifest["train"]],
         [part["rows"] for part in manifest["train"]],
         manifest["steps"],
+        check,
     )
     vocabulary = None
     if (folder / VOCABULARY).is_file():
@@ -286,17 +306,146 @@ def read_encoded(folder: Path, source: str) -> Splits:
     statistics = [
         None if manifest[k] is None else np.array(manifest[k], np.float32) for k in ("mean", "std")
     ]
+    val, test = _mapped_part(folder, "val"), _mapped_part(folder, "test")
+    check("val", val)
+    check("test", test)
     return Splits(
         train,
-        _mapped_part(folder, "val"),
-        _mapped_part(folder, "test"),
+        val,
+        test,
         manifest["classes"],
         vocabulary,
         *statistics,
         model=manifest["model"],
-        data={**manifest["data"], **manifest["data_found"]},
+        data={**manifest["data"], **manifest.get("data_found", {})},
         origin=hashlib.sha256((folder / MANIFEST).read_bytes()).hexdigest(),
     )
+
+
+# What a manifest may say: its parts' names (files inside the folder, never a path), the
+# types of its fields, and the arrays' dtypes that elman encode writes.
+_PART_NAMES = {
+    "train": re.compile(r"train-\d{5}"),
+    "val": re.compile("val"),
+    "test": re.compile("test"),
+}
+_FIELDS = {"source": str, "steps": int, "classes": list, "model": dict, "data": dict}
+_X_DTYPES = (np.dtype(np.int64), np.dtype(np.float32))  # token ids, or values
+_Y_DTYPES = (np.dtype(np.float32), np.dtype(np.int64))  # two classes or targets, or classes
+
+
+def _checked_manifest(path: Path, manifest: Any) -> dict[str, Any]:
+    """The manifest's fields and part names, or one line on what is wrong with them."""
+    problem = next(
+        (f"{key!r} is missing or not a {kind.__name__}" for key, kind in _FIELDS.items()
+         if not isinstance(manifest.get(key), kind)),
+        None,
+    )  # fmt: skip
+    for kind, pattern in _PART_NAMES.items():
+        parts = manifest.get(kind)
+        if problem is None and (not isinstance(parts, list) or not parts):
+            problem = f"{kind!r} lists no parts"
+        for part in parts if problem is None else []:
+            if not (
+                isinstance(part, dict)
+                and isinstance(part.get("name"), str)
+                and pattern.fullmatch(part["name"])
+                and isinstance(part.get("rows"), int)
+                and part["rows"] >= 0
+                and isinstance(part.get("bytes"), int)
+            ):
+                problem = f"its {kind} part {str(part)[:60]!r} is not one elman encode writes"
+                break
+    if problem is None and manifest["steps"] < 1:
+        problem = f"steps is {manifest['steps']}"
+    if problem:
+        raise UserError(f"{path}: {problem}; encode the data again")
+    vocab_size = manifest["model"].get("vocab_size")
+    if (
+        problem is None
+        and vocab_size is not None
+        and (not isinstance(vocab_size, int) or isinstance(vocab_size, bool) or vocab_size <= 3)
+    ):
+        problem = f"the vocabulary size is {vocab_size!r}"
+    if problem is None and not isinstance(manifest.get("data_found", {}), dict):
+        problem = "'data_found' is not a dict"
+    for key in ("mean", "std") if problem is None else ():
+        values = manifest.get(key)
+        if values is not None and not (
+            isinstance(values, list)
+            and all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
+        ):
+            problem = f"{key!r} is not a list of numbers"
+    if problem is None and not all(isinstance(c, str) for c in manifest["classes"]):
+        problem = "'classes' holds other things than names"
+    if problem:
+        raise UserError(f"{path}: {problem}; encode the data again")
+    return manifest
+
+
+def _checked_shapes(folder: Path, part: dict, steps: int, like: list | None) -> list:
+    """A part's arrays as the manifest describes them (their headers alone are read): its row
+    count in each, ``steps`` steps, dtypes elman writes, the same widths and dtypes as the
+    parts before (``like``). Returns the part's arrays (memory-mapped) for the next one."""
+    name = part["name"]
+    try:
+        arrays = [np.load(_npy(folder, name, a), mmap_mode="r") for a in ARRAYS]
+    except (ValueError, OSError) as error:
+        raise UserError(
+            f"{folder}: {name} is not readable ({error}): encode the data again"
+        ) from None
+    x, y, lengths = arrays
+    problem = None
+    if {len(x), len(y), len(lengths)} != {part["rows"]}:
+        problem = (
+            f"has {len(x)}, {len(y)} and {len(lengths)} rows where the manifest says {part['rows']}"
+        )
+    elif x.ndim not in (2, 3) or x.shape[1] != steps or x.dtype not in _X_DTYPES:
+        problem = f"holds inputs of shape {x.shape} and type {x.dtype}"
+    elif y.dtype not in _Y_DTYPES or lengths.ndim != 1 or lengths.dtype.kind not in "iu":
+        problem = f"holds labels of type {y.dtype} and lengths of type {lengths.dtype}"
+    elif like is not None and any(
+        a.shape[1:] != b.shape[1:] or a.dtype != b.dtype for a, b in zip(arrays, like, strict=True)
+    ):
+        problem = "differs in shape or type from the parts before it"
+    if problem:
+        raise UserError(f"{folder}: {name} {problem}: encode the data again")
+    return arrays
+
+
+def _value_check(folder: Path, manifest: dict[str, Any]) -> Callable[[str, Split], None]:
+    """A check of a part's values once read: token ids within the vocabulary, class labels
+    within the classes, lengths within the steps (what the kernels and the loss index with)."""
+    vocab_size = manifest["model"].get("vocab_size")
+    classes, steps = len(manifest["classes"]), manifest["steps"]
+
+    def check(name: str, split: Split) -> None:
+        problem = None
+        if len(split) and (split.lengths.min() < 0 or split.lengths.max() > steps):
+            problem = f"lengths outside 0..{steps}"
+        elif (
+            split.x.dtype == np.int64
+            and split.x.size
+            and vocab_size is not None
+            and (split.x.min() < 0 or split.x.max() >= vocab_size)
+        ):
+            problem = f"token ids outside the vocabulary of {vocab_size}"
+        elif classes and split.y.ndim != 1:
+            problem = f"labels of shape {split.y.shape}"
+        elif (
+            classes
+            and len(split)
+            and (
+                split.y.min() < 0
+                or split.y.max() >= classes
+                or not np.all(split.y == np.floor(split.y))
+            )
+        ):
+            problem = f"labels that are not class numbers 0..{classes - 1}"
+        if problem:
+            raise UserError(f"{folder}: {name} holds {problem}: encode the data again")
+
+    return check
 
 
 def _read_manifest(folder: Path) -> dict[str, Any]:
@@ -311,7 +460,7 @@ def _read_manifest(folder: Path) -> dict[str, Any]:
         raise UserError(f"{path} is not valid JSON ({error}): encode the data again") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise UserError(f"{path} was not written by this elman's encode: encode the data again")
-    return manifest
+    return _checked_manifest(path, manifest)
 
 
 def _mapped_part(folder: Path, name: str) -> Split:

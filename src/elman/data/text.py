@@ -103,7 +103,7 @@ def read_vocabulary(path: Path, size: int, remedy: str = "train the model again"
     if problem is None and len(words) != size:
         problem = f"it has {len(words)} words but the model has {size} ids"
     if problem:
-        raise UserError(f"{path}: {problem}; the folder mixes files of different models")
+        raise UserError(f"{path}: {problem}; the folder mixes files of different models: {remedy}")
     return Vocabulary(words)
 
 
