@@ -437,6 +437,14 @@ CASES.update(
             lambda r: _encoded(r, _shard_named("/etc/passwd")),
             "is not one elman encode writes",
         ),
+        "serve on port 99999": (
+            lambda r: ["serve", "--model", str(_model(r)), "--port", "99999"],
+            "must be a port number from 0 to 65535",
+        ),
+        "serve on a negative port": (
+            lambda r: ["serve", "--model", str(_model(r)), "--port", "-1"],
+            "must be a port number",
+        ),
         "encoded float64 shard": (
             lambda r: _encoded(r, _shard_as(np.float64)),
             "holds inputs of shape",

@@ -7,6 +7,7 @@ import tarfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -195,3 +196,95 @@ def test_a_body_over_the_limit_is_refused_before_it_is_read(server):
     assert "over 4,000,000 bytes" in json.loads(response.read())["error"]
     connection.close()
     assert server.get("/health")[1]["status"] == "ok"
+
+
+@pytest.fixture(scope="module")
+def series_model(tmp_path_factory) -> Path:
+    """A small series model (UCR layout, one epoch): enough to check what the server takes."""
+    from elman.cli import main
+
+    root = tmp_path_factory.mktemp("series")
+    lines = [
+        "\t".join([str(i % 2), *(f"{(i % 2) * j / 8:.3f}" for j in range(8))]) for i in range(40)
+    ]
+    (root / "Steps_TRAIN.tsv").write_text("\n".join(lines) + "\n")
+    out = root / "model"
+    args = ["train", "series", "--data", str(root / "Steps_TRAIN.tsv"), "--out", str(out)]
+    assert main([*args, "--epochs", "1", "--batch-size", "8", "--no-progress"]) in (0, None)
+    return out
+
+
+@pytest.mark.parametrize(
+    "values, words",
+    [
+        ([[0.1, float("inf"), 0.3]], "finite float32"),
+        ([[0.1, -float("inf")]], "finite float32"),
+        ([[0.1, 1e39]], "finite float32"),  # beyond float32
+        ([[float("nan"), float("nan")]], "series 1 has no values"),
+        ([[0.1, 0.2], [float("nan"), float("nan")]], "series 2 has no values"),
+        ([[]], "must be N series"),
+    ],
+)
+def test_series_the_command_line_refuses_are_refused_over_http(
+    series_model, tmp_path, values, words
+):
+    """The server and ``elman predict`` agree: what one refuses, the other refuses too."""
+    from elman.bundle import load
+    from elman.serve import BadRequest, Server, ServeSettings
+
+    server = Server(load(series_model), ServeSettings())
+    with pytest.raises(BadRequest, match=words) as refused:
+        server.inputs(json.dumps({"values": values}).encode())
+    assert refused.value.status == 422
+    rows = ["\t".join(["0", *(str(v) for v in series)]) for series in values]
+    (tmp_path / "bad.tsv").write_text("\n".join(rows) + "\n")
+    cli = run_elman("predict", "--model", str(series_model), str(tmp_path / "bad.tsv"))
+    assert cli.returncode != 0 and len(cli.stderr.strip().splitlines()) == 1, cli.stderr
+
+
+def test_deeply_nested_json_is_a_client_error(server):
+    status, answer = server.request("/predict", b"[" * 100_000 + b"]" * 100_000)
+    assert status == 400 and "nests too deeply" in answer["error"]
+    assert server.get("/health")[1]["status"] == "ok"
+
+
+def test_model_info_names_no_server_path(subset_model):
+    from dataclasses import replace
+
+    from elman.bundle import load
+    from elman.serve import model_info
+
+    trained = load(subset_model)
+    trained.config = replace(
+        trained.config, train=replace(trained.config.train, encoded="/srv/secret/encoded")
+    )
+    assert "/srv/secret" not in json.dumps(model_info(trained))
+
+
+def test_port_zero_is_told_and_a_client_that_goes_away_leaves_no_traceback(subset_model):
+    import socket
+    import subprocess
+    import sys
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "elman", "serve", "--model", str(subset_model), "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = process.stderr.readline()  # "Serving ... on http://127.0.0.1:PORT (Ctrl-C stops)"
+        port = int(line.split("http://127.0.0.1:")[1].split()[0])
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as client:
+            client.sendall(
+                b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"Content-Length: 1000\r\n\r\n" + b'{"texts": ["a go'
+            )  # ... and gone, 984 bytes short
+        time.sleep(0.5)
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as client:
+            client.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            assert b"200 OK" in client.recv(1000)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
+    assert "Traceback" not in process.stderr.read()

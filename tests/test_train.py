@@ -1,3 +1,5 @@
+import io
+
 import numpy as np
 import pytest
 import torch
@@ -152,3 +154,59 @@ def test_guarded_step_is_the_training_step_and_keeps_the_weights_on_a_bad_loss(s
         assert not torch.isfinite(outputs[0])
         for param, kept in zip(twin.parameters(), before, strict=True):
             assert torch.equal(param, kept)
+
+
+def _mutated_checkpoint(saved: dict, rng: np.random.Generator) -> dict:
+    """One seeded change of a checkpoint: a training-state field retyped or out of range, a
+    weight or optimizer tensor reshaped, retyped or removed, the generator state cut."""
+    odd = [None, -3, 0, 2.5, "x", [], {}, True, float("nan"), 10**9]
+    kind = rng.integers(5)
+    state, model, optimizer = saved["state"], saved["model"], saved["optimizer"]
+    if kind == 0:
+        state[str(rng.choice(sorted(state)))] = odd[rng.integers(len(odd))]
+    elif kind == 1:
+        name = str(rng.choice(sorted(model)))
+        choice = rng.integers(3)
+        if choice == 0:
+            del model[name]
+        else:
+            model[name] = model[name].flatten()[:-1] if choice == 1 else model[name].double()
+    elif kind == 2:
+        entries = optimizer["state"][int(rng.choice(sorted(optimizer["state"])))]
+        name = str(rng.choice(sorted(entries)))
+        entries[name] = entries[name].flatten()[1:] if entries[name].dim() else torch.tensor([])
+    elif kind == 3:
+        state["shuffle_state"] = state["shuffle_state"][: rng.integers(1, 100)]
+    else:
+        state["history"] = [{"epoch": "one"}] if rng.random() < 0.5 else "none"
+    return saved
+
+
+def test_fuzzed_checkpoints_resume_or_are_refused_with_one_line(tmp_path):
+    """40 seeded mutations of a real checkpoint: resuming from each either trains to its end
+    or stops with a UserError before any step, never another exception."""
+    generator = np.random.default_rng(0)
+    ids = generator.integers(1, 50, (48, 10))
+    labels = (generator.random(48) > 0.5).astype(np.float32)
+    data = train.Split(ids, labels, np.full(48, 10))
+    val = train.Split(ids[:8], labels[:8], np.full(8, 10))
+    config = TrainConfig(epochs=2, batch_size=8, seed=0)
+
+    def model() -> ReviewClassifier:
+        torch.manual_seed(0)
+        return ReviewClassifier(ModelConfig(vocab_size=50, max_len=10, hidden_size=4))
+
+    checkpoint = tmp_path / "checkpoint.pt"
+    fit(model(), data, val, train.replace(config, epochs=1), print, False, checkpoint)
+    original = checkpoint.read_bytes()
+    outcomes = {"refused": 0, "resumed": 0}
+    for seed in range(40):
+        saved = torch.load(io.BytesIO(original), weights_only=True)
+        torch.save(_mutated_checkpoint(saved, np.random.default_rng(seed)), checkpoint)
+        try:
+            fit(model(), data, val, config, lambda _: None, False, checkpoint)
+            outcomes["resumed"] += 1
+        except UserError as error:
+            assert "\n" not in str(error), error
+            outcomes["refused"] += 1
+    assert outcomes["refused"] >= 25, outcomes

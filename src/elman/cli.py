@@ -538,7 +538,9 @@ def _add_serve(commands) -> None:
     serve.add_argument(
         "--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)"
     )
-    serve.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
+    serve.add_argument(
+        "--port", type=_port, default=8000, help="port, 0 for any free one (default: 8000)"
+    )
     serve.add_argument(
         "--max-body-bytes",
         type=int,
@@ -557,6 +559,14 @@ def _add_serve(commands) -> None:
     export.add_argument("--model", type=Path, required=True, help="folder written by train")
     export.add_argument("--onnx", type=Path, required=True, help="the .onnx file to write")
     export.set_defaults(handler=cmd_export)
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or int(text) > 65535:
+        raise argparse.ArgumentTypeError(
+            f"must be a port number from 0 to 65535 (0: any free port), got {text!r}"
+        )
+    return int(text)
 
 
 def _workers(text: str) -> int:

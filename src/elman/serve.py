@@ -23,15 +23,18 @@ import asyncio
 import contextlib
 import json
 import math
+import socket
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
+from elman.data.series import FINITE_ONLY
 from elman.errors import UserError
 
 SMALL_BODY = 32_000  # bytes: requests this small are parsed on the event loop
+PRIVATE_SETTINGS = ("encoded",)  # training settings that name the server's files
 
 
 @dataclass
@@ -102,12 +105,14 @@ def model_info(trained) -> dict:
     """What ``GET /model`` says: source, classes, sizes, training and test scores."""
     config = asdict(trained.config)
     scores = {k: v for k, v in trained.metrics.items() if k != "report"}
+    # Where the training data lay on the machine that trained it is nobody's business here.
+    train = {k: v for k, v in config["train"].items() if k not in PRIVATE_SETTINGS}
     return {
         "source": trained.config.source,
         "classes": trained.config.classes,
         "task": trained.model.task,
         "model": config["model"],
-        "train": config["train"],
+        "train": train,
         "metrics": scores,
         "parameters": sum(p.numel() for p in trained.model.parameters()),
     }
@@ -155,7 +160,9 @@ class Server:
                 raise BadRequest(422, "send the file (a WAV recording) as the request body")
             try:
                 return self.source.upload(self.trained, body)
-            except (UserError, RuntimeError, ValueError, OSError) as error:
+            except UserError as error:
+                raise BadRequest(422, str(error)) from None
+            except (RuntimeError, ValueError, OSError) as error:
                 raise BadRequest(
                     422, f"the body is not a recording this model can read ({error})"
                 ) from None
@@ -179,7 +186,8 @@ class Server:
 
     def _values(self, items: list) -> np.ndarray:
         try:
-            values = np.asarray(items, dtype=np.float32)
+            with np.errstate(over="ignore"):  # (beyond float32: inf, refused below)
+                values = np.asarray(items, dtype=np.float32)
         except (TypeError, ValueError):
             raise BadRequest(
                 422, '"values" must be numbers: a list of series, each a list of steps'
@@ -187,10 +195,19 @@ class Server:
         if values.ndim == 2:  # one feature: steps given as plain numbers
             values = values[..., None]
         width = self.trained.config.model.input_size
-        if values.ndim != 3 or values.shape[2] != width:
+        if values.ndim != 3 or values.shape[2] != width or values.shape[1] == 0:
             raise BadRequest(
                 422, f'"values" must be N series × T steps × {width} features, got shape '
                 f"{list(values.shape)}"
+            )  # fmt: skip
+        # As elman predict reads a file: inf (or beyond float32) refused, NaN a missing value.
+        if np.isinf(values).any():
+            raise BadRequest(422, f'"values": {FINITE_ONLY}')
+        empty = np.isnan(values).all(axis=(1, 2))
+        if empty.any():
+            raise BadRequest(
+                422, f'"values": series {int(np.argmax(empty)) + 1} has no values: give every '
+                "series at least one"
             )  # fmt: skip
         return values
 
@@ -237,6 +254,8 @@ def parse_json(body: bytes):
         return json.loads(text)
     except json.JSONDecodeError as error:
         raise BadRequest(400, f"the body is not valid JSON ({error})") from None
+    except RecursionError:
+        raise BadRequest(400, "the JSON nests too deeply: send a flat object") from None
 
 
 async def read_body(request, limit: int) -> bytes:
@@ -245,12 +264,17 @@ async def read_body(request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise BadRequest(413, f"the body is over {limit:,} bytes")
+    from starlette.requests import ClientDisconnect
+
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise BadRequest(413, f"the body is over {limit:,} bytes")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise BadRequest(413, f"the body is over {limit:,} bytes")
+            chunks.append(chunk)
+    except ClientDisconnect:  # (nobody to answer: no traceback in the log either)
+        raise BadRequest(400, "the client went away before sending the whole body") from None
     return b"".join(chunks)
 
 
@@ -339,5 +363,20 @@ def serve(
             f"elman: warning: serving on {host}: the model is reachable from the network, "
             "with no authentication"
         )
-    log(f"Serving {folder} on http://{host}:{port} (Ctrl-C stops)")
-    uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=30)
+    # The socket is bound here, so that port 0 (any free port) can be told as the real one.
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listening = socket.socket(family, socket.SOCK_STREAM)
+    listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listening.bind((host, port))
+    except OSError as error:
+        listening.close()
+        raise UserError(
+            f"cannot listen on {host}:{port} ({error.strerror}): give another --port"
+        ) from None
+    listening.listen(2048)  # (connections wait in its queue until uvicorn accepts them)
+    port = listening.getsockname()[1]
+    shown = f"[{host}]" if family == socket.AF_INET6 else host
+    log(f"Serving {folder} on http://{shown}:{port} (Ctrl-C stops)")
+    config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=30)
+    uvicorn.Server(config).run(sockets=[listening])

@@ -428,14 +428,58 @@ def load_checkpoint(
             f"{path} is not a checkpoint elman wrote ({reason}); start a new run with --overwrite"
         ) from None
     try:
+        state = _checked_state(saved["state"], model)
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
-        return TrainingState(**saved["state"])
-    except (KeyError, TypeError, ValueError, RuntimeError) as error:
+        _check_optimizer_state(optimizer)
+        return state
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as error:
         raise UserError(
-            f"cannot resume from {path} ({type(error).__name__}): it does not belong to this "
+            f"cannot resume from {path} ({_last_line(error)}): it does not belong to this "
             "model; start a new run with --overwrite"
         ) from None
+
+
+def _last_line(error: Exception) -> str:
+    """An exception's gist for a one-line message (PyTorch's span several lines)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return f"{type(error).__name__}: {lines[-1][:100] if lines else ''}"
+
+
+def _checked_state(saved: dict, model: nn.Module) -> TrainingState:
+    """A checkpoint's training state, each field of the type ``TrainingState`` gives it (a
+    field of another type would fail later, mid-run, far from its cause)."""
+    state = TrainingState(**saved)  # (an unknown or missing name: TypeError)
+    whole = [("epoch", 1), ("step", 0), ("seen", 0), ("waited", 0), ("workers", 1)]
+    for name, least in whole:
+        value = getattr(state, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < least:
+            raise ValueError(f"{name} is {value!r}")
+    for name in ("loss_sum", "metric_sum", "seconds", "best_loss"):
+        if not isinstance(getattr(state, name), int | float):
+            raise ValueError(f"{name} is {getattr(state, name)!r}")
+    if not isinstance(state.finished, bool) or not isinstance(state.run, str):
+        raise ValueError("finished or run is of another type")
+    generator = torch.Generator()
+    if state.shuffle_state is not None:
+        generator.set_state(state.shuffle_state)  # (a state of another size: RuntimeError)
+    if not isinstance(state.history, list) or not all(
+        isinstance(record, dict) and isinstance(record.get("epoch"), int)
+        for record in state.history
+    ):
+        raise ValueError("the history is not one record per epoch")
+    if state.best_weights is not None:
+        model.load_state_dict(state.best_weights)  # (checked as the weights are; then replaced)
+    return state
+
+
+def _check_optimizer_state(optimizer: torch.optim.Optimizer) -> None:
+    """Each parameter's optimizer state (running averages) of the parameter's shape."""
+    for group in optimizer.param_groups:
+        for parameter in group["params"]:
+            for name, value in optimizer.state.get(parameter, {}).items():
+                if torch.is_tensor(value) and value.dim() and value.shape != parameter.shape:
+                    raise ValueError(f"the optimizer's {name} has shape {tuple(value.shape)}")
 
 
 @contextlib.contextmanager
@@ -684,8 +728,7 @@ def fit(
     and when interrupted (Ctrl-C); if the file exists, training resumes from it exactly.
     With a ``world`` of workers (``elman.distributed``), each calls ``fit`` and trains on
     ``batch_size`` rows of every global batch (``batch_size · world.size``); rank 0 saves.
-    ``run``: what the run trains on (a digest of settings and data); a checkpoint written by
-    a run on anything else is refused."""
+    ``run``: a digest of settings and data; a checkpoint of any other run is refused."""
     world = world or World()
     optimizer, shuffle, state = _start(model, train, config, checkpoint, world, log, run)
     network = world.wrap(model)  # what the steps call: DDP averages the gradients

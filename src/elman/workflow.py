@@ -367,11 +367,9 @@ def _train(
     )
     model = new_model(config, splits)
     log(summary(model))
-    checkpoint = out_dir / CHECKPOINT if out_dir is not None else None
-    run = _run_key(config, splits) if checkpoint is not None else ""
-    history = fit(
-        model, splits.train, splits.val, config.train, log, progress, checkpoint, world, run
-    )
+    saving = out_dir / CHECKPOINT if out_dir is not None else None
+    run = _run_key(config, splits) if saving is not None else ""
+    history = fit(model, splits.train, splits.val, config.train, log, progress, saving, world, run)
     test, report, printed = scored(model, splits.test, config, world)
     metrics = _metrics(model, test, history, report, started)
     metric = metric_name(model.task)

@@ -63,6 +63,15 @@ def test_stereo_and_other_rates_are_converted(recording):
     assert any("resampled to 8000 Hz" in note for note in notes)
 
 
+def test_a_recording_of_nan_samples_is_refused():
+    samples = np.zeros(800, dtype=np.float32)
+    samples[100] = np.nan  # (a float WAV can hold it)
+    buffer = io.BytesIO()
+    soundfile.write(buffer, samples, 8000, format="WAV", subtype="FLOAT")
+    with pytest.raises(UserError, match="holds NaN or infinite samples"):
+        read_wav(buffer.getvalue(), "the recording", None, set())
+
+
 def test_unreadable_wav_and_labels(tmp_path):
     with pytest.raises(UserError, match="broken.wav is not a readable WAV file"):
         read_wav(b"RIFF....WAVEfmt nonsense", "broken.wav", None, set())

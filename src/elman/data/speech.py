@@ -100,6 +100,8 @@ def read_wav(
         raise UserError(f"{where} is not a readable WAV file ({error})") from None
     if len(samples) == 0:
         raise UserError(f"{where} holds no audio")
+    if not np.isfinite(samples).all():  # (a float WAV can hold them; features would be NaN)
+        raise UserError(f"{where} holds NaN or infinite samples: give a valid recording")
     if samples.shape[1] > 1:
         notes.add(f"{samples.shape[1]}-channel recordings (e.g. {where}) are averaged to mono")
     samples = samples.mean(axis=1)

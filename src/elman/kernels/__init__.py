@@ -95,7 +95,8 @@ def run_backend(
     if backend == "fused" and traced(x, A, h0):
         from elman.kernels.ops import rnn_states
 
-        return rnn_states(x, A, b, h0, mask, activation, recurrent_mask)
+        per_step = per_step_products(x.shape[0], A.shape[0])
+        return rnn_states(x, A, b, h0, mask, activation, recurrent_mask, per_step)
     if backend == "fused" and per_step_products(x.shape[0], A.shape[0]):
         from elman.kernels.stepwise import stepwise_rnn
 

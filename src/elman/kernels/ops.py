@@ -5,7 +5,8 @@ hold no data, so they cannot enter a numba kernel (``.numpy()`` of a fake tensor
 operators with a fake implementation (the output's shape and dtype) and a backward, the kernels
 become one node of the traced graph, as ``nn.RNN``'s own kernel is:
 
-    elman::rnn_states   (x, A, b, h0, mask, activation, recurrent_mask) -> states (B, T, H)
+    elman::rnn_states   (x, A, b, h0, mask, activation, recurrent_mask, per_step)
+                        -> states (B, T, H)
     elman::rnn_deltas   (grad_states, states, A, mask, recurrent_mask, activation)
                         -> (δ (B, T, H), ∂L/∂h0 (B, H))
 
@@ -29,12 +30,12 @@ def rnn_states(
     mask: Tensor | None,
     activation: str,
     recurrent_mask: Tensor | None,
+    per_step: bool,
 ) -> Tensor:
-    """All states (B, T, H), as ``elman.kernels.run_backend(\"fused\", ...)`` computes them."""
-    from elman.kernels import per_step_products
-
+    """All states (B, T, H), as ``elman.kernels.run_backend(\"fused\", ...)`` computes them
+    (``per_step``: by the stepwise kernel, as the dispatch chose for the shape)."""
     with torch.no_grad():
-        if per_step_products(x.shape[0], A.shape[0]):
+        if per_step:
             from elman.kernels.stepwise import stepwise_rnn as kernel
         else:
             from elman.kernels.fused import fused_rnn as kernel
@@ -42,7 +43,7 @@ def rnn_states(
 
 
 @rnn_states.register_fake
-def _(x, A, b, h0, mask, activation, recurrent_mask):
+def _(x, A, b, h0, mask, activation, recurrent_mask, per_step):
     return x.new_empty(x.shape[0], x.shape[1], A.shape[0])
 
 
@@ -67,7 +68,7 @@ def _(grad_states, states, A, mask, recurrent_mask, activation):
 
 
 def _setup_context(ctx, inputs, output) -> None:
-    x, A, b, h0, mask, activation, recurrent_mask = inputs
+    x, A, b, h0, mask, activation, recurrent_mask, _ = inputs
     ctx.save_for_backward(x, A, h0, output)
     ctx.mask, ctx.activation, ctx.has_bias = mask, activation, b is not None
     ctx.recurrent_mask = recurrent_mask
@@ -81,7 +82,7 @@ def _backward(ctx, grad_states):
         grad_states.contiguous(), states, A, ctx.mask, ctx.recurrent_mask, ctx.activation
     )
     grad_x, grad_A, grad_b = weight_gradients(ctx, delta)
-    return grad_x, grad_A, grad_b, grad_h0, None, None, None
+    return grad_x, grad_A, grad_b, grad_h0, None, None, None, None
 
 
 rnn_states.register_autograd(_backward, setup_context=_setup_context)
