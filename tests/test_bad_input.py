@@ -4,6 +4,7 @@ models, data) is byte-identical afterwards."""
 
 import io
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -436,6 +437,10 @@ CASES.update(
         "encoded shard with an absolute path": (
             lambda r: _encoded(r, _shard_named("/etc/passwd")),
             "is not one elman encode writes",
+        ),
+        "more workers than cores": (
+            lambda r: _imdb(r, "--nproc-per-node", str((os.cpu_count() or 1) + 1), *_out(r)),
+            "starts more workers than this machine's",
         ),
         "serve on port 99999": (
             lambda r: ["serve", "--model", str(_model(r)), "--port", "99999"],

@@ -146,3 +146,12 @@ def test_predict_from_folder_and_standard_input(saved, tmp_path):
     assert result.returncode == 1 and "holds no .txt files" in result.stderr
     result = run_elman("predict", "--model", str(folder))
     assert result.returncode == 1 and "no review to predict" in result.stderr
+
+
+def test_one_text_given_as_a_string_is_one_text(saved):
+    """``predict("good film")``: one prediction for the text, not one per character."""
+    folder, _, _ = saved
+    model = elman.load(folder)
+    one = model.predict("a great film")
+    assert one == model.predict(["a great film"])[0]
+    assert model.predict_proba("a great film") == model.predict_proba(["a great film"])[0]

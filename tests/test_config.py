@@ -50,3 +50,12 @@ def test_language_model_folder_is_not_a_classifier(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"kind": "language model"}))
     with pytest.raises(UserError, match="holds a language model"):
         load_config(tmp_path)
+
+
+def test_the_global_batch_must_fit_in_the_data_with_any_number_of_workers():
+    from elman.config import TrainConfig
+    from elman.errors import UserError
+
+    TrainConfig(batch_size=16).validate(20)  # one worker: 16 rows of 20
+    with pytest.raises(UserError, match="16 × 2 workers = a global batch of 32 is larger"):
+        TrainConfig(batch_size=16).validate(20, workers=2)

@@ -137,15 +137,21 @@ class TrainedClassifier(Trained):
         return self._encoder.encode_texts(texts, max_len, data.padding, data.truncating, notes)
 
     def predict_proba(
-        self, texts: Sequence[str], batch_size: int = 1000, notes: list[str] | None = None
+        self, texts: Sequence[str] | str, batch_size: int = 1000, notes: list[str] | None = None
     ) -> np.ndarray:
-        """Two classes: the probability of the second ("positive"), (N,). More: (N, C)."""
+        """Two classes: the probability of the second ("positive"), (N,). More: (N, C).
+        One text (a str, not a list) gives its row alone: () or (C,)."""
+        if isinstance(texts, str):  # (a str is a sequence too: of its characters)
+            return self.predict_proba([texts], batch_size, notes)[0]
         return self.probabilities(self.encode(texts, notes), batch_size)
 
     def predict(
-        self, texts: Sequence[str], batch_size: int = 1000, notes: list[str] | None = None
-    ) -> list[Prediction]:
-        """A label per text and its probability (see ``Prediction``)."""
+        self, texts: Sequence[str] | str, batch_size: int = 1000, notes: list[str] | None = None
+    ) -> list[Prediction] | Prediction:
+        """A label per text and its probability (see ``Prediction``); one text (a str) gives
+        one ``Prediction``."""
+        if isinstance(texts, str):
+            return self.predict([texts], batch_size, notes)[0]
         return to_predictions(self.predict_proba(texts, batch_size, notes), self.config.classes)
 
 

@@ -137,13 +137,14 @@ def run_config(args: argparse.Namespace):
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from elman.distributed import World, launch
+    from elman.distributed import World, check_workers, launch
     from elman.workflow import train_model
 
     world = World.from_environment()  # started by torchrun (or alike): join its job
     if args.resume is not None:
         _refuse_settings_beside_resume(args.argv)
     if args.nproc_per_node > 1 and not world.distributed:
+        check_workers(args.nproc_per_node, getattr(args, "device", "auto"))
         raise SystemExit(launch(args.nproc_per_node, _without_nproc(args.argv)))
     train_model(
         run_config(args),

@@ -198,8 +198,9 @@ class TrainConfig:
         choices=CUDA_GRAPHS,
     )
 
-    def validate(self, train_size: int | None = None) -> None:
-        """The settings' ranges, and with ``train_size`` that a batch fits in the data."""
+    def validate(self, train_size: int | None = None, workers: int = 1) -> None:
+        """The settings' ranges, and with ``train_size`` that a batch fits in the data (with
+        ``workers``, the global batch: ``batch_size`` rows for each)."""
         require_positive(
             self, "epochs", "batch_size", "eval_batch_size", "lr", "epsilon", "lr_decay"
         )
@@ -208,9 +209,15 @@ class TrainConfig:
                 require_positive(self, name)
         if not 0 <= self.rho < 1:
             raise UserError(f"rho must be in [0, 1), got {self.rho}")
-        if train_size is not None and self.batch_size > train_size:
+        if train_size is not None and self.batch_size * workers > train_size:
+            batch = f"batch-size {self.batch_size}" + (
+                f" × {workers} workers = a global batch of {self.batch_size * workers}"
+                if workers > 1
+                else ""
+            )
             raise UserError(
-                f"batch-size {self.batch_size} is larger than the {train_size} training samples"
+                f"{batch} is larger than the {train_size} training samples: lower --batch-size"
+                + (" or --nproc-per-node" if workers > 1 else "")
             )
         choose(self.device, DEVICES, "device")
         choose(self.cuda_graph, CUDA_GRAPHS, "cuda_graph")

@@ -796,7 +796,7 @@ def _start(
 ) -> tuple[torch.optim.Optimizer, torch.Generator, TrainingState]:
     """The settings checked, the model on its device, the optimizer, the shuffling generator
     and the training state: fresh, or the checkpoint's."""
-    config.validate(len(train))
+    config.validate(len(train), world.size)
     if config.tbptt and not hasattr(model, "read_chunk"):
         raise UserError("--tbptt reads numeric sequences in chunks: train series or speech")
     if config.tbptt and world.distributed:

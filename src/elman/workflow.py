@@ -343,7 +343,7 @@ def _train(
             compiling.wait(timeout=300)
         compiling.kill()
     config.model.validate()
-    config.train.validate(len(splits.train))  # before anything is written or printed
+    config.train.validate(len(splits.train), world.size)  # before anything is written
     check_memory(config, steps=splits.train.steps)
     if world.distributed:
         print(

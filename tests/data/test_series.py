@@ -67,6 +67,18 @@ def test_csv_with_header_and_ragged_rows(tmp_path):
     assert raw.labels == ["up", "down"] and raw.values[1, 1, 0] == 4
 
 
+def test_quoted_numbers_and_a_byte_order_mark_read_as_numbers(tmp_path):
+    """What spreadsheet programs write: quoted fields, a BOM before the header."""
+    (tmp_path / "q.csv").write_bytes(b'\xef\xbb\xbft1,t2,kind\n"1.5","2",up\n"3","1,5",down\n')
+    refused = pytest.raises(UserError, match="'1,5' is not a number")
+    with refused:  # (a decimal comma inside quotes is one field, and not a number)
+        read_series(tmp_path / "q.csv", SeriesConfig(label_column="kind"))
+    (tmp_path / "q.csv").write_bytes(b'\xef\xbb\xbft1,t2,kind\n"1.5","2",up\n"3","4",down\n')
+    raw = read_series(tmp_path / "q.csv", SeriesConfig(label_column="kind"))
+    assert raw.labels == ["up", "down"]
+    np.testing.assert_array_equal(raw.values[..., 0], [[1.5, 2.0], [3.0, 4.0]])
+
+
 def test_non_numeric_value_is_one_line(tmp_path):
     (tmp_path / "X_TRAIN.tsv").write_text("1\t0.5\t0.7\n2\t0.1\tabc\n")
     result = run_elman("train", "series", "--data", str(tmp_path / "X_TRAIN.tsv"))

@@ -129,6 +129,9 @@ def test_multiclass_text_trains_on_real_reviews(tmp_path, real_reviews):
         ("review,label\nfine film,pos\n", "has no column 'text'"),
         ("text,label\nfine film,pos\nbad film,\n", "line 3 has no label"),
         ("text,label\nfine film,pos\nbad film,pos\n", "only the label 'pos'"),
+        # an unclosed quote is told on the line it opens, not where the reader gave up
+        ('text,label\n"fine film,pos\nbad film,neg\nok film,pos\n', "line 2: the record"),
+        ('text,label\nfine film,pos\n"bad" film,neg\n', "line 3: the record"),
     ],
 )
 def test_malformed_csv_gets_one_line(tmp_path, content, message):
@@ -259,3 +262,21 @@ def test_encode_holds_a_shard_not_the_corpus(tmp_path, real_reviews):
         tracemalloc.stop()
     streamed, whole = peaks
     assert streamed < whole / 3, (streamed, whole)
+
+
+def test_own_files_as_spreadsheets_and_exporters_write_them(tmp_path):
+    """A CSV with a byte-order mark (as spreadsheet programs save it) reads as without one;
+    JSON Lines labels 0.0 and 1.0 are the classes 0 and 1, as 0 and 1 are."""
+    rows = [("a fine warm film", "good"), ("a dull bad film", "bad")] * 10
+    plain = write_csv(tmp_path / "plain.csv", rows)
+    marked = tmp_path / "marked.csv"
+    marked.write_bytes(b"\xef\xbb\xbf" + plain.read_bytes())
+    settings = {"vocab_size": 100, "max_len": 8, "seed": 0}
+    read = [load_texts(TextConfig(data=str(path)), **settings) for path in (plain, marked)]
+    assert read[0].classes == read[1].classes == ["bad", "good"]
+    np.testing.assert_array_equal(read[0].train.x, read[1].train.x)
+    lines = [json.dumps({"text": text, "label": float(label == "good")}) for text, label in rows]
+    (tmp_path / "floats.jsonl").write_text("\n".join(lines) + "\n")
+    floats = load_texts(TextConfig(data=str(tmp_path / "floats.jsonl")), **settings)
+    assert floats.classes == ["0", "1"]
+    np.testing.assert_array_equal(floats.train.x, read[0].train.x)

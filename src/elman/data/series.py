@@ -13,6 +13,7 @@ Path of the data, top to bottom:
 
 from __future__ import annotations
 
+import csv
 import math
 import re
 from dataclasses import dataclass, field, replace
@@ -136,7 +137,7 @@ def _read_text_table(path: Path, config: SeriesConfig) -> Raw:
         raise UserError(f"{path} holds no series")
     first = lines[0][1]
     delimiter = "\t" if "\t" in first else "," if "," in first else None
-    split = (lambda line: line.split(delimiter)) if delimiter else str.split
+    split = (lambda line: _fields(line, delimiter, path)) if delimiter else str.split
     header = split(first)
     # A header row is mostly names; a data row is mostly numbers (a text label at most).
     has_header = sum(_is_text(token) for token in header) > len(header) / 2
@@ -168,6 +169,14 @@ def _read_text_table(path: Path, config: SeriesConfig) -> Raw:
         rows.append(np.array(values, dtype=np.float32)[:, None])
         where.append(place)
     return Raw(pad_with_nan(rows), None if column is None else labels, where)
+
+
+def _fields(line: str, delimiter: str, path: Path) -> list[str]:
+    """One CSV/TSV line's fields, quotes as the csv module reads them ("1.5" is 1.5)."""
+    try:
+        return next(csv.reader([line], delimiter=delimiter, strict=True), [])
+    except csv.Error as error:
+        raise UserError(f"{path}: the line {line[:40]!r} is not valid CSV ({error})") from None
 
 
 def _is_text(token: str) -> bool:

@@ -27,11 +27,12 @@ _BREAK = re.compile(r"<br\s*/?>", re.IGNORECASE)
 
 
 def read_text(data: bytes) -> tuple[str, bool]:
-    """Decode UTF-8, replacing undecodable bytes with U+FFFD; also says whether any were."""
+    """Decode UTF-8, replacing undecodable bytes with U+FFFD; also says whether any were. A
+    byte-order mark in front (spreadsheet programs write one) is dropped."""
     try:
-        return data.decode("utf-8"), True
+        return data.decode("utf-8-sig"), True
     except UnicodeDecodeError:
-        return data.decode("utf-8", errors="replace"), False
+        return data.decode("utf-8-sig", errors="replace"), False
 
 
 def tokenize(text: str) -> list[str]:

@@ -119,8 +119,8 @@ def _table_records(
     if there is one), read a piece at a time."""
     delimiter = "\t" if path.suffix.lower() in (".tsv", ".tab") else ","
     lines = (line for piece in _pieces(path, invalid) for line in io.StringIO(piece, newline=""))
-    rows = csv.reader(lines, delimiter=delimiter)
-    header = next(rows, None)
+    rows = csv.reader(lines, delimiter=delimiter, strict=True)  # (a stray quote: an error)
+    header = next(_rows_of(rows, path), (0, None))[1]
     if not header:
         raise UserError(f"{path} is empty: give a header row and one sample per row")
     columns = []
@@ -137,8 +137,7 @@ def _table_records(
                 f"{path} has no column {name!r} (its columns: {', '.join(header)}); "
                 f"name the right one with {option}"
             )
-    for row in rows:
-        line = rows.line_num
+    for line, row in _rows_of(rows, path):
         if not row:
             continue
         if len(row) != len(header):
@@ -148,6 +147,24 @@ def _table_records(
             )
         label = "" if columns[1] is None else row[columns[1]].strip()
         yield row[columns[0]], label, f"{path} line {line}"
+
+
+def _rows_of(rows, path: Path) -> Iterator[tuple[int, list[str]]]:
+    """(the line a record starts on, its fields) for each record of a CSV reader: a record can
+    span lines (a quoted text with line breaks), and an error is told where its record began
+    (an unclosed quote is found only lines later)."""
+    while True:
+        start = rows.line_num + 1
+        try:
+            row = next(rows)
+        except StopIteration:
+            return
+        except csv.Error as error:
+            raise UserError(
+                f"{path} line {start}: the record that starts there is not valid CSV ({error}); "
+                'close its quotes, and double a quote inside a quoted text ("")'
+            ) from None
+        yield start, row
 
 
 def _json_records(
@@ -188,12 +205,14 @@ def _json_lines_of(piece: str) -> list[str]:
 
 
 def _json_label(value: object, where: str, required: bool) -> str:
-    """A JSON label as its class name: a string, or a whole number (1 and "1" are one class).
+    """A JSON label as its class name: a string, or a whole number (1, 1.0 and "1" are one class).
     null, true/false, 1.5, lists and objects are refused: none names a class unambiguously."""
     if isinstance(value, str):
         return value.strip()
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
+    if isinstance(value, float) and value.is_integer():  # 1.0 is class 1, as 1 and "1" are
+        return str(int(value))
     if not required and value is None:
         return ""
     raise UserError(
