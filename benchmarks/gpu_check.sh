@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 13's GPU checks, in ONE run on a lent CUDA machine (the `device` tool), about 6 minutes:
+# The GPU checks, in ONE run on a lent CUDA machine (the `device` tool), about 4 minutes:
 # the CUDA tests (captured step against eager steps, fit with and without the CUDA graph, a model
 # trained on the GPU resuming and predicting on the CPU), benchmarks/gpu_step.py (eager and
 # captured steps, elman and nn.RNN), and the full `elman train imdb --device cuda` with its
@@ -27,9 +27,10 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$OUT
 python3 -c "import torch, numba; print('torch', torch.__version__, 'numba', numba.__version__)" \
     | tee -a "$OUT/machine.log"
 
-echo "== 1. CUDA tests"
-timeout 200 python3 -m pytest -q -p no:cacheprovider tests/test_device.py \
-    tests/kernels/test_cuda.py 2>&1 | tee "$OUT/tests.log"
+echo "== 1. CUDA tests, and the layer's boundary, operators and nn.RNN contract on 16 threads"
+timeout 300 python3 -m pytest -q -p no:cacheprovider tests/test_device.py \
+    tests/kernels/test_cuda.py tests/kernels/test_checks.py tests/kernels/test_ops.py \
+    tests/test_torch_rnn.py 2>&1 | tee "$OUT/tests.log"
 
 echo "== 2. benchmarks/gpu_step.py"
 timeout 120 python3 benchmarks/gpu_step.py 2>&1 | tee "$OUT/gpu_step.log"

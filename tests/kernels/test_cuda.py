@@ -59,3 +59,23 @@ def test_model_on_cuda_equals_cpu_reference():
     torch.testing.assert_close(logits.cpu(), expected)
     for p, want in zip(model.parameters(), expected_grads, strict=True):
         torch.testing.assert_close(p.grad.cpu(), want)
+
+
+def test_bad_arguments_on_cuda_raise_before_any_kernel_as_nn_rnn_does():
+    """The checks of the kernel boundary hold on CUDA too (no host read is needed for them),
+    with nn.RNN's exception types; a tensor on another device is named."""
+    from elman import RNN, SimpleRNN
+
+    torch.manual_seed(0)
+    theirs, ours = torch.nn.RNN(4, 5).cuda(), RNN(4, 5).cuda()
+    x = torch.randn(6, 3, 4, device="cuda")
+    for hx in (torch.randn(1, 2, 5, device="cuda"), torch.randn(2, 3, 5, device="cuda")):
+        for model in (theirs, ours):
+            with pytest.raises(RuntimeError, match="Expected hidden size"):
+                model(x, hx)
+    with pytest.raises(ValueError, match="h0 is on cpu"):
+        SimpleRNN(4, 5).cuda()(x.transpose(0, 1), torch.zeros(3, 5))
+    with pytest.raises(ValueError, match="mask must have shape"):
+        SimpleRNN(4, 5).cuda()(x.transpose(0, 1), mask=torch.ones(3, 5, dtype=torch.bool))
+    ours.load_state_dict(theirs.state_dict())  # and the same numbers where all is well
+    torch.testing.assert_close(ours(x)[0], theirs(x)[0], rtol=2e-3, atol=2e-3)  # (TF32)

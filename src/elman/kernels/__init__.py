@@ -55,9 +55,12 @@ def resolve(backend: str, device: torch.device, dtype: torch.dtype = torch.float
 def traced(*tensors: Tensor) -> bool:
     """Whether the layer runs under torch.compile/torch.export or on tensors without data (fake
     or meta): the compiled kernels then run as operators (``elman.kernels.ops``)."""
-    return torch.compiler.is_compiling() or any(
-        type(t) not in (Tensor, torch.nn.Parameter) or t.device.type == "meta" for t in tensors
-    )
+    if torch.compiler.is_compiling():
+        return True
+    return any(type(t) not in _PLAIN or t.is_meta for t in tensors)
+
+
+_PLAIN = (Tensor, torch.nn.Parameter)  # tensors with data (subclasses: fake, functional...)
 
 
 def per_step_products(batch: int, hidden: int) -> bool:
