@@ -233,9 +233,7 @@ def test_a_stopped_job_resumes_to_the_uninterrupted_weights(
         assert job.returncode == 130
         assert "Interrupted: saved" in rest and lines[-1].startswith("elman: stopped by SIGINT")
     assert "Traceback" not in err, err
-    resumed = elman(
-        *job_args(subset_archive, real_cache, out), "--resume", str(out), "--nproc-per-node", "2"
-    )
+    resumed = elman("train", "imdb", "--resume", str(out), "--nproc-per-node", "2")
     assert resumed.returncode == 0, resumed.stderr
     assert "Resuming from" in resumed.stdout
     for name, value in weights(uninterrupted_small_batches).items():
@@ -247,6 +245,7 @@ def test_resuming_with_another_number_of_workers_is_refused(two_workers, tmp_pat
 
     copy = tmp_path / "copy"
     shutil.copytree(two_workers, copy)  # its last checkpoint is a 2-worker run's
+    (copy / "metrics.json").unlink()  # (as if stopped before its end: a finished run is refused)
     result = elman("train", "imdb", "--resume", str(copy), "--no-progress")
     assert result.returncode == 1
     assert "resume with --nproc-per-node 2" in result.stderr, result.stderr

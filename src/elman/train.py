@@ -450,14 +450,17 @@ def _checked_state(saved: dict, model: nn.Module) -> TrainingState:
     """A checkpoint's training state, each field of the type ``TrainingState`` gives it (a
     field of another type would fail later, mid-run, far from its cause)."""
     state = TrainingState(**saved)  # (an unknown or missing name: TypeError)
-    whole = [("epoch", 1), ("step", 0), ("seen", 0), ("waited", 0), ("workers", 1)]
+    whole = [("epoch", 1), ("step", 0), ("waited", 0), ("workers", 1)]
     for name, least in whole:
         value = getattr(state, name)
         if not isinstance(value, int) or isinstance(value, bool) or value < least:
             raise ValueError(f"{name} is {value!r}")
-    for name in ("loss_sum", "metric_sum", "seconds", "best_loss"):
-        if not isinstance(getattr(state, name), int | float):
-            raise ValueError(f"{name} is {getattr(state, name)!r}")
+    for name in ("loss_sum", "metric_sum", "seen", "seconds", "best_loss"):  # (sums: floats)
+        value = getattr(state, name)
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            raise ValueError(f"{name} is {value!r}")
+    if state.seen < 0:
+        raise ValueError(f"seen is {state.seen}")
     if not isinstance(state.finished, bool) or not isinstance(state.run, str):
         raise ValueError("finished or run is of another type")
     generator = torch.Generator()
