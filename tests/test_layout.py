@@ -99,3 +99,20 @@ def test_import_elman_is_light():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_loading_and_predicting_import_no_training_module(tmp_path):
+    """Inference stands apart from training: ``elman.load`` and ``predict`` on a saved folder
+    import neither the trainer, the workers' module nor the encoded shards."""
+    from conftest import save_small_model
+
+    save_small_model(tmp_path / "model")
+    code = (
+        "import sys, elman; "
+        f"elman.load({str(tmp_path / 'model')!r}).predict(['a great film']); "
+        "print(sorted(m for m in sys.modules if m in "
+        "('elman.train', 'elman.distributed', 'elman.data.shards', 'elman.workflow')))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

@@ -42,11 +42,11 @@ from elman.files import atomic_write, json_bytes
 from elman.models import (
     ReviewClassifier,
     SequenceModel,
+    batch_outputs,
     build_model,
     class_probabilities,
     skip_missing,
 )
-from elman.train import predict_outputs
 
 __all__ = ["Prediction", "TrainedClassifier", "TrainedSequenceModel", "holds_model", "load"]
 
@@ -111,7 +111,7 @@ class Trained:
         """Two classes: the probability of the second, (N,). More: (N, C)."""
         if len(x) == 0:
             return np.zeros(0, dtype=np.float32)
-        logits = predict_outputs(self.model, x, batch_size)
+        logits = batch_outputs(self.model, x, batch_size)
         return class_probabilities(logits, len(self.config.classes)).numpy()
 
     def predictions(self, x: np.ndarray, batch_size: int = 1000) -> list[Prediction]:
@@ -170,7 +170,7 @@ class TrainedSequenceModel(Trained):
     def forecast(self, values: np.ndarray, batch_size: int = 1000) -> np.ndarray:
         """The value each series takes next, (N, F), in the data's units."""
         values = torch.from_numpy(np.asarray(values, dtype=np.float32))
-        outputs = predict_outputs(self.model, values.numpy(), batch_size)
+        outputs = batch_outputs(self.model, values.numpy(), batch_size)
         _, lengths = skip_missing(values)
         last = outputs[torch.arange(len(values)), lengths - 1]
         return self.model.to_values(last).numpy()

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -246,6 +247,24 @@ class ReviewClassifier(nn.Module):
     def predict_proba(self, ids: Tensor) -> Tensor:
         """Two classes: the probability of the second ("positive"), (B,). More: (B, C)."""
         return class_probabilities(self(ids), self.classes)
+
+
+def device_of(model: nn.Module) -> torch.device:
+    """Where the model's weights are (and so where its batches go)."""
+    return next(model.parameters()).device
+
+
+@torch.no_grad()
+def batch_outputs(model: nn.Module, x: np.ndarray, batch_size: int = 1000) -> Tensor:
+    """The model's raw outputs (logits or predictions) for every row of ``x`` (N, T[, F]), in
+    batches of ``batch_size`` on the model's device, in eval mode: (N, ...) on the CPU."""
+    model.eval()
+    inputs, device = torch.from_numpy(x), device_of(model)
+    pieces = [
+        model(inputs[i : i + batch_size].to(device, non_blocking=True)).cpu()
+        for i in range(0, len(x), batch_size)
+    ]
+    return torch.cat(pieces) if pieces else model(inputs[:0].to(device)).cpu()
 
 
 def check_classes(classes: int) -> int:

@@ -30,6 +30,7 @@ from elman.data.split import Split, batch_order
 from elman.distributed import PeerLost, World, device_for
 from elman.errors import UserError
 from elman.files import atomic_write
+from elman.models import batch_outputs, device_of
 from elman.settings import choose
 
 
@@ -124,11 +125,6 @@ def resolve_device(name: str = "auto") -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise UserError("--device cuda: this machine has no CUDA device; use --device cpu or auto")
     return torch.device(name)
-
-
-def device_of(model: nn.Module) -> torch.device:
-    """Where the model's weights are (and so where its batches go)."""
-    return next(model.parameters()).device
 
 
 def train_step(
@@ -354,21 +350,20 @@ def evaluate(
     return {"loss": loss.item(), metric_name(task): metric.item()}
 
 
-@torch.no_grad()
 def predict_outputs(
     model: nn.Module, x: np.ndarray, batch_size: int = 1000, world: World | None = None
 ) -> torch.Tensor:
-    """The model's raw outputs (logits or predictions) for every row of ``x``, in batches.
-    With a ``world`` of several workers, each computes a contiguous run of the batches and all
-    get every output, in order: the same batches as one process, so the same numbers."""
-    model.eval()
-    inputs, device = torch.from_numpy(x), device_of(model)
-    starts = range(0, max(len(x), 1), batch_size)
+    """``elman.models.batch_outputs`` shared by a ``world`` of workers: each computes a
+    contiguous run of the batches and all get every output, in order (the same batches as one
+    process, so the same numbers)."""
     world = world or World()
-    per_worker = -(-len(starts) // world.size)
-    mine = starts[world.rank * per_worker : (world.rank + 1) * per_worker]
-    pieces = [model(inputs[i : i + batch_size].to(device, non_blocking=True)).cpu() for i in mine]
-    return world.gathered(torch.cat(pieces) if pieces else None)
+    if not world.distributed or len(x) == 0:
+        return batch_outputs(model, x, batch_size)
+    batches = -(-len(x) // batch_size)
+    per_worker = -(-batches // world.size)
+    start, end = (min(r * per_worker * batch_size, len(x)) for r in (world.rank, world.rank + 1))
+    mine = batch_outputs(model, x[start:end], batch_size) if end > start else None
+    return world.gathered(mine)
 
 
 @dataclass
