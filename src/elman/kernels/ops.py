@@ -11,8 +11,9 @@ become one node of the traced graph, as ``nn.RNN``'s own kernel is:
                         -> (δ (B, T, H), ∂L/∂h0 (B, H))
 
 the weight gradients then being plain matrix products (``fused.weight_gradients``). The eager
-layer does not come through here: an operator call costs about 17 µs of dispatch on this machine,
-8% of a B=32, T=100, H=32 inference call. ``elman.kernels.run_backend`` sends only traced calls.
+layer does not come through here: an operator's dispatch costs more than the whole of a small
+call's other fixed costs (the README's PyTorch section has the figure), so
+``elman.kernels.run_backend`` sends only traced calls.
 """
 
 from __future__ import annotations
