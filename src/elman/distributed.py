@@ -28,6 +28,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
@@ -205,8 +206,8 @@ def fingerprint(*parts: object) -> str:
     """A short digest of settings and arrays (numpy arrays by their bytes)."""
     digest = hashlib.sha256()
     for part in parts:
-        if hasattr(part, "tobytes"):
-            digest.update(part.tobytes())
+        if isinstance(part, np.ndarray):  # (its bytes, hashed in place: no copy)
+            digest.update(np.ascontiguousarray(part).data)
         else:
             digest.update(json.dumps(part, sort_keys=True, default=str).encode())
     return digest.hexdigest()[:16]

@@ -92,19 +92,17 @@ def run_backend(
     backend = resolve(backend, x.device, x.dtype)
     if backend == "reference" or (backend == "torch" and recurrent_mask is not None):
         return reference_rnn(x, A, b, h0, mask, activation, recurrent_mask)
-    if backend == "fused" and traced(x, A, h0):
-        from elman.kernels.ops import rnn_states
-
-        per_step = per_step_products(x.shape[0], A.shape[0])
-        return rnn_states(x, A, b, h0, mask, activation, recurrent_mask, per_step)
-    if backend == "fused" and per_step_products(x.shape[0], A.shape[0]):
-        from elman.kernels.stepwise import stepwise_rnn
-
-        return stepwise_rnn(x, A, b, h0, mask, activation, recurrent_mask)
     if backend == "fused":
-        from elman.kernels.fused import fused_rnn
+        per_step = per_step_products(x.shape[0], A.shape[0])
+        if traced(x, A, h0):
+            from elman.kernels.ops import rnn_states
 
-        return fused_rnn(x, A, b, h0, mask, activation, recurrent_mask)
+            return rnn_states(x, A, b, h0, mask, activation, recurrent_mask, per_step)
+        if per_step:
+            from elman.kernels.stepwise import stepwise_rnn as kernel
+        else:
+            from elman.kernels.fused import fused_rnn as kernel
+        return kernel(x, A, b, h0, mask, activation, recurrent_mask)
     from elman.kernels.cuda import torch_rnn
 
     return torch_rnn(x, A, b, h0, mask, activation)

@@ -18,6 +18,8 @@ so the result does not depend on it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 from numba import njit, prange
@@ -298,13 +300,17 @@ class FusedRNNFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_states):
-        _, A, _, states = ctx.saved_tensors
-        delta, grad_h0 = deltas(
-            grad_states, states, A, ctx.mask, ctx.recurrent_mask, ctx.activation
-        )
-        grad_x, grad_A, grad_b = weight_gradients(ctx, delta)
-        grad_h0 = grad_h0 if ctx.needs_input_grad[3] else None
-        return grad_x, grad_A, grad_b, grad_h0, None, None, None
+        return *gradients(ctx, grad_states, deltas), None, None, None
+
+
+def gradients(ctx, grad_states: Tensor, deltas_of: Callable) -> tuple:
+    """(∂x, ∂A, ∂b, ∂h0) for a kernel's autograd ``ctx`` (saved x, A, h0, states; ``mask``,
+    ``recurrent_mask``, ``activation``, ``has_bias``): δ by ``deltas_of`` (``deltas``, or its
+    operator when traced), then ``weight_gradients``."""
+    _, A, _, states = ctx.saved_tensors
+    delta, grad_h0 = deltas_of(grad_states, states, A, ctx.mask, ctx.recurrent_mask, ctx.activation)
+    grad_x, grad_A, grad_b = weight_gradients(ctx, delta)
+    return grad_x, grad_A, grad_b, grad_h0 if ctx.needs_input_grad[3] else None
 
 
 def deltas(

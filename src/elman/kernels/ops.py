@@ -76,14 +76,9 @@ def _setup_context(ctx, inputs, output) -> None:
 
 
 def _backward(ctx, grad_states):
-    from elman.kernels.fused import weight_gradients
+    from elman.kernels.fused import gradients
 
-    _, A, _, states = ctx.saved_tensors
-    delta, grad_h0 = rnn_deltas(
-        grad_states.contiguous(), states, A, ctx.mask, ctx.recurrent_mask, ctx.activation
-    )
-    grad_x, grad_A, grad_b = weight_gradients(ctx, delta)
-    return grad_x, grad_A, grad_b, grad_h0, None, None, None, None
+    return *gradients(ctx, grad_states.contiguous(), rnn_deltas), None, None, None, None
 
 
 rnn_states.register_autograd(_backward, setup_context=_setup_context)
