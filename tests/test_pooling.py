@@ -79,9 +79,9 @@ def test_adam_and_rmsprop_are_both_offered():
     ],
 )
 def test_pooling_is_refused_where_there_are_no_states_to_pool(settings):
-    with pytest.raises(UserError, match="use --pooling last"):
+    with pytest.raises(UserError, match="use `pooling` last"):
         ModelConfig(**settings).validate()
-    with pytest.raises(UserError, match="use --pooling last"):
+    with pytest.raises(UserError, match="use `pooling` last"):
         SequenceConfig(input_size=2, task="forecast", pooling="max").validate()
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from dataclasses import fields
 from pathlib import Path
@@ -56,7 +57,7 @@ def _number(kind: type, optional: bool, any_number: bool):
 
 def _architecture_note(choices) -> str:
     """For the --model option: the defaults an architecture changes (shallow: ...)."""
-    from elman.config import ARCHITECTURE_PRESETS
+    from elman.cells import CELLS
 
     notes = [
         f"; {name}: "
@@ -65,8 +66,8 @@ def _architecture_note(choices) -> str:
             for part in changes.values()
             for key, value in part.items()
         )
-        for name, changes in ARCHITECTURE_PRESETS.items()
-        if choices and name in choices
+        for name, changes in ((name, kind.preset) for name, kind in CELLS.items())
+        if changes and name in (choices or ())
     ]
     return "".join(notes)
 
@@ -123,11 +124,12 @@ def given_settings(args: argparse.Namespace, config: Any) -> dict[str, Any]:
 
 def run_config(args: argparse.Namespace):
     """The preset for the source and ``--model``, with every option the user gave applied."""
+    from elman.cells import DEFAULT_CELL
     from elman.config import preset, updated
 
     config = preset(
         getattr(args, "source", "imdb"),
-        getattr(args, "architecture", "rnn"),
+        getattr(args, "architecture", DEFAULT_CELL),
         getattr(args, "preset", "reference"),
     )
     return updated(config, vars(args))
@@ -586,7 +588,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args.handler(args)
     except UserError as error:
-        print(f"elman: error: {_ranked(error)}", file=sys.stderr)
+        print(f"elman: error: {_ranked(in_flags(str(error)))}", file=sys.stderr)
         code = 1
     except PeerLost as error:
         print(
@@ -621,6 +623,20 @@ def main(argv: list[str] | None = None) -> int:
 def _in_a_job() -> bool:
     """Whether a launcher started this process as one of several workers."""
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def in_flags(message: str) -> str:
+    """A library message in the command line's words: each setting it names (`name`) as the
+    option that sets it (``--name``; ``--model`` for `architecture`)."""
+    from elman.config import ModelConfig, SequenceConfig, TrainConfig
+
+    parts = (ModelConfig, SequenceConfig, TrainConfig)
+    flags = {f.name: f.metadata["flag"] for p in parts for f in fields(p) if f.metadata.get("flag")}
+    return re.sub(
+        r"`([a-z][a-z0-9_]*)`",
+        lambda found: "--" + flags.get(found[1], found[1]).replace("_", "-"),
+        message,
+    )
 
 
 def _ranked(message: object) -> str:

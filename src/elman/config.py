@@ -20,6 +20,8 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+import elman.cells as cells
+from elman.cells import DEFAULT_CELL
 from elman.data import SOURCES
 from elman.data.imdb import LABELS
 from elman.data.text import VOCABULARY  # noqa: F401 (re-exported with the folder's other names)
@@ -39,9 +41,6 @@ CONFIG, WEIGHTS, HISTORY, METRICS, CHECKPOINT = (
 )
 
 
-ARCHITECTURES = ("rnn", "rnn-all-states", "shallow", "lstm", "gru")
-SEQUENCE_ARCHITECTURES = ("rnn", "lstm", "gru")
-GATED = ("lstm", "gru")  # PyTorch's gated RNNs, for comparison with the simple one
 TASKS = ("classify", "forecast")
 DEVICES = ("auto", "cpu", "cuda")
 CUDA_GRAPHS = ("auto", "off")
@@ -72,34 +71,18 @@ class LayerConfig:
     )
     head_dropout: float = setting(0.0, "fraction of the dense layer's inputs dropped in training")
 
-    def validate_layer(self) -> None:
+    def validate_layer(self, architecture: str, texts: bool, forecast: bool = False) -> None:
+        """The ranges, then what the kind of cell ``architecture`` accepts (``elman.cells``)."""
         choose(self.activation, tuple(ACTIVATIONS), "activation")
         choose(self.backend, BACKENDS, "backend")
         choose(self.pooling, POOLINGS, "pooling")
         require_positive(self, "layers")
-        architecture = getattr(self, "architecture", "rnn")
-        if self.pooling != "last" and (
-            architecture not in ("rnn", *GATED) or getattr(self, "task", "") == "forecast"
-        ):
-            raise UserError(
-                f"pooling {self.pooling} reads the states of --model rnn, lstm or gru "
-                "classifying; use --pooling last"
-            )
         for name in ("dropout", "recurrent_dropout", "head_dropout"):
             if not 0 <= getattr(self, name) < 1:
                 raise UserError(
                     f"{name.replace('_', '-')} must be in [0, 1), got {getattr(self, name)}"
                 )
-        plain = (self.layers, self.dropout, self.recurrent_dropout) == (1, 0.0, 0.0)
-        if not plain and architecture not in ("rnn", "rnn-all-states"):
-            raise UserError(
-                "layers, dropout and recurrent-dropout shape the simple RNN: "
-                f"the {architecture} model takes none of them"
-            )
-        if self.bidirectional and architecture not in ("rnn", "rnn-all-states", *GATED):
-            raise UserError(f"bidirectional reads with an RNN: the {architecture} model has none")
-        if self.bidirectional and getattr(self, "task", "") == "forecast":
-            raise UserError("a forecaster cannot read backwards: the future would leak in")
+        cells.check(self, architecture, texts=texts, forecast=forecast)
 
 
 @dataclass
@@ -107,11 +90,7 @@ class ModelConfig(LayerConfig):
     """A text network: token ids -> embedding -> RNN -> dense (see ``elman.models``)."""
 
     architecture: str = setting(
-        "rnn",
-        "rnn: the reference model (last state); rnn-all-states: every state into the dense "
-        "layer; shallow: flattened embeddings, no RNN; lstm/gru: nn.LSTM/GRU to compare",
-        flag="model",
-        choices=ARCHITECTURES,
+        DEFAULT_CELL, cells.describe(texts=True), flag="model", choices=cells.names(texts=True)
     )
     vocab_size: int = setting(10_000, "ids, the 3 reserved ones included")
     embedding_dim: int = setting(32, "embedding size per word")
@@ -124,8 +103,7 @@ class ModelConfig(LayerConfig):
     )
 
     def validate(self) -> None:
-        choose(self.architecture, ARCHITECTURES, "model")
-        self.validate_layer()
+        self.validate_layer(self.architecture, texts=True)
         require_positive(self, "vocab_size", "embedding_dim", "hidden_size", "max_len")
         if self.vocab_size <= 3:
             raise UserError(f"vocab-size must exceed the 3 reserved ids, got {self.vocab_size}")
@@ -136,10 +114,7 @@ class SequenceConfig(LayerConfig):
     """A network over numeric steps (time series values, speech feature frames)."""
 
     architecture: str = setting(
-        "rnn",
-        "rnn: the simple RNN; lstm/gru to compare",
-        flag="model",
-        choices=SEQUENCE_ARCHITECTURES,
+        DEFAULT_CELL, cells.describe(texts=False), flag="model", choices=cells.names(texts=False)
     )
     input_size: int = setting(1, "values per step (F)", cli=False)
     hidden_size: int = setting(32, "RNN state size")
@@ -150,9 +125,8 @@ class SequenceConfig(LayerConfig):
     )
 
     def validate(self) -> None:
-        choose(self.architecture, SEQUENCE_ARCHITECTURES, "model")
         choose(self.task, TASKS, "task")
-        self.validate_layer()
+        self.validate_layer(self.architecture, texts=False, forecast=self.task == "forecast")
         require_positive(self, "input_size", "hidden_size")
 
 
@@ -245,13 +219,6 @@ class RunConfig:
         return isinstance(self.model, ModelConfig)
 
 
-# Defaults that differ by architecture: the shallow baseline reads 20 words with
-# 8-dimensional embeddings for 10 epochs, as in the book it comes from.
-ARCHITECTURE_PRESETS = {
-    "shallow": {"model": {"embedding_dim": 8, "max_len": 20}, "train": {"epochs": 10}}
-}
-
-
 def preset(source: str = "imdb", architecture: str = "rnn", recipe: str = "reference") -> RunConfig:
     """A run's defaults: the dataclasses', then the source's preset, then the named ``recipe``
     of the source (``reference``: none), then the architecture's."""
@@ -266,7 +233,7 @@ def preset(source: str = "imdb", architecture: str = "rnn", recipe: str = "refer
         "data": {},
         "train": {},
     }
-    extras = (kind.preset, kind.recipes.get(recipe, {}), ARCHITECTURE_PRESETS.get(architecture, {}))
+    extras = (kind.preset, kind.recipes.get(recipe, {}), cells.kind_of(architecture).preset)
     for extra in (*extras, {"model": kind.fixed}):
         for part, values in extra.items():
             overrides[part].update(values)

@@ -20,7 +20,6 @@ from elman.errors import UserError
 from elman.files import atomic_write
 
 OPSET = 17
-ACTIVATIONS = {"tanh": "Tanh", "relu": "Relu"}
 
 
 def onnx_graph(trained):
@@ -28,29 +27,27 @@ def onnx_graph(trained):
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    from elman.rnn import SimpleRNN
-
     model, config = trained.model, trained.config.model
-    plain = isinstance(model.rnn, SimpleRNN) and not model.rnn.return_sequences
-    if not (trained.config.reads_text and plain and not config.mask_padding) or (
-        config.activation not in ACTIVATIONS
-    ):
+    layer = None
+    if trained.config.reads_text and model.rnn is not None and model.cell.onnx is not None:
+        layer = model.cell.onnx(model.rnn)
+    if layer is None or config.mask_padding or config.pooling != "last":
         raise UserError(
             "export writes the reference architecture (one SimpleRNN read forwards, its last "
             "state into the dense layer, the padding read, tanh or relu); this model differs: "
-            "train one with --model rnn, no --layers/--bidirectional/--pooling/--mask-padding"
+            "train one with `architecture` rnn, no `layers`, `bidirectional`, `pooling` or "
+            "`mask_padding`"
         )
-    weights = _weights(model, config.hidden_size)
+    weights = _weights(model, layer["inputs"])
     two_classes = model.classes == 2
     nodes = [
         helper.make_node("Gather", ["embedding", "ids"], ["embedded"]),
         helper.make_node("Transpose", ["embedded"], ["steps_first"], perm=[1, 0, 2]),
         helper.make_node(
-            "RNN",
-            ["steps_first", "W", "R", "B"],
+            layer["op"],
+            ["steps_first", *layer["inputs"]],
             ["", "last_state"],
-            hidden_size=config.hidden_size,
-            activations=[ACTIVATIONS[config.activation]],
+            **layer["attributes"],
         ),
         helper.make_node("Squeeze", ["last_state", "first"], ["h"]),
         helper.make_node("Gemm", ["h", "dense_weight", "dense_bias"], ["logits"], transB=1),
@@ -84,17 +81,12 @@ def onnx_graph(trained):
     return proto
 
 
-def _weights(model, hidden_size: int) -> dict[str, np.ndarray]:
-    """The graph's constant tensors: the embedding, ONNX RNN's W, R, B from ``A`` and ``b``,
-    the dense layer, and the axes to squeeze."""
-    H = hidden_size
-    A = model.rnn.A.detach().cpu().numpy()
-    b = model.rnn.b.detach().cpu().numpy() if model.rnn.b is not None else np.zeros(H, np.float32)
+def _weights(model, recurrent: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The graph's constant tensors: the embedding, the recurrent layer's (its kind's
+    ``onnx``: W, R, B for ONNX's RNN), the dense layer, and the axes to squeeze."""
     return {
         "embedding": model.embedding.weight.detach().cpu().numpy(),
-        "W": A[None, :, H:],
-        "R": A[None, :, :H],
-        "B": np.concatenate([b, np.zeros(H, np.float32)])[None],
+        **recurrent,
         "dense_weight": model.dense.weight.detach().cpu().numpy(),
         "dense_bias": model.dense.bias.detach().cpu().numpy(),
         "first": np.array([0], dtype=np.int64),  # axes to squeeze

@@ -1,6 +1,7 @@
 """The networks: review classifiers built around ``SimpleRNN``, and their Keras-style summary.
 
-Architectures (``ModelConfig.architecture``):
+Architectures (``ModelConfig.architecture``: a kind of cell from the registry, ``elman.cells``,
+which builds the recurrent layer and says what it can do):
 - ``rnn``: Embedding(vocab, E) -> SimpleRNN(H), last state -> Dense(1). The reference model:
   10,000·32 + 2,080 + 33 = 322,113 parameters.
 - ``rnn-all-states``: the same, but all states h_1..h_T are flattened into Dense(1)
@@ -11,7 +12,7 @@ Architectures (``ModelConfig.architecture``):
   place of the simple RNN, for comparisons (``elman analyze``).
 
 The simple RNN of ``rnn`` can be stacked (``layers``), bidirectional, and read with dropout
-(``elman.models.recurrent``). The dense layer reads its last state, or with ``pooling`` the max
+(``elman.cells.simple.build``). The dense layer reads its last state, or with ``pooling`` the max
 and/or mean of all its states over the steps read (``pooled``), through ``head_dropout``. With
 ``mask_padding`` a text model reads each review's words only (the state carries over padding).
 
@@ -33,97 +34,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from elman.config import GATED, LayerConfig, ModelConfig, RunConfig, SequenceConfig
+import elman.cells as cells
+from elman.cells import to_front
+from elman.config import LayerConfig, ModelConfig, RunConfig, SequenceConfig
 from elman.data.text import PAD
 from elman.errors import UserError
-from elman.rnn import Bidirectional, SimpleRNN, Stacked
-
-
-class GatedRNN(nn.Module):
-    """``torch.nn.LSTM`` or ``nn.GRU``, for comparisons: same width, same data, same training as
-    the simple RNN, and the same choices of direction and pooling. Returns the last state
-    (B, W), or with ``return_sequences`` all of them (B, T, W); W = ``hidden_size``, the output
-    width (twice the state when ``bidirectional``)."""
-
-    def __init__(
-        self,
-        kind: str,
-        input_size: int,
-        hidden_size: int,
-        *,
-        bidirectional: bool = False,
-        return_sequences: bool = False,
-    ) -> None:
-        super().__init__()
-        layer = nn.LSTM if kind == "lstm" else nn.GRU
-        self.kind, self.return_sequences = kind, return_sequences
-        self.directions = 2 if bidirectional else 1
-        self.hidden_size = hidden_size * self.directions
-        self.layer = layer(input_size, hidden_size, batch_first=True, bidirectional=bidirectional)
-        if kind == "lstm":
-            keras_forget_bias(self.layer)
-
-    def _read(self, x: Tensor, lengths: Tensor | None) -> tuple[Tensor, Tensor]:
-        """All states (B, T, W) and the last one of each direction (B, W). With ``lengths``
-        (B,), only each row's leading ``lengths`` steps are read (packed); states after them
-        are zero, and backwards a row starts at its last step read."""
-        if lengths is None:
-            states, final = self.layer(x)
-        else:
-            packed = nn.utils.rnn.pack_padded_sequence(
-                x, lengths.cpu(), batch_first=True, enforce_sorted=False
-            )
-            packed_states, final = self.layer(packed)
-            states, _ = nn.utils.rnn.pad_packed_sequence(
-                packed_states, batch_first=True, total_length=x.shape[1]
-            )
-        hidden = final[0] if self.kind == "lstm" else final  # (directions, B, H)
-        return states, torch.cat(list(hidden[-self.directions :]), -1)
-
-    def states(
-        self, x: Tensor, h0: Tensor | None = None, *, lengths: Tensor | None = None, **_: object
-    ) -> Tensor:
-        """All hidden states (B, T, W) from a zero initial state (see ``_read``)."""
-        return self._read(x, lengths)[0]
-
-    def forward(self, x: Tensor, *, lengths: Tensor | None = None) -> Tensor:
-        states, last = self._read(x, lengths)
-        return states if self.return_sequences else last
-
-
-def recurrent(config: LayerConfig, input_size: int, return_sequences: bool) -> nn.Module:
-    """The simple RNN ``config`` describes: one ``SimpleRNN``, or ``layers`` of them stacked,
-    each ``Bidirectional`` if asked (then the output is 2·hidden_size wide)."""
-
-    def layer(width: int, sequences: bool) -> nn.Module:
-        rnn = SimpleRNN(
-            width,
-            config.hidden_size,
-            activation=config.activation,
-            return_sequences=sequences,
-            backend=config.backend,
-            dropout=config.dropout,
-            recurrent_dropout=config.recurrent_dropout,
-        )
-        return Bidirectional(rnn) if config.bidirectional else rnn
-
-    if config.layers == 1 and not config.bidirectional:
-        return layer(input_size, return_sequences)
-    width = config.hidden_size * (2 if config.bidirectional else 1)
-    widths = [input_size] + [width] * (config.layers - 1)
-    last = config.layers - 1
-    return Stacked([layer(w, i < last or return_sequences) for i, w in enumerate(widths)])
-
-
-def gated(config: LayerConfig, input_size: int, return_sequences: bool) -> GatedRNN:
-    """The LSTM or GRU ``config`` names, one layer, in the directions it asks for."""
-    return GatedRNN(
-        config.architecture,
-        input_size,
-        config.hidden_size,
-        bidirectional=config.bidirectional,
-        return_sequences=return_sequences,
-    )
 
 
 def pooled(states: Tensor, mask: Tensor | None, pooling: str) -> Tensor:
@@ -151,18 +66,6 @@ def head_width(config: LayerConfig, width: int) -> int:
     return width * (2 if config.pooling == "max+mean" else 1)
 
 
-def keras_forget_bias(lstm: nn.LSTM) -> None:
-    """Forget-gate bias 1, as Keras' ``unit_forget_bias=True``: an LSTM then starts out keeping
-    its cell state, which is what lets it learn long dependencies at all in a short budget."""
-    H = lstm.hidden_size
-    with torch.no_grad():
-        for name, bias in lstm.named_parameters():
-            if name.startswith("bias_ih"):
-                bias[H : 2 * H].fill_(1.0)  # gate order: input, forget, cell, output
-            elif name.startswith("bias_hh"):
-                bias[H : 2 * H].fill_(0.0)
-
-
 def keras_dense_init(layer: nn.Linear) -> None:
     """Glorot-uniform weights and zero bias (Keras' Dense defaults; torch uses Kaiming)."""
     nn.init.xavier_uniform_(layer.weight)
@@ -180,18 +83,15 @@ class ReviewClassifier(nn.Module):
         E, T = config.embedding_dim, config.max_len
         self.embedding = nn.Embedding(config.vocab_size, E)
         nn.init.uniform_(self.embedding.weight, -0.05, 0.05)  # Keras' embedding initializer
-        if config.architecture == "shallow":
+        self.cell = cells.kind_of(config.architecture)
+        if self.cell.build is None:
             self.rnn = None
             features = T * E
-        elif config.architecture in GATED:
-            self.rnn = gated(config, E, return_sequences=config.pooling != "last")
-            features = head_width(config, self.rnn.hidden_size)
         else:
-            all_states = config.architecture == "rnn-all-states"
-            sequences = all_states or config.pooling != "last"
-            self.rnn = recurrent(config, E, return_sequences=sequences)
+            sequences = self.cell.all_states or config.pooling != "last"
+            self.rnn = self.cell.build(config, E, sequences)
             width = self.rnn.hidden_size
-            features = T * width if all_states else head_width(config, width)
+            features = T * width if self.cell.all_states else head_width(config, width)
         self.flatten = nn.Flatten()
         self.head_dropout = nn.Dropout(config.head_dropout)
         self.dense = nn.Linear(features, output_units(classes))
@@ -211,33 +111,13 @@ class ReviewClassifier(nn.Module):
         other over every step (the plain path; the summary uses it to see each layer)."""
         if self.rnn is None:
             return self._head(self.embedding(ids))
-        if isinstance(self.rnn, GatedRNN):
-            states, words = self._gated_states(ids)
-        elif self.config.mask_padding:
-            words = ids != PAD  # padding steps carry the state; pooling leaves them out
-            if layer_by_layer:
-                states = self.rnn(self.embedding(ids), mask=words)
-            else:
-                states = self.rnn.from_ids(ids, self.embedding.weight, PAD, words_only=True)
-        elif layer_by_layer:
-            states, words = self.rnn(self.embedding(ids)), None
-        else:
-            states = self.rnn.from_ids(ids, self.embedding.weight, padding_id=PAD)
-            words = None
+        # with mask_padding, padding steps carry the state and pooling leaves them out
+        states, words = self.cell.read_words(
+            self.rnn, self.embedding, ids, PAD, self.config.mask_padding, layer_by_layer
+        )
         if self.config.pooling != "last":
             states = pooled(states, words, self.config.pooling)
         return self._head(states)
-
-    def _gated_states(self, ids: Tensor) -> tuple[Tensor, Tensor | None]:
-        """The gated layer's output over ``ids`` and the steps it read (None: all). With
-        ``mask_padding`` the words move to the front and are read packed (cuDNN's and
-        PyTorch's way to skip padding), so pooling reads the states of the words only."""
-        embedded = self.embedding(ids)
-        if not self.config.mask_padding:
-            return self.rnn(embedded), None
-        words, lengths = to_front(embedded, ids != PAD)
-        read = torch.arange(ids.shape[1], device=ids.device)[None, :] < lengths[:, None]
-        return self.rnn(words, lengths=lengths.clamp(min=1)), read
 
     def all_states(self, ids: Tensor) -> Tensor:
         """Every RNN state (B, T, H) over the padded ids, whatever the model returns."""
@@ -291,18 +171,6 @@ def skip_missing(x: Tensor) -> tuple[Tensor, Tensor]:
     return to_front(torch.nan_to_num(x, nan=0.0), ~torch.isnan(x).any(-1))
 
 
-def to_front(x: Tensor, kept: Tensor) -> tuple[Tensor, Tensor]:
-    """Steps (B, T, F) and which to keep (B, T) bool -> the kept steps moved to the front, in
-    order, zeros after them (B, T, F), and how many each row has (B,)."""
-    order = torch.argsort((~kept).to(torch.int8), dim=1, stable=True)
-    moved = torch.gather(x, 1, order[..., None].expand_as(x))
-    lengths = kept.sum(1)
-    moved = moved * (
-        torch.arange(x.shape[1], device=x.device)[None, :, None] < lengths[:, None, None]
-    )
-    return moved, lengths
-
-
 class SequenceModel(nn.Module):
     """Values (B, T, F) float, NaN = missing or padding -> logits (B,) (two classes), (B, C)
     (more), or for ``task="forecast"`` predictions (B, T, F) of each next present step.
@@ -320,11 +188,8 @@ class SequenceModel(nn.Module):
         F_ = config.input_size
         self.register_buffer("mean", torch.zeros(F_))
         self.register_buffer("std", torch.ones(F_))
-        if config.architecture in GATED:
-            self.rnn = gated(config, F_, return_sequences=forecast or config.pooling != "last")
-        else:
-            sequences = forecast or config.pooling != "last"
-            self.rnn = recurrent(config, F_, return_sequences=sequences)
+        self.cell = cells.kind_of(config.architecture, texts=False)
+        self.rnn = self.cell.build(config, F_, forecast or config.pooling != "last")
         width = head_width(config, self.rnn.hidden_size)
         self.head_dropout = nn.Dropout(config.head_dropout)
         self.dense = nn.Linear(width, F_ if forecast else output_units(classes))
@@ -362,10 +227,7 @@ class SequenceModel(nn.Module):
         as ``forward`` gives them for the chunk, and the state after it (B, H). Chained over the
         chunks of a series, the last chunk's outputs are the whole series' (truncated
         backpropagation through time; one simple RNN layer)."""
-        if not isinstance(self.rnn, SimpleRNN) or self.config.pooling != "last":
-            raise UserError(
-                "--tbptt needs one simple RNN layer (--model rnn --layers 1 --pooling last)"
-            )
+        cells.check_chunks(self.config, self.config.architecture)
         values, lengths = skip_missing((x - self.mean) / self.std)
         states = self.rnn.states(values, h0, lengths=lengths)
         last = states[:, -1]

@@ -776,7 +776,7 @@ def _explained_non_finite(checkpoint: Path | None) -> Iterator[None]:
         yield
     except NonFiniteLoss as error:
         kept = f" ({checkpoint} keeps the last good state)" if _exists(checkpoint) else ""
-        raise UserError(f"{error}; training stopped{kept}: lower --lr or set --clip-norm") from None
+        raise UserError(f"{error}; training stopped{kept}: lower `lr` or set `clip_norm`") from None
 
 
 def _exists(path: Path | None) -> bool:
@@ -796,9 +796,7 @@ def _start(
     and the training state: fresh, or the checkpoint's."""
     config.validate(len(train), world.size)
     if config.tbptt and not hasattr(model, "read_chunk"):
-        raise UserError("--tbptt reads numeric sequences in chunks: train series or speech")
-    if config.tbptt and world.distributed:
-        raise UserError("--tbptt trains in one process: leave out --nproc-per-node")
+        raise UserError("`tbptt` reads numeric sequences in chunks: train series or speech")
     model.to(device_for(world, resolve_device(config.device)))
     optimizer = make_optimizer(model, config)
     shuffle = torch.Generator().manual_seed(config.seed)

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+import elman.cells as cells
 from elman.bundle import Prediction, TrainedClassifier, TrainedSequenceModel, load, save_bundle
 from elman.config import (
     CHECKPOINT,
@@ -112,15 +113,16 @@ def claimed(out_dir: Path) -> Iterator[None]:
         raise
 
 
-def check_tbptt(config: RunConfig) -> None:
-    """``--tbptt`` reads numeric sequences in chunks through one simple RNN layer."""
+def check_tbptt(config: RunConfig, workers: int = 1) -> None:
+    """``tbptt`` reads numeric sequences in chunks, in one process, through a layer that can
+    (``elman.cells.check_chunks``)."""
     if not config.train.tbptt:
         return
     if config.reads_text:
-        raise UserError("--tbptt reads numeric sequences in chunks: train series or speech")
-    model = config.model
-    if model.architecture != "rnn" or model.layers != 1 or model.bidirectional:
-        raise UserError("--tbptt needs one simple RNN layer (--model rnn --layers 1)")
+        raise UserError("`tbptt` reads numeric sequences in chunks: train series or speech")
+    if workers > 1:
+        raise UserError("`tbptt` trains in one process: leave out `nproc_per_node`")
+    cells.check_chunks(config.model, config.model.architecture)
 
 
 def prepare_data(config: RunConfig, log: Log = print) -> tuple[RunConfig, Splits]:
@@ -248,7 +250,7 @@ def train_model(
         out_dir = Path(out_dir)
         config.model.validate()
         config.train.validate()
-        check_tbptt(config)
+        check_tbptt(config, world.size)
         if not world.main:  # rank 0 checks and locks the folder; a refusal stops everyone
             config = _resumed(config, out_dir) if resume else config
             return _train(config, out_dir, log, progress, save_settings=False, world=world)
@@ -289,7 +291,8 @@ def compile_ahead(config: RunConfig) -> subprocess.Popen | None:
     keeps what it compiles on disk, where this process then finds it): a first run on a fresh
     install overlaps its two slowest parts. Text models only (the others' kernels depend on
     the data's width); None if there is nothing to do."""
-    if not config.reads_text or config.model.architecture != "rnn" or (os.cpu_count() or 1) < 2:
+    kind = cells.kind_of(config.model.architecture)
+    if not config.reads_text or not kind.compiled or (os.cpu_count() or 1) < 2:
         return None
     compiled = Path(__file__).parent / "kernels" / "__pycache__"
     if any(compiled.glob("ids.*.nbi")):  # compiled before (numba's index files): nothing to do

@@ -23,7 +23,6 @@ from elman.analysis.cells import hidden, step_function
 from elman.data.text import PAD, tokenize
 from elman.files import atomic_write, json_bytes
 from elman.models import ReviewClassifier
-from elman.rnn import SimpleRNN
 
 
 def _first_word(ids: Tensor) -> int:
@@ -82,8 +81,9 @@ def gradient_flow(model: ReviewClassifier, ids: Tensor) -> dict[str, object]:
         "first": first.tolist(),
         "last": last.tolist(),
     }
-    if isinstance(model.rnn, SimpleRNN):
-        W_h = model.rnn.A.detach()[:, : model.rnn.hidden_size].double()
+    recurrent = model.cell.recurrent_matrix
+    if recurrent is not None and recurrent(model.rnn) is not None:
+        W_h = recurrent(model.rnn).detach().double()
         result["singular_values"] = torch.linalg.svdvals(W_h).tolist()
         result["spectral_radius"] = float(torch.linalg.eigvals(W_h).abs().max())
     return result

@@ -17,12 +17,12 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from elman.models import keras_forget_bias
-from elman.rnn import SimpleRNN
+import elman.cells as cells
+from elman.config import SequenceConfig
 from elman.settings import setting
 from elman.train import RMSprop, train_step
 
-LAYERS = ("rnn", "lstm", "gru")
+LAYERS = cells.names(texts=False)  # the kinds that read any sequence (rnn, lstm, gru)
 
 
 @dataclass
@@ -55,18 +55,14 @@ class RecallModel(nn.Module):
         super().__init__()
         E, H = config.embedding_dim, config.hidden_size
         self.embedding = nn.Embedding(2 * config.symbols, E)
-        if layer == "rnn":
-            self.rnn: nn.Module = SimpleRNN(E, H)
-        else:
-            self.rnn = (nn.LSTM if layer == "lstm" else nn.GRU)(E, H, batch_first=True)
-            if layer == "lstm":
-                keras_forget_bias(self.rnn)
+        settings = SequenceConfig(architecture=layer, input_size=E, hidden_size=H)
+        settings.validate()
+        self.rnn = cells.kind_of(layer, texts=False).build(settings, E, False)
         self.head = nn.Linear(H, config.symbols)
 
     def forward(self, ids: Tensor) -> Tensor:
         x = self.embedding(ids)
-        last = self.rnn(x) if isinstance(self.rnn, SimpleRNN) else self.rnn(x)[0][:, -1]
-        return self.head(last)
+        return self.head(self.rnn(x))
 
 
 def train_recall(layer: str, lag: int, config: MemoryConfig) -> float:
