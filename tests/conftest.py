@@ -190,9 +190,9 @@ REVIEW_WORDS = ["the", "film", "was", "great", "bad", "acting", "story", "boring
 def save_small_model(folder: Path, max_len: int = 16, hidden_size: int = 6):
     """An untrained 13-id model saved as ``elman train`` saves one (for checks that need no
     accuracy): vocabulary = the reserved ids + REVIEW_WORDS. Returns (model, vocabulary)."""
-    from elman.bundle import save_bundle
     from elman.config import RunConfig
     from elman.data.text import Vocabulary
+    from elman.inference import save_bundle
     from elman.models import ModelConfig, ReviewClassifier
 
     torch.manual_seed(0)

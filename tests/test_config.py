@@ -5,9 +5,9 @@ import json
 import pytest
 
 from conftest import save_small_model
-from elman.bundle import load
 from elman.config import load_config, preset, save_config
 from elman.errors import UserError
+from elman.inference import load
 
 
 def test_presets():

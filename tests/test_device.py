@@ -6,9 +6,9 @@ import pytest
 import torch
 from tests.conftest import save_small_model
 
-from elman.bundle import load
 from elman.config import TrainConfig
 from elman.errors import UserError
+from elman.inference import load
 from elman.models import ModelConfig, ReviewClassifier
 from elman.train import (
     CapturedStep,

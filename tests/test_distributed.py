@@ -98,8 +98,8 @@ def test_two_workers_of_16_train_as_one_process_of_32(
 
 def test_evaluation_over_two_workers_equals_one_process_exactly(two_workers):
     """The 2-worker run's test scores, against the saved weights evaluated in this process."""
-    from elman.bundle import load
     from elman.data import SOURCES
+    from elman.inference import load
     from elman.train import evaluate
 
     trained = load(two_workers)

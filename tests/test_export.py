@@ -36,9 +36,9 @@ def test_onnx_graph_gives_elmans_probabilities_on_real_reviews(
 
 
 def test_export_refuses_what_onnx_rnn_cannot_say(tmp_path):
-    from elman.bundle import save_bundle
     from elman.config import RunConfig
     from elman.data.text import Vocabulary
+    from elman.inference import save_bundle
     from elman.models import ModelConfig, ReviewClassifier
 
     config = RunConfig(ModelConfig(vocab_size=13, max_len=8, hidden_size=4, bidirectional=True))

@@ -121,7 +121,7 @@ def test_import_elman_is_light():
         "import sys, elman; "
         "print(sorted(m for m in sys.modules if m.split('.')[0] in "
         "('numba', 'librosa', 'matplotlib', 'safetensors', 'torchinfo', 'pooch') "
-        "or m.startswith(('elman.data', 'elman.train', 'elman.bundle', 'elman.models'))))"
+        "or m.startswith(('elman.data', 'elman.train', 'elman.inference', 'elman.models'))))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr

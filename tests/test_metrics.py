@@ -4,9 +4,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from elman.bundle import load, save_bundle
 from elman.config import RunConfig
 from elman.data.series import SeriesConfig
+from elman.inference import load, save_bundle
 from elman.metrics import confusion_matrix, per_class_scores
 from elman.models import SequenceConfig, SequenceModel
 from elman.train import loss_and_metric

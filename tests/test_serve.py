@@ -108,7 +108,7 @@ def test_concurrent_requests_are_gathered_into_batches(server, reviews):
 
 
 def test_a_batch_is_encoded_at_once_and_an_unreadable_request_refused_alone(subset_model, reviews):
-    from elman.bundle import load
+    from elman.inference import load
     from elman.serve import BadRequest, Server, ServeSettings
 
     trained = load(subset_model)
@@ -229,7 +229,7 @@ def test_series_the_command_line_refuses_are_refused_over_http(
     series_model, tmp_path, values, words
 ):
     """The server and ``elman predict`` agree: what one refuses, the other refuses too."""
-    from elman.bundle import load
+    from elman.inference import load
     from elman.serve import BadRequest, Server, ServeSettings
 
     server = Server(load(series_model), ServeSettings())
@@ -251,7 +251,7 @@ def test_deeply_nested_json_is_a_client_error(server):
 def test_model_info_names_no_server_path(subset_model):
     from dataclasses import replace
 
-    from elman.bundle import load
+    from elman.inference import load
     from elman.serve import model_info
 
     trained = load(subset_model)

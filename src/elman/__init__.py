@@ -16,7 +16,7 @@ __all__ = ["RNN", "Bidirectional", "SimpleRNN", "__version__", "load"]
 
 def __getattr__(name: str) -> Any:
     if name == "load":
-        from elman.bundle import load
+        from elman.inference import load
 
         return load
     raise AttributeError(f"module 'elman' has no attribute {name!r}")

@@ -31,7 +31,7 @@ from elman.kernels import BACKENDS
 from elman.kernels.reference import ACTIVATIONS
 from elman.settings import choose, json_text, setting, typed
 
-# The files of a saved model folder (see elman.bundle; and VOCABULARY, from elman.data.text)
+# The files of a saved model folder (see elman.inference; and VOCABULARY, from elman.data.text)
 CONFIG, WEIGHTS, HISTORY, METRICS, CHECKPOINT = (
     "config.json",
     "weights.safetensors",

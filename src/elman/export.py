@@ -96,7 +96,7 @@ def _weights(model, recurrent: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 def export_onnx(folder: str | Path, path: str | Path) -> Path:
     """Write the model saved in ``folder`` to ``path`` as ONNX (atomically)."""
-    from elman.bundle import load
+    from elman.inference import load
 
     path = Path(path)
     if path.suffix != ".onnx":

@@ -212,7 +212,7 @@ class Server:
         return values
 
     def answer(self, outputs: np.ndarray) -> dict:
-        from elman.bundle import to_predictions
+        from elman.inference import to_predictions
 
         if self.forecasts:  # the next value of each series, (N, F)
             return {"forecasts": outputs.tolist()}
@@ -298,7 +298,7 @@ def create_app(folder: str | Path, settings: ServeSettings | None = None):
     from starlette.responses import HTMLResponse, JSONResponse
     from starlette.routing import Route
 
-    from elman.bundle import load
+    from elman.inference import load
 
     settings = settings or ServeSettings()
     server = Server(load(folder), settings)

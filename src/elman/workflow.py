@@ -20,7 +20,6 @@ import numpy as np
 import torch
 
 import elman.cells as cells
-from elman.bundle import Prediction, TrainedClassifier, TrainedSequenceModel, load, save_bundle
 from elman.config import (
     CHECKPOINT,
     CONFIG,
@@ -42,6 +41,7 @@ from elman.data.split import Split
 from elman.distributed import World, check_same, device_for, fingerprint, joined, share_cores
 from elman.errors import UserError
 from elman.files import LOCK, locked_folder, refuse_if_locked
+from elman.inference import Prediction, TrainedClassifier, TrainedSequenceModel, load, save_bundle
 from elman.metrics import (
     classification_report,
     forecast_report,

@@ -10,7 +10,7 @@ from conftest import run_elman, save_small_model
 from elman.analysis.cells import hidden, step_function
 from elman.analysis.gradients import gradient_flow
 from elman.analysis.memory import MemoryConfig, analyze_memory
-from elman.bundle import load
+from elman.inference import load
 from elman.kernels.reference import reference_rnn
 from elman.models import ModelConfig, ReviewClassifier
 

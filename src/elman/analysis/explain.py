@@ -14,9 +14,9 @@ from pathlib import Path
 
 import torch
 
-from elman.bundle import TrainedClassifier
 from elman.data.text import PAD, tokenize
 from elman.errors import UserError
+from elman.inference import TrainedClassifier
 
 
 @dataclass
@@ -114,8 +114,8 @@ def plot_reading(reading: Reading, path: Path) -> None:
 def explain(folder: Path, text: str, out_dir: Path) -> Reading:
     """Read ``text`` with the model in ``folder``; write explain.html, explain.png and
     explain.json into ``out_dir``."""
-    from elman.bundle import load
     from elman.files import atomic_write, json_bytes
+    from elman.inference import load
 
     reading = read_word_by_word(load(folder), text)
     out_dir.mkdir(parents=True, exist_ok=True)

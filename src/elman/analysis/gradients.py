@@ -134,8 +134,8 @@ def analyze_gradients(
     ``gradients.json`` and ``gradients.png`` into ``out_dir``; returns the JSON's content.
 
     Without ``review``, the first test review of at least 300 words is used."""
-    from elman.bundle import load
     from elman.data.imdb import read_reviews, resolve_source
+    from elman.inference import load
 
     classifier = load(folder)
     if review is None:

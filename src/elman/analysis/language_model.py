@@ -20,11 +20,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from elman.bundle import save_files
 from elman.config import save_config
 from elman.data.imdb import read_unlabeled, resolve_source
 from elman.data.text import OOV, RESERVED, Vocabulary, rank_words, tokenize
 from elman.errors import UserError
+from elman.inference import save_files
 from elman.rnn import SimpleRNN
 from elman.settings import setting
 from elman.train import RMSprop, train_step

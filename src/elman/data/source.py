@@ -27,9 +27,9 @@ from elman.data.text import Vocabulary
 from elman.errors import UserError
 
 if TYPE_CHECKING:  # (types only: data/ never imports the layers above it)
-    from elman.bundle import TrainedClassifier, TrainedSequenceModel
     from elman.config import RunConfig
     from elman.data.shards import EncodedWriter, Shards
+    from elman.inference import TrainedClassifier, TrainedSequenceModel
 
     Trained = TrainedClassifier | TrainedSequenceModel
 

@@ -1,4 +1,6 @@
-"""A trained model as one folder: save it, load it, and predict with it.
+"""Inference: a trained model as one folder; save it, load it (``elman.load``) and predict.
+Nothing here imports the trainer, the workers' module or the encoded shards: training builds on
+this module, not the reverse (``tests/test_layout.py`` holds it).
 
     runs/imdb/
         config.json          source, class names, architecture, sizes, data and training
