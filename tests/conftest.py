@@ -100,7 +100,8 @@ def subset_archive(real_archive, tmp_path_factory) -> Path:
 def subset_model(subset_archive, real_cache, tmp_path_factory) -> Path:
     """A reference-architecture classifier trained on the real-subset archive (2 epochs of
     1,000 reviews, 150 words), saved as ``elman train`` saves it."""
-    from elman.config import preset, updated
+    from elman.config import updated
+    from elman.runs import preset
     from elman.workflow import train_model
 
     out = tmp_path_factory.mktemp("subset-model") / "model"
@@ -191,12 +192,14 @@ def save_small_model(folder: Path, max_len: int = 16, hidden_size: int = 6):
     """An untrained 13-id model saved as ``elman train`` saves one (for checks that need no
     accuracy): vocabulary = the reserved ids + REVIEW_WORDS. Returns (model, vocabulary)."""
     from elman.config import RunConfig
+    from elman.data.imdb import IMDBConfig
     from elman.data.text import Vocabulary
     from elman.inference import save_bundle
     from elman.models import ModelConfig, ReviewClassifier
 
     torch.manual_seed(0)
-    config = RunConfig(ModelConfig(vocab_size=13, max_len=max_len, hidden_size=hidden_size))
+    model_config = ModelConfig(vocab_size=13, max_len=max_len, hidden_size=hidden_size)
+    config = RunConfig(model_config, IMDBConfig(), classes=["negative", "positive"])
     model = ReviewClassifier(config.model)
     vocabulary = Vocabulary.from_ranked(REVIEW_WORDS, 13)
     save_bundle(folder, model, vocabulary, config, [{"epoch": 1}], {"test_acc": 0.5})

@@ -10,9 +10,9 @@ from conftest import run_elman
 from elman.analysis.language_model import LMConfig
 from elman.analysis.memory import MemoryConfig
 from elman.cli import build_parser, run_config, shown_value
-from elman.config import preset
 from elman.data import SOURCES
 from elman.errors import UserError
+from elman.runs import preset
 
 
 def _subparser(parser: argparse.ArgumentParser, *path: str) -> argparse.ArgumentParser:

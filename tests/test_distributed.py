@@ -103,7 +103,7 @@ def test_evaluation_over_two_workers_equals_one_process_exactly(two_workers):
     from elman.train import evaluate
 
     trained = load(two_workers)
-    splits = SOURCES["imdb"].read(trained.config, lambda _: None)
+    splits = SOURCES["imdb"].read(trained.config.data, trained.fitted.encoding, lambda _: None)
     alone = evaluate(trained.model, splits.test, trained.config.train.eval_batch_size)
     assert len(splits.test) == 2 * TEST_REVIEWS  # 8 batches of 50: 4 on each worker
     assert alone["acc"] == metrics(two_workers)["test_acc"]

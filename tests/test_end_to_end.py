@@ -68,7 +68,7 @@ def test_reference_model_on_real_reviews(real_archive, real_cache, tmp_path):
 @pytest.mark.slow
 def test_preset_best_beats_the_reference_recipe_on_the_test_reviews(real_archive, real_cache):
     """`--preset best` on the real reviews, seed 0, against the reference recipe, seed 0."""
-    from elman.config import preset
+    from elman.runs import preset
 
     accuracies = {}
     for recipe in ("reference", "best"):

@@ -37,11 +37,13 @@ def test_onnx_graph_gives_elmans_probabilities_on_real_reviews(
 
 def test_export_refuses_what_onnx_rnn_cannot_say(tmp_path):
     from elman.config import RunConfig
+    from elman.data.imdb import IMDBConfig
     from elman.data.text import Vocabulary
     from elman.inference import save_bundle
     from elman.models import ModelConfig, ReviewClassifier
 
-    config = RunConfig(ModelConfig(vocab_size=13, max_len=8, hidden_size=4, bidirectional=True))
+    model_config = ModelConfig(vocab_size=13, max_len=8, hidden_size=4, bidirectional=True)
+    config = RunConfig(model_config, IMDBConfig(), classes=["negative", "positive"])
     save_bundle(
         tmp_path / "bi",
         ReviewClassifier(config.model),

@@ -160,7 +160,7 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(small_real, tmp_pa
 
     model.dense.register_forward_hook(poison)
     # 20 training steps and 1 validation batch per epoch: call 26 is epoch 2, step 5.
-    with pytest.raises(UserError, match=r"loss became nan at epoch 2, step 5.*--clip-norm"):
+    with pytest.raises(UserError, match=r"loss became nan at epoch 2, step 5.*`clip_norm`"):
         fit(
             model,
             *small_real,

@@ -125,7 +125,8 @@ def given_settings(args: argparse.Namespace, config: Any) -> dict[str, Any]:
 def run_config(args: argparse.Namespace):
     """The preset for the source and ``--model``, with every option the user gave applied."""
     from elman.cells import DEFAULT_CELL
-    from elman.config import preset, updated
+    from elman.config import updated
+    from elman.runs import preset
 
     config = preset(
         getattr(args, "source", "imdb"),
@@ -311,8 +312,8 @@ def cmd_explain(args: argparse.Namespace) -> None:
 
 
 def _add_train(commands) -> None:
-    from elman.config import preset
     from elman.data import SOURCES
+    from elman.runs import preset
 
     train = commands.add_parser("train", help="train a model")
     sources = train.add_subparsers(dest="source", required=True, metavar="SOURCE")
@@ -360,8 +361,8 @@ def _add_train(commands) -> None:
 
 
 def _add_encode(commands) -> None:
-    from elman.config import preset
     from elman.data import SOURCES
+    from elman.runs import preset
 
     encode = commands.add_parser(
         "encode",
@@ -511,7 +512,7 @@ def _add_analysis(commands) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from elman.config import preset
+    from elman.runs import preset
     from elman.version import __version__
 
     parser = _Parser(

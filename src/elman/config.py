@@ -9,27 +9,24 @@
 
 A field's ``setting(default, doc)`` is everything the command line needs: ``elman train``'s
 options are generated from these dataclasses (``elman.cli``), so a flag, its default and its
-help can never disagree with the code. ``preset(source, architecture)`` gives a run's defaults;
-``save_config``/``load_config`` write and read ``config.json``.
+help can never disagree with the code. ``save_config`` writes ``config.json``. This module
+knows no data source: a run's defaults for a source (``preset``) and reading ``config.json``
+back (``load_config``), which consult the sources' registry, are in ``elman.runs``.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 import elman.cells as cells
 from elman.cells import DEFAULT_CELL
-from elman.data import SOURCES
-from elman.data.imdb import LABELS
-from elman.data.text import VOCABULARY  # noqa: F401 (re-exported with the folder's other names)
 from elman.errors import UserError, require_positive
 from elman.files import atomic_write, json_bytes
 from elman.kernels import BACKENDS
 from elman.kernels.reference import ACTIVATIONS
-from elman.settings import choose, json_text, setting, typed
+from elman.settings import choose, json_text, setting
 
 # The files of a saved model folder (see elman.inference; and VOCABULARY, from elman.data.text)
 CONFIG, WEIGHTS, HISTORY, METRICS, CHECKPOINT = (
@@ -200,49 +197,21 @@ class TrainConfig:
             raise UserError(f"patience must be >= 0, got {self.patience}")
 
 
-NETWORKS = {"words": ModelConfig, "numbers": SequenceConfig}  # a Source's network -> its config
-
-
 @dataclass
 class RunConfig:
     """Everything that defines a run: the network, the data it reads, how it is trained, and
     the names of the classes it tells apart (in the order of its outputs)."""
 
     model: ModelConfig | SequenceConfig = field(default_factory=ModelConfig)
-    data: Any = field(default_factory=lambda: SOURCES["imdb"].config())
+    data: Any = None  # the source's own settings (elman.data.imdb.IMDBConfig, ...); None: its
+    # defaults (``elman.runs`` fills them in)
     train: TrainConfig = field(default_factory=TrainConfig)
     source: str = "imdb"
-    classes: list[str] = field(default_factory=lambda: list(LABELS))
+    classes: list[str] = field(default_factory=list)
 
     @property
     def reads_text(self) -> bool:
         return isinstance(self.model, ModelConfig)
-
-
-def preset(source: str = "imdb", architecture: str = "rnn", recipe: str = "reference") -> RunConfig:
-    """A run's defaults: the dataclasses', then the source's preset, then the named ``recipe``
-    of the source (``reference``: none), then the architecture's."""
-    if source not in SOURCES:
-        raise UserError(f"unknown source {source!r}: choose one of {', '.join(SOURCES)}")
-    kind = SOURCES[source]
-    if recipe != "reference" and recipe not in kind.recipes:
-        names = ", ".join(["reference", *kind.recipes])
-        raise UserError(f"{source} has no preset {recipe!r}: choose one of {names}")
-    overrides: dict[str, dict[str, Any]] = {
-        "model": {"architecture": architecture},
-        "data": {},
-        "train": {},
-    }
-    extras = (kind.preset, kind.recipes.get(recipe, {}), cells.kind_of(architecture).preset)
-    for extra in (*extras, {"model": kind.fixed}):
-        for part, values in extra.items():
-            overrides[part].update(values)
-    return RunConfig(
-        model=NETWORKS[kind.network](**overrides["model"]),
-        data=kind.config(**overrides["data"]),
-        train=TrainConfig(**overrides["train"]),
-        source=source,
-    )
 
 
 def updated(config: RunConfig, values: dict[str, Any]) -> RunConfig:
@@ -265,19 +234,6 @@ def save_config(folder: Path, config: Any, kind: str | None = None) -> None:
     atomic_write(Path(folder) / CONFIG, json_bytes(saved))
 
 
-# Fields that config.json files of elman 0.1's first releases held twice (now stored once).
-_OLD_COPIES = {"model": ("classes",), "data": ("vocab_size", "max_len", "seed", "task")}
-
-
-def _part(saved: dict, part: str, cls: type, where: str) -> Any:
-    """One part of config.json as its dataclass, each value checked against its declared type
-    (the copies old files held dropped)."""
-    values = saved.get(part, {})
-    if isinstance(values, dict):
-        values = {k: v for k, v in values.items() if k not in _OLD_COPIES.get(part, ())}
-    return typed(cls, values, f"{where} {part}")
-
-
 def check_class_names(config: RunConfig, where: str) -> None:
     """Class names: distinct non-empty strings, at least two for a classifier."""
     classes = config.classes
@@ -288,39 +244,6 @@ def check_class_names(config: RunConfig, where: str) -> None:
         raise UserError(
             f"{where}: classes must be two or more distinct names, got {json_text(classes)}"
         )
-
-
-def load_config(folder: Path) -> RunConfig:
-    """``config.json`` of a saved model, every part and value checked: a file elman did not
-    write, or one edited into something that does not fit, is refused with one line."""
-    path = Path(folder) / CONFIG
-    if not path.is_file():
-        raise UserError(f"{folder} is not a saved elman model: {CONFIG} is missing")
-    try:
-        saved = json.loads(path.read_bytes().decode("utf-8"))
-    except (ValueError, UnicodeDecodeError) as error:
-        raise UserError(f"{path} is not valid JSON ({error}): train the model again") from None
-    if not isinstance(saved, dict):
-        raise UserError(f"{path} must hold a JSON object of settings, got {type(saved).__name__}")
-    if "kind" in saved:
-        raise UserError(f"{folder} holds a {saved['kind']}, not a classifier: use elman lm next")
-    if saved.get("source", "imdb") not in SOURCES:
-        raise UserError(f"{path}: unknown source {json_text(saved.get('source'))}")
-    kind = SOURCES[saved.get("source", "imdb")]
-    config = RunConfig(
-        model=_part(saved, "model", NETWORKS[kind.network], path.name),
-        data=_part(saved, "data", kind.config, path.name),
-        train=_part(saved, "train", TrainConfig, path.name),
-        source=kind.name,
-        classes=saved.get("classes", list(LABELS)),
-    )
-    old_task = saved.get("data", {}).get("task")
-    if old_task and kind.network == "numbers":  # (files of 0.1's first releases kept it there)
-        config.model.task = old_task
-    config.model.validate()
-    config.train.validate()
-    check_class_names(config, path.name)
-    return config
 
 
 def holds_model(folder: Path) -> bool:

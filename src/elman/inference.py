@@ -27,18 +27,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from elman.config import (
-    CONFIG,
-    HISTORY,
-    METRICS,
-    VOCABULARY,
-    WEIGHTS,
-    RunConfig,
-    holds_model,
-    load_config,
-    save_config,
-)
-from elman.data.text import Vocabulary, read_vocabulary, vocabulary_bytes
+from elman.config import CONFIG, HISTORY, METRICS, WEIGHTS, RunConfig, holds_model, save_config
+from elman.data.source import Fitted, Learned
+from elman.data.text import VOCABULARY, Vocabulary, read_vocabulary, vocabulary_bytes
 from elman.errors import UserError
 from elman.files import atomic_write, json_bytes
 from elman.models import (
@@ -49,6 +40,7 @@ from elman.models import (
     class_probabilities,
     skip_missing,
 )
+from elman.runs import encoding_of, load_config
 
 __all__ = ["Prediction", "TrainedClassifier", "TrainedSequenceModel", "holds_model", "load"]
 
@@ -118,6 +110,20 @@ class Trained:
 
     def predictions(self, x: np.ndarray, batch_size: int = 1000) -> list[Prediction]:
         return to_predictions(self.probabilities(x, batch_size), self.config.classes)
+
+    @property
+    def fitted(self) -> Fitted:
+        """What the model's data source needs to read new data as it read the training data
+        (``elman.data.source.Fitted``)."""
+        mean, std = (getattr(self.model, name, None) for name in ("mean", "std"))
+        learned = Learned(
+            list(self.config.classes),
+            getattr(self, "vocabulary", None),
+            None if mean is None else mean.cpu().numpy(),
+            None if std is None else std.cpu().numpy(),
+            getattr(self.config.model, "input_size", None),
+        )
+        return Fitted(self.config.data, encoding_of(self.config), learned)
 
 
 @dataclass

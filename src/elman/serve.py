@@ -159,7 +159,7 @@ class Server:
             if not body:
                 raise BadRequest(422, "send the file (a WAV recording) as the request body")
             try:
-                return self.source.upload(self.trained, body)
+                return self.source.upload(self.trained.fitted, body)
             except UserError as error:
                 raise BadRequest(422, str(error)) from None
             except (RuntimeError, ValueError, OSError) as error:
@@ -320,8 +320,8 @@ def create_app(folder: str | Path, settings: ServeSettings | None = None):
 
     async def examples(request: Request) -> JSONResponse:
         if server.examples is None:
-            read = server.source.examples or (lambda trained, count: [])
-            server.examples = await asyncio.to_thread(read, server.trained, 6)
+            read = server.source.examples or (lambda fitted, count: [])
+            server.examples = await asyncio.to_thread(read, server.trained.fitted, 6)
         return JSONResponse({"examples": server.examples})
 
     @contextlib.asynccontextmanager

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -25,19 +26,17 @@ from elman.config import (
     CONFIG,
     HISTORY,
     METRICS,
-    VOCABULARY,
     WEIGHTS,
     RunConfig,
     holds_model,
-    load_config,
-    preset,
     save_config,
     updated,
 )
 from elman.data import SOURCES
-from elman.data.shards import EncodedWriter, found_in, read_encoded, written
-from elman.data.source import Given, Inputs, Splits
+from elman.data.shards import EncodedWriter, read_encoded, written
+from elman.data.source import Given, Inputs, Learned, Splits
 from elman.data.split import Split
+from elman.data.text import VOCABULARY
 from elman.distributed import World, check_same, device_for, fingerprint, joined, share_cores
 from elman.errors import UserError
 from elman.files import LOCK, locked_folder, refuse_if_locked
@@ -49,6 +48,7 @@ from elman.metrics import (
     format_forecast,
 )
 from elman.models import ReviewClassifier, SequenceModel, build_model, check_memory, summary
+from elman.runs import encoding_of, load_config, preset
 from elman.train import evaluate, fit, metric_name, predict_outputs, resolve_device
 
 Log = Callable[[str], None]
@@ -131,24 +131,32 @@ def prepare_data(config: RunConfig, log: Log = print) -> tuple[RunConfig, Splits
     if config.train.encoded:
         splits = read_encoded(Path(config.train.encoded), config.source)
     else:
-        splits = SOURCES[config.source].read(config, log)
-    fixed = dict(splits.model)
-    if splits.vocabulary is not None and len(splits.vocabulary) < config.model.vocab_size:
+        splits = SOURCES[config.source].read(config.data, encoding_of(config), log)
+    return completed(config, splits.learned, log), splits
+
+
+def completed(config: RunConfig, learned: Learned, log: Log = print) -> RunConfig:
+    """The run's settings completed from what its data source learned: the class names, the
+    input width, the settings the data decided, an encoded folder's sizes."""
+    fixed: dict[str, Any] = dict(learned.shape)
+    if learned.input_size is not None:
+        fixed["input_size"] = learned.input_size
+    vocabulary, asked = learned.vocabulary, getattr(config.model, "vocab_size", 0)
+    if vocabulary is not None and len(vocabulary) < fixed.get("vocab_size", asked):
         # A corpus with fewer distinct words than --vocab-size: the ids above its last word
         # would never be read, and the saved vocabulary would not match the model's size.
-        fixed["vocab_size"] = len(splits.vocabulary)
         log(
-            f"The training texts hold {len(splits.vocabulary)} ids with the reserved ones "
-            f"(--vocab-size {config.model.vocab_size} asked for more): the model has "
-            f"{len(splits.vocabulary)}"
+            f"The training texts hold {len(vocabulary)} ids with the reserved ones "
+            f"(vocab size {asked} asked for more): the model has "
+            f"{len(vocabulary)}"
         )
-    config = replace(
+        fixed["vocab_size"] = len(vocabulary)
+    return replace(
         config,
         model=replace(config.model, **fixed),
-        data=replace(config.data, **splits.data),
-        classes=list(splits.classes),
+        data=replace(config.data, **learned.found),
+        classes=list(learned.classes),
     )
-    return config, splits
 
 
 def encode(config: RunConfig, out: Path, shard_size: int, log: Log = print) -> dict:
@@ -160,13 +168,15 @@ def encode(config: RunConfig, out: Path, shard_size: int, log: Log = print) -> d
     config.model.validate()  # (the settings that shape the arrays: before any reading)
     source = SOURCES[config.source]
     with EncodedWriter(out, shard_size) as writer:
-        found = source.stream(config, writer, log) if source.stream is not None else None
-        if found is None:
+        learned = None
+        if source.stream is not None:
+            learned = source.stream(config.data, encoding_of(config), writer, log)
+        if learned is None:
             config, splits = prepare_data(config, log)
             for part in ("train", "val", "test"):
                 writer.add(part, getattr(splits, part))
-            found = {"classes": splits.classes, **found_in(splits)}
-        manifest = writer.finish(config, **found)
+            learned = splits.learned
+        manifest = writer.finish(config.source, config.data, encoding_of(config), learned)
     log(f"Wrote {out}: {written(manifest)}")
     return manifest
 
@@ -176,9 +186,10 @@ def new_model(config: RunConfig, splits: Splits) -> ReviewClassifier | SequenceM
     statistics."""
     torch.manual_seed(config.train.seed)
     model = build_model(config)
-    if splits.mean is not None:
-        model.mean.copy_(torch.from_numpy(splits.mean))
-        model.std.copy_(torch.from_numpy(splits.std))
+    learned = splits.learned
+    if learned.mean is not None:
+        model.mean.copy_(torch.from_numpy(learned.mean))
+        model.std.copy_(torch.from_numpy(learned.std))
     return model
 
 
@@ -378,10 +389,10 @@ def _train(
     log(f"Test: loss {test['loss']:.4f} - {metric} {test[metric]:.4f}")
     log(printed)
     if out_dir is not None and world.main:
-        save_bundle(out_dir, model, splits.vocabulary, config, history, metrics)
+        save_bundle(out_dir, model, splits.learned.vocabulary, config, history, metrics)
         log(f"Saved to {out_dir}")
-    if splits.vocabulary is not None:
-        return TrainedClassifier(model, config, metrics, splits.vocabulary)
+    if splits.learned.vocabulary is not None:
+        return TrainedClassifier(model, config, metrics, splits.learned.vocabulary)
     return TrainedSequenceModel(model, config, metrics)
 
 
@@ -433,7 +444,7 @@ def evaluate_saved(
         test = read_encoded(encoded, config.source).test
     else:
         test = SOURCES[config.source].evaluation(
-            trained, Path(data_path) if data_path else None, log
+            trained.fitted, Path(data_path) if data_path else None, log
         )
     metrics, report, printed = scored(trained.model, test, config)
     return {**metrics, "samples": len(test), "report": report, "printed": printed}
@@ -447,7 +458,7 @@ def predict_saved(
     ``device``: auto (CUDA when present), cpu or cuda."""
     trained = load(folder)
     trained.model.to(resolve_device(device))
-    inputs = SOURCES[trained.config.source].inputs(trained, given, log)
+    inputs = SOURCES[trained.config.source].inputs(trained.fitted, given, log)
     if trained.model.task == "forecast":
         return inputs, trained.forecast(inputs.x)
     return inputs, trained.predictions(inputs.x)

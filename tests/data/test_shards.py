@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 import torch
 
-from elman.config import preset, updated
+from elman.config import updated
 from elman.data.shards import MANIFEST, Shards, read_encoded
 from elman.errors import UserError
+from elman.runs import preset
 from elman.train import fit, make_optimizer, train_step
 from elman.workflow import encode, evaluate_saved, new_model, prepare_data, train_model
 
@@ -65,7 +66,8 @@ def test_the_shards_hold_the_split_exactly(encoded, subset_archive, real_cache):
             np.testing.assert_array_equal(
                 getattr(getattr(streamed, split), name), getattr(getattr(direct, split), name)
             )
-    assert streamed.vocabulary == direct.vocabulary and streamed.classes == direct.classes
+    assert streamed.learned.vocabulary == direct.learned.vocabulary
+    assert streamed.learned.classes == direct.learned.classes
     assert (config.model.vocab_size, config.model.max_len) == (2000, 60)
     assert not list(encoded.parent.glob(".*.tmp"))  # no staging folder left
 

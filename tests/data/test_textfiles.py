@@ -189,8 +189,9 @@ def test_encode_streams_a_text_file_into_the_splits_load_texts_makes(
     """``elman encode text`` reads CSV/JSONL a piece at a time (three passes, at most a shard
     of rows in memory), into the same vocabulary and classes as training reads in memory, and
     the same rows in every split; undecodable bytes and odd line breaks included."""
-    from elman.config import preset, updated
+    from elman.config import updated
     from elman.data.shards import read_encoded
+    from elman.runs import preset
     from elman.workflow import encode, prepare_data
 
     rows = [(text, stars(rating)) for text, rating in real_reviews["train"][::25]]  # 1,000
@@ -209,7 +210,8 @@ def test_encode_streams_a_text_file_into_the_splits_load_texts_makes(
     manifest = encode(config, tmp_path / "encoded", 128, log=notes.append)
     streamed = read_encoded(tmp_path / "encoded", "text")
     _, whole = prepare_data(config, lambda _: None)
-    assert streamed.vocabulary == whole.vocabulary and streamed.classes == whole.classes
+    assert streamed.learned.vocabulary == whole.learned.vocabulary
+    assert streamed.learned.classes == whole.learned.classes
     assert max(part["rows"] for part in manifest["train"]) == 128
     shards = [
         streamed.train.batch(k, torch.arange(n))[0] for k, n in enumerate(streamed.train.rows)
@@ -227,7 +229,8 @@ def test_encode_streams_a_text_file_into_the_splits_load_texts_makes(
 
 
 def test_encode_refuses_what_load_texts_refuses_and_leaves_nothing(tmp_path, real_reviews):
-    from elman.config import preset, updated
+    from elman.config import updated
+    from elman.runs import preset
     from elman.workflow import encode
 
     rows = [(text, stars(rating)) for text, rating in real_reviews["train"][:50]]
@@ -244,7 +247,8 @@ def test_encode_holds_a_shard_not_the_corpus(tmp_path, real_reviews):
     reviews a piece at a time, against reading them whole as training does."""
     import tracemalloc
 
-    from elman.config import preset, updated
+    from elman.config import updated
+    from elman.runs import preset
     from elman.workflow import encode, prepare_data
 
     rows = [(text, stars(rating)) for text, rating in real_reviews["train"][::5]]

@@ -22,21 +22,16 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-from elman.data.source import Log, Source, Splits
+from elman.data.source import Encoding, Fitted, Learned, Log, Source, Splits
 from elman.data.split import Split, mapped, split_rows
 from elman.data.text import OOV, Vocabulary, pad_sequences, rank_words, tokenize
 from elman.data.textfiles import text_inputs
 from elman.errors import UserError
 from elman.files import atomic_write
 from elman.settings import setting
-
-if TYPE_CHECKING:
-    from elman.config import RunConfig
-    from elman.data.source import Trained
 
 URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
 MD5 = "7c2ac02c03563afcf9b574c7e56c153a"
@@ -426,24 +421,24 @@ def movie_split_rows(movies: np.ndarray, size: int, seed: int) -> tuple[np.ndarr
 # 5. The source: what elman train/evaluate/predict call ------------------------------------------
 
 
-def read(run: RunConfig, log: Log = print) -> Splits:
+def read(settings: IMDBConfig, encoding: Encoding, log: Log = print) -> Splits:
     imdb = load_imdb(
-        run.data,
-        vocab_size=run.model.vocab_size,
-        max_len=run.model.max_len,
-        seed=run.train.seed,
+        settings,
+        vocab_size=encoding.vocab_size,
+        max_len=encoding.max_len,
+        seed=encoding.seed,
         log=log,
     )
-    return Splits(imdb.train, imdb.val, imdb.test, list(LABELS), imdb.vocabulary)
+    return Splits(imdb.train, imdb.val, imdb.test, Learned(list(LABELS), imdb.vocabulary))
 
 
-def evaluation(trained: Trained, path: Path | None, log: Log = print) -> Split:
+def evaluation(fitted: Fitted, path: Path | None, log: Log = print) -> Split:
     """The test reviews of the archive at ``path`` (default: the one the model was trained on),
     encoded with the model's vocabulary, which must be the archive's."""
-    run = trained.config
-    data = replace(run.data, data=str(path) if path else run.data.data)
-    splits = read(replace(run, data=data), log)
-    if splits.vocabulary != trained.vocabulary:
+    settings = fitted.settings
+    settings = replace(settings, data=str(path) if path else settings.data)
+    splits = read(settings, fitted.encoding, log)
+    if splits.learned.vocabulary != fitted.learned.vocabulary:
         raise UserError(
             "the vocabulary saved with the model does not match the reviews in this archive; "
             "use the archive the model was trained on"
@@ -462,10 +457,10 @@ BEST = {
 }
 
 
-def examples(trained: Trained, count: int = 6) -> list[dict]:
+def examples(fitted: Fitted, count: int = 6) -> list[dict]:
     """A few test reviews (half positive, half negative) from the model's IMDB archive, when
     it is at hand (the archive lists its test reviews first: this reads only the start)."""
-    data = trained.config.data.data
+    data = fitted.settings.data
     if not data or not Path(data).is_file():
         return []
     found: dict[str, list[dict]] = {"pos": [], "neg": []}
@@ -493,6 +488,7 @@ SOURCE = Source(
     read=read,
     evaluation=evaluation,
     inputs=text_inputs,
+    classes=LABELS,
     help="IMDB sentiment (Large Movie Review Dataset)",
     description="Train on 20,000 IMDB reviews, validate on 5,000, test on 25,000.",
     recipes={"best": BEST},

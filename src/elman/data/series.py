@@ -18,19 +18,24 @@ import math
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-from elman.data.source import Given, Inputs, Log, Source, Splits, given_paths
+from elman.data.source import (
+    Encoding,
+    Fitted,
+    Given,
+    Inputs,
+    Learned,
+    Log,
+    Source,
+    Splits,
+    given_paths,
+)
 from elman.data.split import Split, class_names, encode_labels, split_rows
 from elman.data.text import read_text
 from elman.errors import UserError
 from elman.settings import setting
-
-if TYPE_CHECKING:
-    from elman.config import RunConfig
-    from elman.data.source import Trained
 
 MISSING = {"", "nan", "NaN", "NAN", "?", "NA", "null"}
 
@@ -388,51 +393,49 @@ def load_series(config: SeriesConfig, *, task: str, seed: int) -> NumericData:
 # The source: what elman train/evaluate/predict call --------------------------------------------
 
 
-def splits_of(numbers: NumericData, **data: object) -> Splits:
-    """A numeric source's Splits: the model's input width and statistics come from the data."""
-    return Splits(
-        numbers.train,
-        numbers.val,
-        numbers.test,
+def splits_of(numbers: NumericData, **found: object) -> Splits:
+    """A numeric source's Splits: the model's input width and statistics come from the data
+    (``found``: source settings the data decided)."""
+    learned = Learned(
         numbers.classes,
         mean=numbers.mean,
         std=numbers.std,
-        model={"input_size": numbers.train.x.shape[2]},
-        data=data,
+        input_size=numbers.train.x.shape[2],
+        found=found,
     )
+    return Splits(numbers.train, numbers.val, numbers.test, learned)
 
 
-def read(run: RunConfig, log: Log = print) -> Splits:
-    return splits_of(load_series(run.data, task=run.model.task, seed=run.train.seed))
+def read(settings: SeriesConfig, encoding: Encoding, log: Log = print) -> Splits:
+    return splits_of(load_series(settings, task=encoding.task, seed=encoding.seed))
 
 
-def evaluation(trained: Trained, path: Path | None, log: Log = print) -> Split:
+def evaluation(fitted: Fitted, path: Path | None, log: Log = print) -> Split:
     """Every series of ``path`` (in the training format) with its label or next-step targets,
     or the run's own test split."""
-    run = trained.config
+    settings, learned = fitted.settings, fitted.learned
     if path is None:
-        return read(run, log).test
-    raw = cut(read_series(path, run.data), run.data.max_len)
-    if run.model.task == "forecast":
-        return forecast_split(raw, trained.model.mean.numpy(), trained.model.std.numpy())
+        return read(settings, fitted.encoding, log).test
+    raw = cut(read_series(path, settings), settings.max_len)
+    if fitted.encoding.task == "forecast":
+        return forecast_split(raw, learned.mean, learned.std)
     if raw.labels is None:
         raise UserError(f"{path} has no labels to evaluate against")
-    return labelled_split(raw, run.classes)
+    return labelled_split(raw, learned.classes)
 
 
-def inputs(trained: Trained, given: Given, log: Log = print) -> Inputs:
+def inputs(fitted: Fitted, given: Given, log: Log = print) -> Inputs:
     """Each file in the training format: one sample per series. Labels, where a file has them,
     are checked against the model's classes and shown beside the prediction."""
-    run = trained.config
-    data = replace(run.data, labels=None)  # a .npy of values is read without the training labels
+    data = replace(fitted.settings, labels=None)  # a .npy of values is read without its labels
     raws = [
         cut(read_series(path, data), data.max_len)
         for path in given_paths(given, "", "series files in the training format")
     ]
     where, shown = [], []
     for raw in raws:
-        if raw.labels is not None and run.model.task != "forecast":
-            encode_labels(raw.labels, run.classes, raw.where)  # an unknown label: an error
+        if raw.labels is not None and fitted.encoding.task != "forecast":
+            encode_labels(raw.labels, fitted.learned.classes, raw.where)  # unknown: an error
         where += raw.where
         shown += [
             place + (f" (labelled {raw.labels[i]})" if raw.labels is not None else "")

@@ -30,19 +30,16 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 
-from elman.data.source import Splits
+from elman.data.source import Encoding, Learned, Splits
 from elman.data.split import Split, batch_order
 from elman.data.text import VOCABULARY, read_vocabulary, vocabulary_bytes
 from elman.errors import UserError
 from elman.files import atomic_write, json_bytes
-
-if TYPE_CHECKING:
-    from elman.config import RunConfig
 
 MANIFEST = "manifest.json"
 FORMAT = "elman-encoded-1"
@@ -166,10 +163,12 @@ class EncodedWriter:
         name = f"train-{len(self.parts['train']):05d}"
         self.parts["train"].append(_write_part(self.staging, name, rows))
 
-    def finish(self, config: RunConfig, classes: list[str], **found: Any) -> dict[str, Any]:
+    def finish(
+        self, source: str, settings: Any, encoding: Encoding, learned: Learned
+    ) -> dict[str, Any]:
         """The last shard, validation and test joined, the vocabulary and the manifest
-        written, and the folder renamed into place. ``found``: what the data said
-        (``vocabulary``, ``mean``, ``std``, ``model``, ``data``: as in ``Splits``)."""
+        written, and the folder renamed into place: the data of ``source`` read with its
+        ``settings`` and the ``encoding``, and what it ``learned``."""
         if self.pending is not None and len(self.pending):
             self._shard(self.pending)
         if not self.parts["train"]:
@@ -177,10 +176,10 @@ class EncodedWriter:
         example = [np.load(self._file("train-00000", a), mmap_mode="r") for a in ARRAYS]
         for part in ("val", "test"):
             self.parts[part].append(self._join(part, example))
-        vocabulary = found.get("vocabulary")
-        if vocabulary is not None:
-            atomic_write(self.staging / VOCABULARY, vocabulary_bytes(vocabulary))
-        manifest = _manifest(config, classes, self.parts, int(example[0].shape[1]), found)
+        if learned.vocabulary is not None:
+            atomic_write(self.staging / VOCABULARY, vocabulary_bytes(learned.vocabulary))
+        steps = int(example[0].shape[1])
+        manifest = _manifest(source, settings, encoding, learned, self.parts, steps)
         atomic_write(self.staging / MANIFEST, json_bytes(manifest))
         if self.out.exists():
             self.out.rmdir()
@@ -209,12 +208,6 @@ class EncodedWriter:
 
     def _file(self, name: str, array: str) -> Path:
         return _npy(self.staging, name, array)
-
-
-def found_in(splits: Splits) -> dict[str, Any]:
-    """What ``splits`` say about the data beyond its arrays (``EncodedWriter.finish``)."""
-    names = ("vocabulary", "mean", "std", "model", "data")
-    return {name: getattr(splits, name) for name in names}
 
 
 def written(manifest: dict[str, Any]) -> str:
@@ -247,21 +240,29 @@ def _bytes(folder: Path, name: str) -> int:
 
 
 def _manifest(
-    config: RunConfig, classes: list[str], parts: dict[str, list], steps: int, found: dict
+    source: str,
+    settings: Any,
+    encoding: Encoding,
+    learned: Learned,
+    parts: dict[str, list],
+    steps: int,
 ) -> dict[str, Any]:
-    shaped = {k: getattr(config.model, k, None) for k in ("vocab_size", "max_len")}
-    vocabulary = found.get("vocabulary")
-    if vocabulary is not None and len(vocabulary) < shaped["vocab_size"]:
-        shaped["vocab_size"] = len(vocabulary)  # (as ``prepare_data`` sizes the model)
-    mean, std = found.get("mean"), found.get("std")
+    shape: dict[str, int] = {}
+    vocabulary = learned.vocabulary
+    if vocabulary is not None:  # text: the sizes that shaped the ids
+        shape = {"vocab_size": min(encoding.vocab_size, len(vocabulary)), "max_len": steps}
+        # (a smaller vocabulary than asked sizes the model, as ``prepare_data`` does)
+    if learned.input_size is not None:
+        shape["input_size"] = learned.input_size
+    mean, std = learned.mean, learned.std
     return {
         "format": FORMAT,
-        "source": config.source,
-        "seed": config.train.seed,  # (the validation split's)
-        "data": asdict(config.data),
-        "model": {**{k: v for k, v in shaped.items() if v is not None}, **found.get("model", {})},
-        "data_found": found.get("data", {}),
-        "classes": list(classes),
+        "source": source,
+        "seed": encoding.seed,  # (the validation split's)
+        "data": asdict(settings),
+        "model": shape,
+        "data_found": learned.found,
+        "classes": list(learned.classes),
         "mean": None if mean is None else mean.tolist(),
         "std": None if std is None else std.tolist(),
         "steps": steps,
@@ -272,8 +273,8 @@ def _manifest(
 def read_encoded(folder: Path, source: str) -> Splits:
     """The splits of a folder written by ``EncodedWriter`` for ``source``: training as
     ``Shards``, validation and test memory-mapped. The folder's settings (the data's, and the
-    vocabulary size and length that shaped the arrays) replace the run's (``Splits.model`` /
-    ``Splits.data``)."""
+    vocabulary size and length that shaped the arrays) replace the run's (``Learned.found``
+    and ``Learned.shape``)."""
     folder = Path(folder)
     manifest = _read_manifest(folder)
     if manifest["source"] != source:
@@ -309,17 +310,17 @@ def read_encoded(folder: Path, source: str) -> Splits:
     val, test = _mapped_part(folder, "val"), _mapped_part(folder, "test")
     check("val", val)
     check("test", test)
-    return Splits(
-        train,
-        val,
-        test,
+    shape = manifest["model"]
+    learned = Learned(
         manifest["classes"],
         vocabulary,
         *statistics,
-        model=manifest["model"],
-        data={**manifest["data"], **manifest.get("data_found", {})},
-        origin=hashlib.sha256((folder / MANIFEST).read_bytes()).hexdigest(),
+        input_size=shape.get("input_size"),
+        found={**manifest["data"], **manifest.get("data_found", {})},
+        shape={k: v for k, v in shape.items() if k != "input_size"},
     )
+    origin = hashlib.sha256((folder / MANIFEST).read_bytes()).hexdigest()
+    return Splits(train, val, test, learned, origin)
 
 
 # What a manifest may say: its parts' names (files inside the folder, never a path), the

@@ -3,11 +3,16 @@
 A source (``imdb``, ``text``, ``series``, ``speech``) is a ``Source``: its data configuration,
 the network that reads it, its preset, and three functions:
 
-- ``read(run, log) -> Splits``: the training, validation and test arrays for a run;
-- ``evaluation(trained, path, log) -> Split``: labelled samples to evaluate a saved model on
+- ``read(settings, encoding, log) -> Splits``: the training, validation and test arrays from the
+  source's own ``settings`` and the ``Encoding`` (vocabulary size, length, task, seed), and what
+  the source learned from the training data (``Learned``: classes, vocabulary, scaling);
+- ``evaluation(fitted, path, log) -> Split``: labelled samples to evaluate a saved model on
   (``path`` in the training format, or ``None`` for the split it was tested on);
-- ``inputs(trained, given, log) -> Inputs``: what a user gave to predict, encoded as the model
+- ``inputs(fitted, given, log) -> Inputs``: what a user gave to predict, encoded as the model
   reads it.
+
+``Fitted`` is what a source needs of a trained model: its settings, encoding and what it
+learned. A source knows nothing of the run's configuration, the model or the trainer.
 
 ``elman.data.SOURCES`` lists them by name. Adding a source is one module that defines its
 ``SOURCE`` plus one line there; nothing else switches on a source's name.
@@ -18,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -26,30 +31,61 @@ from elman.data.split import Split
 from elman.data.text import Vocabulary
 from elman.errors import UserError
 
-if TYPE_CHECKING:  # (types only: data/ never imports the layers above it)
-    from elman.config import RunConfig
-    from elman.data.shards import EncodedWriter, Shards
-    from elman.inference import TrainedClassifier, TrainedSequenceModel
-
-    Trained = TrainedClassifier | TrainedSequenceModel
-
 Log = Callable[[str], None]
 
 
-@dataclass
-class Splits:
-    """A source's arrays for one run, and what the data says about the run's settings."""
+class Writer(Protocol):
+    """Where ``Source.stream`` puts encoded rows (``elman.data.shards.EncodedWriter``)."""
 
-    train: Split | Shards  # Shards: streamed from elman encode's folder
-    val: Split
-    test: Split
+    shard_size: int
+
+    def add(self, part: str, rows: Split) -> None: ...
+
+
+@dataclass(frozen=True)
+class Encoding:
+    """The run's settings that shape a source's arrays besides the source's own."""
+
+    vocab_size: int = 10_000  # text: ids kept, the reserved ones included
+    max_len: int = 500  # text: words per text (longer ones keep their end)
+    task: str = "classify"  # numbers: classify whole series or forecast each next value
+    seed: int = 0  # the held-out splits' seed
+
+
+@dataclass
+class Learned:
+    """What a source learned from the training data, which a model trained on it keeps."""
+
     classes: list[str]  # class names in the order of the model's outputs (empty: forecast)
     vocabulary: Vocabulary | None = None  # text sources
     mean: np.ndarray | None = None  # numeric sources: the training split's statistics (F,)
     std: np.ndarray | None = None
-    model: dict[str, Any] = field(default_factory=dict)  # settings the data fixes (input_size)
-    data: dict[str, Any] = field(default_factory=dict)  # ... and of the data config (sample_rate)
+    input_size: int | None = None  # numeric sources: values per step
+    found: dict[str, Any] = field(default_factory=dict)  # source settings the data decided
+    # (speech: the sample rate; an encoded folder: all of them)
+    shape: dict[str, int] = field(default_factory=dict)  # an encoded folder's vocab_size and
+    # max_len, which made its arrays
+
+
+@dataclass
+class Splits:
+    """A source's arrays for one run, and what it learned from the training split."""
+
+    train: Any  # a Split, or Shards (elman.data.shards) streamed from elman encode's folder
+    val: Split
+    test: Split
+    learned: Learned
     origin: str | None = None  # data read from elman encode's folder: its manifest's checksum
+
+
+@dataclass(frozen=True)
+class Fitted:
+    """What a source needs of a trained model to read new data as it read its training data:
+    the source's settings, the encoding, and what it learned."""
+
+    settings: Any
+    encoding: Encoding
+    learned: Learned
 
 
 @dataclass
@@ -76,9 +112,10 @@ class Source:
     name: str
     config: type  # the data configuration dataclass
     network: str  # "words": token ids -> ReviewClassifier; "numbers": values -> SequenceModel
-    read: Callable[[RunConfig, Log], Splits]
-    evaluation: Callable[[Trained, Path | None, Log], Split]
-    inputs: Callable[[Trained, Given, Log], Inputs]
+    read: Callable[[Any, Encoding, Log], Splits]
+    evaluation: Callable[[Fitted, Path | None, Log], Split]
+    inputs: Callable[[Fitted, Given, Log], Inputs]
+    classes: tuple[str, ...] = ()  # the class names it always has (else the data says)
     preset: dict[str, dict[str, Any]] = field(default_factory=dict)  # {"model"|"train": {...}}
     fixed: dict[str, Any] = field(default_factory=dict)  # model settings it fixes (no option)
     # Named recipes beyond the reference one (``--preset NAME``): {"model"|"data"|"train": {...}}
@@ -86,12 +123,12 @@ class Source:
     recipe_help: dict[str, str] = field(default_factory=dict)  # a line per recipe, and reference
     # elman serve: a few test samples to show ({"text", "label"}), and for sources read from
     # files, a request body (the file's bytes) -> the rows the model reads
-    examples: Callable[[Trained, int], list[dict]] | None = None
-    upload: Callable[[Trained, bytes], np.ndarray] | None = None
+    examples: Callable[[Fitted, int], list[dict]] | None = None
+    upload: Callable[[Fitted, bytes], np.ndarray] | None = None
     # elman encode, a piece at a time (data larger than memory): the run's rows into the
-    # writer (``EncodedWriter.add``), returning ``classes`` and what else the data says
-    # (``EncodedWriter.finish``'s arguments); None: this data is read whole instead
-    stream: Callable[[RunConfig, EncodedWriter, Log], dict | None] | None = None
+    # writer (``EncodedWriter.add``), returning what it learned; None: this data is read
+    # whole instead
+    stream: Callable[[Any, Encoding, Writer, Log], Learned | None] | None = None
     help: str = ""  # one line for ``elman train --help``
     description: str = ""  # a paragraph for ``elman train SOURCE --help``
 

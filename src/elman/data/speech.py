@@ -17,7 +17,6 @@ import io
 import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -29,14 +28,10 @@ from elman.data.series import (
     pad_with_nan,
     splits_of,
 )
-from elman.data.source import Given, Inputs, Log, Source, Splits, given_paths
+from elman.data.source import Encoding, Fitted, Given, Inputs, Log, Source, Splits, given_paths
 from elman.data.split import Split, files_in, split_rows
 from elman.errors import UserError
 from elman.settings import setting
-
-if TYPE_CHECKING:
-    from elman.config import RunConfig
-    from elman.data.source import Trained
 
 
 @dataclass
@@ -205,8 +200,8 @@ def load_speech(config: SpeechConfig, *, seed: int, log: Log = print) -> tuple[N
 # 5. The source: what elman train/evaluate/predict call ------------------------------------------
 
 
-def read(run: RunConfig, log: Log = print) -> Splits:
-    numbers, sample_rate = load_speech(run.data, seed=run.train.seed, log=log)
+def read(settings: SpeechConfig, encoding: Encoding, log: Log = print) -> Splits:
+    numbers, sample_rate = load_speech(settings, seed=encoding.seed, log=log)
     return splits_of(numbers, sample_rate=sample_rate)
 
 
@@ -226,29 +221,29 @@ def _logged(notes: set[str], log: Log) -> None:
         log(f"note: {note}")
 
 
-def evaluation(trained: Trained, path: Path | None, log: Log = print) -> Split:
+def evaluation(fitted: Fitted, path: Path | None, log: Log = print) -> Split:
     """Every recording of ``path`` (labelled as in training), or the run's own test split."""
-    run = trained.config
+    settings = fitted.settings
     if path is None:
-        return read(run, log).test
+        return read(settings, fitted.encoding, log).test
     notes: set[str] = set()
-    raw, _ = recordings_to_raw(wav_files(path), str(path), run.data, run.data.sample_rate, notes)
+    raw, _ = recordings_to_raw(wav_files(path), str(path), settings, settings.sample_rate, notes)
     _logged(notes, log)
-    return labelled_split(raw, run.classes)
+    return labelled_split(raw, fitted.learned.classes)
 
 
-def inputs(trained: Trained, given: Given, log: Log = print) -> Inputs:
+def inputs(fitted: Fitted, given: Given, log: Log = print) -> Inputs:
     """WAV files given as arguments, with --file or in --folder, as the model hears them."""
     paths = given_paths(given, ".wav", "WAV files (or --folder DIR)")
     notes: set[str] = set()
-    x = features_of_files(paths, trained.config.data, notes)
+    x = features_of_files(paths, fitted.settings, notes)
     _logged(notes, log)
     return Inputs(x, [str(p) for p in paths], [str(p) for p in paths])
 
 
-def upload(trained: Trained, body: bytes) -> np.ndarray:
+def upload(fitted: Fitted, body: bytes) -> np.ndarray:
     """A recording's bytes (a WAV file) -> its features (1, frames, n), as in training."""
-    config = trained.config.data
+    config = fitted.settings
     samples, rate = read_wav(body, "the recording", config.sample_rate, set())
     return pad_with_nan([features(samples, rate, config)])
 

@@ -18,11 +18,10 @@ import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-from elman.data.source import Given, Inputs, Log, Source, Splits
+from elman.data.source import Encoding, Fitted, Given, Inputs, Learned, Log, Source, Splits, Writer
 from elman.data.split import Split, class_names, encode_labels, files_in, natural_key, split_rows
 from elman.data.text import (
     Vocabulary,
@@ -34,11 +33,6 @@ from elman.data.text import (
 )
 from elman.errors import UserError
 from elman.settings import setting
-
-if TYPE_CHECKING:
-    from elman.config import RunConfig
-    from elman.data.shards import EncodedWriter
-    from elman.data.source import Trained
 
 
 @dataclass
@@ -427,24 +421,26 @@ def load_texts(
     return TextData(train_split, val_split, arrays(test), vocabulary, list(names))
 
 
-def stream(run: RunConfig, writer: EncodedWriter, log: Log = print) -> dict | None:
+def stream(
+    settings: TextConfig, encoding: Encoding, writer: Writer, log: Log = print
+) -> Learned | None:
     """``load_texts`` for elman encode, a piece at a time, when every file given is a CSV/TSV
     or JSONL file (else None: read whole). Three passes over the training file (count and
     labels; the vocabulary, over the training rows; the ids), at most ``writer.shard_size``
     samples of a split in memory: the same vocabulary and classes as ``load_texts``, and the
     same rows in each split (held out by the same seeded draws), kept in file order."""
-    config, model = run.data, run.model
+    config = settings
     files = [Path(name) for name in (config.data, config.test, config.val) if name]
     if not files or not all(f.is_file() and f.suffix.lower() in TABLES + JSON_LINES for f in files):
         return None
     path, invalid = Path(config.data), []
-    names, in_test, in_val = _held_out(path, config, run.train.seed, invalid)
+    names, in_test, in_val = _held_out(path, config, encoding.seed, invalid)
     training = (
         tokenize(text)
         for (text, _, _), test in zip(_records(path, config, []), in_test, strict=True)
         if not test
     )
-    vocabulary = Vocabulary.from_ranked(rank_words(training), model.vocab_size)
+    vocabulary = Vocabulary.from_ranked(rank_words(training), encoding.vocab_size)
     chunks = {part: Labelled() for part in ("train", "val", "test")}
 
     def add(part: str, record: tuple[str, str, str] | None = None) -> None:
@@ -453,7 +449,7 @@ def stream(run: RunConfig, writer: EncodedWriter, log: Log = print) -> dict | No
             chunks[part].add(*record)
         if len(chunks[part].texts) >= writer.shard_size or (record is None and chunks[part].texts):
             writer.add(
-                part, encode_labelled(chunks[part], vocabulary, names, config, model.max_len)
+                part, encode_labelled(chunks[part], vocabulary, names, config, encoding.max_len)
             )
             chunks[part] = Labelled()
 
@@ -466,7 +462,7 @@ def stream(run: RunConfig, writer: EncodedWriter, log: Log = print) -> dict | No
     for part in chunks:
         add(part)
     _warn_invalid(invalid, log)
-    return {"classes": list(names), "vocabulary": vocabulary}
+    return Learned(list(names), vocabulary)
 
 
 def _held_out(
@@ -491,26 +487,28 @@ def _held_out(
 # 3. The source: what elman train/evaluate/predict call ------------------------------------------
 
 
-def read(run: RunConfig, log: Log = print) -> Splits:
+def read(settings: TextConfig, encoding: Encoding, log: Log = print) -> Splits:
     text = load_texts(
-        run.data,
-        vocab_size=run.model.vocab_size,
-        max_len=run.model.max_len,
-        seed=run.train.seed,
+        settings,
+        vocab_size=encoding.vocab_size,
+        max_len=encoding.max_len,
+        seed=encoding.seed,
         log=log,
     )
-    return Splits(text.train, text.val, text.test, text.classes, text.vocabulary)
+    return Splits(text.train, text.val, text.test, Learned(text.classes, text.vocabulary))
 
 
-def evaluation(trained: Trained, path: Path | None, log: Log = print) -> Split:
+def evaluation(fitted: Fitted, path: Path | None, log: Log = print) -> Split:
     """Every labelled text of ``path`` (a folder's test/ part if it has one), or the run's own
     test split."""
-    run = trained.config
     if path is None:
-        return read(run, log).test
-    parts = read_labelled(path, run.data, invalid=[])
+        return read(fitted.settings, fitted.encoding, log).test
+    parts = read_labelled(path, fitted.settings, invalid=[])
     labelled = parts.get("test", parts["train"])
-    return encode_labelled(labelled, trained.vocabulary, run.classes, run.data, run.model.max_len)
+    learned = fitted.learned
+    return encode_labelled(
+        labelled, learned.vocabulary, learned.classes, fitted.settings, fitted.encoding.max_len
+    )
 
 
 def read_texts(given: Given, columns: TextConfig, log: Log = print) -> list[tuple[str, str]]:
@@ -560,18 +558,18 @@ def read_texts(given: Given, columns: TextConfig, log: Log = print) -> list[tupl
     return texts
 
 
-def text_inputs(trained: Trained, given: Given, log: Log = print) -> Inputs:
+def text_inputs(fitted: Fitted, given: Given, log: Log = print) -> Inputs:
     """Texts to predict (see ``read_texts``), encoded with the model's vocabulary."""
-    run = trained.config
-    columns = run.data if isinstance(run.data, TextConfig) else TextConfig()
+    settings = fitted.settings
+    columns = settings if isinstance(settings, TextConfig) else TextConfig()
     texts = read_texts(given, columns, log)
     notes: list[str] = []
     x = encode_texts(
         [text for _, text in texts],
-        trained.vocabulary,
-        run.model.max_len,
-        run.data.padding,
-        run.data.truncating,
+        fitted.learned.vocabulary,
+        fitted.encoding.max_len,
+        settings.padding,
+        settings.truncating,
         notes,
     )
     for note in notes:
