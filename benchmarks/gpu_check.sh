@@ -30,7 +30,7 @@ python3 -c "import torch, numba; print('torch', torch.__version__, 'numba', numb
 echo "== 1. CUDA tests, and the layer's boundary, operators and nn.RNN contract on 16 threads"
 timeout 300 python3 -m pytest -q -p no:cacheprovider tests/test_device.py \
     tests/kernels/test_cuda.py tests/kernels/test_checks.py tests/kernels/test_ops.py \
-    tests/test_torch_rnn.py 2>&1 | tee "$OUT/tests.log"
+    tests/test_rnn_drop_in.py 2>&1 | tee "$OUT/tests.log"
 
 echo "== 2. benchmarks/gpu_step.py"
 timeout 120 python3 benchmarks/gpu_step.py 2>&1 | tee "$OUT/gpu_step.log"

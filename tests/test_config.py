@@ -58,6 +58,6 @@ def test_the_global_batch_must_fit_in_the_data_with_any_number_of_workers():
     from elman.config import TrainConfig
     from elman.errors import UserError
 
-    TrainConfig(batch_size=16).validate(20)  # one worker: 16 rows of 20
+    TrainConfig(batch_size=16).check_fits(20)  # one worker: 16 rows of 20
     with pytest.raises(UserError, match="16 × 2 workers = a global batch of 32 is larger"):
-        TrainConfig(batch_size=16).validate(20, workers=2)
+        TrainConfig(batch_size=16).check_fits(20, workers=2)

@@ -13,11 +13,12 @@ from elman.models import ModelConfig, ReviewClassifier
 from elman.train import (
     CapturedStep,
     RMSprop,
+    StepOptions,
     device_of,
     evaluate,
     fit,
-    guarded_step,
     resolve_device,
+    train_step,
 )
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -28,7 +29,7 @@ def test_auto_is_cuda_when_present_else_cpu():
     assert resolve_device("auto").type == expected
     assert resolve_device("cpu").type == "cpu"
     if not torch.cuda.is_available():
-        with pytest.raises(UserError, match="no CUDA device; use --device cpu or auto"):
+        with pytest.raises(UserError, match="no CUDA device; use `device` cpu or auto"):
             resolve_device("cuda")
 
 
@@ -99,7 +100,7 @@ def test_captured_step_trains_as_the_eager_step(small_real):
         batch = x[start : start + size], y[start : start + size]
         outputs = captured(*batch)
         twin_optimizer.zero_grad(set_to_none=True)
-        expected = guarded_step(twin, twin_optimizer, *batch, 0.5)
+        expected = train_step(twin, twin_optimizer, *batch, StepOptions(0.5, in_graph=True))
         torch.testing.assert_close(outputs, expected, rtol=1e-5, atol=1e-6)
     assert captured.graph is not None and not logged
     assert captured.key[-1] == (5e-4,)  # recorded again for the new rate

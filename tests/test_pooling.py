@@ -67,7 +67,7 @@ def test_adam_and_rmsprop_are_both_offered():
     assert isinstance(make_optimizer(model, TrainConfig()), RMSprop)
     adam = make_optimizer(model, TrainConfig(optimizer="adam", lr=2e-3))
     assert isinstance(adam, torch.optim.Adam) and adam.defaults["lr"] == 2e-3
-    with pytest.raises(UserError, match="optimizer must be one of"):
+    with pytest.raises(UserError, match="`optimizer` must be one of"):
         TrainConfig(optimizer="sgd").validate()
 
 

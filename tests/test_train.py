@@ -103,7 +103,8 @@ def test_threads_sets_torch_and_numba_alike(subset_archive, real_cache):
     threads, so a user capping the cores is not oversubscribed by the other."""
     import numba
 
-    from elman.config import preset, updated
+    from elman.config import updated
+    from elman.runs import preset
     from elman.workflow import train_model
 
     before = torch.get_num_threads(), numba.get_num_threads()
@@ -128,9 +129,12 @@ def test_threads_sets_torch_and_numba_alike(subset_archive, real_cache):
         numba.set_num_threads(before[1])
 
 
-def test_guarded_step_is_the_training_step_and_keeps_the_weights_on_a_bad_loss(small_real):
-    """The step a CUDA graph records (no value read back to Python) updates exactly as
-    ``train_step`` does, clipped or not, and a loss that is not finite leaves the weights."""
+def test_the_step_in_a_graph_is_the_training_step_and_keeps_the_weights_on_a_bad_loss(
+    small_real,
+):
+    """The step as a CUDA graph records it (``in_graph``: no value read back to Python)
+    updates exactly as the eager step does, clipped or not, and a loss that is not finite
+    leaves the weights."""
     train_split, _ = small_real
     x, y = torch.from_numpy(train_split.x), torch.from_numpy(train_split.y)
     for clip_norm in (None, 0.05):
@@ -139,20 +143,26 @@ def test_guarded_step_is_the_training_step_and_keeps_the_weights_on_a_bad_loss(s
         twin = ReviewClassifier(ModelConfig(vocab_size=2000, max_len=40, hidden_size=8))
         twin.load_state_dict(model.state_dict())
         optimizer, twin_optimizer = RMSprop(model.parameters()), RMSprop(twin.parameters())
+        eager, in_graph = train.StepOptions(clip_norm), train.StepOptions(clip_norm, in_graph=True)
         for start in range(0, 160, 32):
             batch = x[start : start + 32], y[start : start + 32]
-            loss, metric = train.train_step(model, optimizer, *batch, clip_norm)
+            totals = train.train_step(model, optimizer, *batch, eager)
             twin_optimizer.zero_grad(set_to_none=True)
-            outputs = train.guarded_step(twin, twin_optimizer, *batch, clip_norm)
-            assert torch.equal(outputs, torch.stack([loss, metric]).detach())
+            outputs = train.train_step(twin, twin_optimizer, *batch, in_graph)
+            assert [value * 32 for value in outputs.tolist()] == totals[:2]
+            assert totals[2:] == [32, 0.0, 0.0]
         for a, b in zip(model.parameters(), twin.parameters(), strict=True):
             assert torch.equal(a, b)
         before = [param.detach().clone() for param in twin.parameters()]
         twin_optimizer.zero_grad(set_to_none=True)
         nan_labels = torch.full_like(y[:32], float("nan"))
-        outputs = train.guarded_step(twin, twin_optimizer, x[:32], nan_labels, clip_norm)
+        outputs = train.train_step(twin, twin_optimizer, x[:32], nan_labels, in_graph)
         assert not torch.isfinite(outputs[0])
         for param, kept in zip(twin.parameters(), before, strict=True):
+            assert torch.equal(param, kept)
+        totals = train.train_step(model, optimizer, x[:32], nan_labels, eager)
+        assert totals[3] == 1.0
+        for param, kept in zip(model.parameters(), before, strict=True):
             assert torch.equal(param, kept)
 
 

@@ -7,11 +7,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from elman.rnn import Bidirectional, SimpleRNN
-from elman.torch_rnn import RNN
+from elman.rnn import RNN, Bidirectional, SimpleRNN, Stacked
 from elman.version import __version__
 
-__all__ = ["RNN", "Bidirectional", "SimpleRNN", "__version__", "load"]
+__all__ = ["RNN", "Bidirectional", "SimpleRNN", "Stacked", "__version__", "load"]
 
 
 def __getattr__(name: str) -> Any:

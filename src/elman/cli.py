@@ -633,6 +633,7 @@ def in_flags(message: str) -> str:
 
     parts = (ModelConfig, SequenceConfig, TrainConfig)
     flags = {f.name: f.metadata["flag"] for p in parts for f in fields(p) if f.metadata.get("flag")}
+    flags["out_dir"] = "out"  # (train_model's folder, ``--out``)
     return re.sub(
         r"`([a-z][a-z0-9_]*)`",
         lambda found: "--" + flags.get(found[1], found[1]).replace("_", "-"),

@@ -47,7 +47,17 @@ OPTIMIZERS = ("rmsprop", "adam")
 
 @dataclass(kw_only=True)
 class LayerConfig:
-    """What every network's recurrent layer shares (the fields of ``SimpleRNN`` it sets)."""
+    """What every network's recurrent layer shares (the fields of ``SimpleRNN`` it sets).
+
+    Every settings dataclass here checks itself when made (``__post_init__``), and so when
+    ``dataclasses.replace`` or ``updated`` makes a changed copy: settings are checked once,
+    where they are parsed (the command line, ``config.json``, a preset), not by each user."""
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        raise NotImplementedError
 
     activation: str = setting("tanh", "the RNN's nonlinearity", choices=tuple(ACTIVATIONS))
     backend: str = setting(
@@ -76,9 +86,7 @@ class LayerConfig:
         require_positive(self, "layers")
         for name in ("dropout", "recurrent_dropout", "head_dropout"):
             if not 0 <= getattr(self, name) < 1:
-                raise UserError(
-                    f"{name.replace('_', '-')} must be in [0, 1), got {getattr(self, name)}"
-                )
+                raise UserError(f"`{name}` must be in [0, 1), got {getattr(self, name)}")
         cells.check(self, architecture, texts=texts, forecast=forecast)
 
 
@@ -103,7 +111,7 @@ class ModelConfig(LayerConfig):
         self.validate_layer(self.architecture, texts=True)
         require_positive(self, "vocab_size", "embedding_dim", "hidden_size", "max_len")
         if self.vocab_size <= 3:
-            raise UserError(f"vocab-size must exceed the 3 reserved ids, got {self.vocab_size}")
+            raise UserError(f"`vocab_size` must exceed the 3 reserved ids, got {self.vocab_size}")
 
 
 @dataclass
@@ -169,9 +177,11 @@ class TrainConfig:
         choices=CUDA_GRAPHS,
     )
 
-    def validate(self, train_size: int | None = None, workers: int = 1) -> None:
-        """The settings' ranges, and with ``train_size`` that a batch fits in the data (with
-        ``workers``, the global batch: ``batch_size`` rows for each)."""
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """The settings' ranges and choices (run when made: see ``LayerConfig``)."""
         require_positive(
             self, "epochs", "batch_size", "eval_batch_size", "lr", "epsilon", "lr_decay"
         )
@@ -179,22 +189,26 @@ class TrainConfig:
             if getattr(self, name) is not None:
                 require_positive(self, name)
         if not 0 <= self.rho < 1:
-            raise UserError(f"rho must be in [0, 1), got {self.rho}")
-        if train_size is not None and self.batch_size * workers > train_size:
-            batch = f"batch-size {self.batch_size}" + (
+            raise UserError(f"`rho` must be in [0, 1), got {self.rho}")
+        choose(self.device, DEVICES, "device")
+        choose(self.cuda_graph, CUDA_GRAPHS, "cuda_graph")
+        choose(self.optimizer, OPTIMIZERS, "optimizer")
+        if self.patience is not None and self.patience < 0:
+            raise UserError(f"`patience` must be >= 0, got {self.patience}")
+
+    def check_fits(self, train_size: int, workers: int = 1) -> None:
+        """That a batch fits in the ``train_size`` training samples (with ``workers``, the
+        global batch: ``batch_size`` rows for each): what only the data can tell."""
+        if self.batch_size * workers > train_size:
+            batch = f"`batch_size` {self.batch_size}" + (
                 f" × {workers} workers = a global batch of {self.batch_size * workers}"
                 if workers > 1
                 else ""
             )
             raise UserError(
-                f"{batch} is larger than the {train_size} training samples: lower --batch-size"
-                + (" or --nproc-per-node" if workers > 1 else "")
+                f"{batch} is larger than the {train_size} training samples: lower `batch_size`"
+                + (" or `nproc_per_node`" if workers > 1 else "")
             )
-        choose(self.device, DEVICES, "device")
-        choose(self.cuda_graph, CUDA_GRAPHS, "cuda_graph")
-        choose(self.optimizer, OPTIMIZERS, "optimizer")
-        if self.patience is not None and self.patience < 0:
-            raise UserError(f"patience must be >= 0, got {self.patience}")
 
 
 @dataclass

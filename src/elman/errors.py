@@ -10,4 +10,4 @@ def require_positive(settings: object, *names: str) -> None:
     for name in names:
         value = getattr(settings, name)
         if not value > 0:
-            raise UserError(f"{name.replace('_', '-')} must be positive, got {value}")
+            raise UserError(f"`{name}` must be positive, got {value}")

@@ -100,7 +100,7 @@ def export_onnx(folder: str | Path, path: str | Path) -> Path:
 
     path = Path(path)
     if path.suffix != ".onnx":
-        raise UserError(f"--onnx {path}: give a file name ending in .onnx")
+        raise UserError(f"`onnx` {path}: give a file name ending in .onnx")
     proto = onnx_graph(load(folder))
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, proto.SerializeToString())

@@ -79,7 +79,7 @@ def _take(descriptor: int, folder: Path) -> None:
         holder = os.read(descriptor, 64).decode(errors="replace").strip() or "unknown"
         raise UserError(
             f"{folder} is in use by another elman run (process {holder}): wait for it to "
-            "finish, or choose another --out"
+            "finish, or choose another `out_dir`"
         ) from None
 
 

@@ -78,7 +78,6 @@ class ReviewClassifier(nn.Module):
 
     def __init__(self, config: ModelConfig, classes: int = 2) -> None:
         super().__init__()
-        config.validate()
         self.config, self.classes = config, check_classes(classes)
         E, T = config.embedding_dim, config.max_len
         self.embedding = nn.Embedding(config.vocab_size, E)
@@ -182,7 +181,6 @@ class SequenceModel(nn.Module):
 
     def __init__(self, config: SequenceConfig, classes: int = 2) -> None:
         super().__init__()
-        config.validate()
         forecast = config.task == "forecast"
         self.config, self.classes = config, classes if forecast else check_classes(classes)
         F_ = config.input_size

@@ -4,19 +4,22 @@ The whole layer is one matrix ``A`` of shape ``(hidden_size, hidden_size + input
 optional bias ``b`` of shape ``(hidden_size,)``. The first ``hidden_size`` columns of ``A`` act on
 the previous state (the recurrent part), the rest on the input.
 
-This module is the layer a user composes: its parameters, their initialisation, its call
-contract. How a step is computed lives in ``elman.kernels``: the textbook formula and loop
-(``elman.kernels.reference``) and the fast paths, chosen by one dispatch.
+This module holds the layers a user composes (``SimpleRNN``, ``Bidirectional``, ``Stacked``) and
+``RNN``, the drop-in for ``torch.nn.RNN`` built of them: their parameters, their initialisation,
+their call contracts. How a step is computed lives in ``elman.kernels``: the textbook formula
+and loop (``elman.kernels.reference``) and the fast paths, chosen by one dispatch.
 """
 
 from __future__ import annotations
 
 import copy
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from elman.kernels import (
     BACKENDS,
@@ -289,13 +292,16 @@ class Bidirectional(nn.Module):
     def forward(
         self,
         x: Tensor,
+        h0: tuple[Tensor, Tensor] | None = None,
         *,
         lengths: Tensor | None = None,
         mask: Tensor | None = None,
     ) -> Tensor:
-        """x: (B, T, F) -> (B, T, H') with ``return_sequences``, else (B, H')."""
-        ahead = self.forward_layer(x, lengths=lengths, mask=mask)
-        return self._merge(ahead, self.backward_layer(x, lengths=lengths, mask=mask))
+        """x: (B, T, F) -> (B, T, H') with ``return_sequences``, else (B, H'). ``h0``: the
+        initial states (B, H) of the forward and the backward layer; None: zeros."""
+        ahead, behind = (None, None) if h0 is None else h0
+        ahead = self.forward_layer(x, ahead, lengths=lengths, mask=mask)
+        return self._merge(ahead, self.backward_layer(x, behind, lengths=lengths, mask=mask))
 
     def from_ids(
         self, ids: Tensor, embedding: Tensor, padding_id: int = 0, words_only: bool = False
@@ -315,20 +321,48 @@ class Bidirectional(nn.Module):
 class Stacked(nn.Module):
     """Recurrent layers one on another: each reads the states of the one below (all but the
     last return sequences). Masks and lengths go to every layer. ``hidden_size`` is the width
-    of the top layer's output."""
+    of the top layer's output. ``dropout``: ``nn.RNN``'s, on every layer's output but the top
+    one's, in training (element by element, step by step; a layer's own ``dropout`` is Keras'
+    one mask per sequence on its input)."""
 
-    def __init__(self, layers: list[nn.Module]) -> None:
+    def __init__(self, layers: list[nn.Module], dropout: float = 0.0) -> None:
         super().__init__()
+        if not 0 <= dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         self.layers = nn.ModuleList(layers)
         self.return_sequences = layers[-1].return_sequences
         self.hidden_size = layers[-1].hidden_size
+        self.dropout = dropout
 
     def forward(
-        self, x: Tensor, *, lengths: Tensor | None = None, mask: Tensor | None = None
+        self,
+        x: Tensor,
+        h0: list | None = None,
+        *,
+        lengths: Tensor | None = None,
+        mask: Tensor | None = None,
     ) -> Tensor:
-        for layer in self.layers:
-            x = layer(x, lengths=lengths, mask=mask)
-        return x
+        """x: (B, T, F) -> the top layer's output. ``h0``: one initial state per layer (B, H),
+        a pair of them for a ``Bidirectional`` one; None: zeros."""
+        return self.outputs(x, h0, lengths=lengths, mask=mask)[-1]
+
+    def outputs(
+        self,
+        x: Tensor,
+        h0: list | None = None,
+        *,
+        lengths: Tensor | None = None,
+        mask: Tensor | None = None,
+    ) -> list[Tensor]:
+        """Every layer's output, bottom to top (as ``forward``)."""
+        outputs = []
+        for index, layer in enumerate(self.layers):
+            if index and self.dropout and self.training:
+                x = F.dropout(x, self.dropout, training=True)
+            start = None if h0 is None else h0[index]
+            x = layer(x, start, lengths=lengths, mask=mask)
+            outputs.append(x)
+        return outputs
 
     def from_ids(
         self, ids: Tensor, embedding: Tensor, padding_id: int = 0, words_only: bool = False
@@ -342,3 +376,233 @@ class Stacked(nn.Module):
         for layer in rest:
             x = layer(x, mask=mask)
         return x
+
+
+class RNN(nn.Module):
+    """A drop-in for ``torch.nn.RNN``, built of this module's layers: a ``Stacked`` of
+    ``SimpleRNN``s (each wrapped in a ``Bidirectional`` when ``bidirectional``), all returning
+    sequences, with ``nn.RNN``'s dropout between them.
+
+    Same constructor, same call and return contract: time-major or ``batch_first`` input,
+    unbatched (T, F) input, ``h0`` of shape (layers·directions, B, H), ``PackedSequence`` in and
+    out, returns ``(output, h_n)``; the same exceptions for a wrong input. Each layer and
+    direction is one matrix ``A = [W_hh | W_ih]`` and one bias ``b = b_ih + b_hh``, run by
+    ``elman.kernels`` (the fused CPU kernel, cuDNN on CUDA), so the numbers are ``nn.RNN``'s.
+    With the same seed, a new ``RNN`` starts from the same function as a new ``nn.RNN`` (same
+    draws, same order).
+
+    ``load_state_dict`` takes an ``nn.RNN`` state dict as well as its own (``weight_ih_l0``,
+    ``weight_hh_l0``, ``bias_ih_l0``, ``bias_hh_l0`` and the ``_reverse`` ones; the two biases
+    add into one), also where the layer sits inside a model (a load-state-dict pre-hook converts
+    the names under any prefix), and the names of elman 0.1's ``RNN`` (``A_l0``, ``b_l0``);
+    ``torch_state_dict()`` exports ``nn.RNN``'s names back.
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        nonlinearity: str = "tanh",
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        backend: str = "auto",
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        if min(input_size, hidden_size, num_layers) <= 0:
+            raise ValueError("input_size, hidden_size and num_layers must be positive")
+        if nonlinearity not in ACTIVATIONS:
+            raise ValueError(f"nonlinearity must be one of {sorted(ACTIVATIONS)}")
+        if not 0 <= dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
+        self.nonlinearity, self.bias, self.batch_first = nonlinearity, bias, batch_first
+        self.dropout, self.bidirectional, self.backend = dropout, bidirectional, backend
+        self.directions = 2 if bidirectional else 1
+        with torch.random.fork_rng(devices=[]):  # (the layers' own draws: reset_parameters
+            layers = [self._layer(index) for index in range(num_layers)]  # draws nn.RNN's)
+        self.stack = Stacked(layers, dropout)
+        if device is not None or dtype is not None:
+            self.stack.to(device=device, dtype=dtype)
+        self.reset_parameters()
+        # nn.RNN's names are converted wherever this layer sits in a model (any prefix).
+        self.register_load_state_dict_pre_hook(_from_other_names)
+
+    def _layer(self, index: int) -> SimpleRNN | Bidirectional:
+        width = self.input_size if index == 0 else self.hidden_size * self.directions
+        layer = SimpleRNN(
+            width,
+            self.hidden_size,
+            bias=self.bias,
+            activation=self.nonlinearity,
+            return_sequences=True,
+            backend=self.backend,
+        )
+        return Bidirectional(layer) if self.bidirectional else layer
+
+    def _cells(self) -> list[tuple[str, int]]:
+        """(name suffix, columns of A) per layer and direction, in nn.RNN's order."""
+        return [
+            (f"l{layer}{'_reverse' if direction else ''}", self.cell_path(layer, direction))
+            for layer in range(self.num_layers)
+            for direction in range(self.directions)
+        ]
+
+    def cell_path(self, layer: int, direction: int) -> str:
+        """Where the ``SimpleRNN`` of one layer and direction sits (its parameters' prefix)."""
+        if not self.bidirectional:
+            return f"stack.layers.{layer}"
+        return f"stack.layers.{layer}.{'backward_layer' if direction else 'forward_layer'}"
+
+    def cell(self, name: str) -> SimpleRNN:
+        """The ``SimpleRNN`` of a cell named as nn.RNN names it (``l0``, ``l1_reverse``)."""
+        return self.get_submodule(dict(self._cells())[name])
+
+    def reset_parameters(self) -> None:
+        """nn.RNN's initialisation, drawn in its order: U(-1/√H, 1/√H) for W_ih, W_hh, b_ih,
+        b_hh of each layer and direction (b is b_ih + b_hh)."""
+        H, bound = self.hidden_size, 1 / math.sqrt(self.hidden_size)
+        with torch.no_grad():
+            for name, _ in self._cells():
+                cell = self.cell(name)
+                w_ih = torch.empty(H, cell.input_size).uniform_(-bound, bound)
+                w_hh = torch.empty(H, H).uniform_(-bound, bound)
+                cell.A.copy_(torch.cat([w_hh, w_ih], dim=1))
+                if self.bias:
+                    b_ih = torch.empty(H).uniform_(-bound, bound)
+                    b_hh = torch.empty(H).uniform_(-bound, bound)
+                    cell.b.copy_(b_ih + b_hh)
+
+    # nn.RNN's state dict, in and out ------------------------------------------------------------
+
+    def torch_state_dict(self) -> dict[str, Tensor]:
+        """The weights under nn.RNN's names (``bias_hh`` zero: the bias is one vector here)."""
+        H, state = self.hidden_size, {}
+        for name, _ in self._cells():
+            cell = self.cell(name)
+            A = cell.A.detach()
+            state[f"weight_ih_{name}"] = A[:, H:].clone()
+            state[f"weight_hh_{name}"] = A[:, :H].clone()
+            if self.bias:
+                b = cell.b.detach()
+                state[f"bias_ih_{name}"], state[f"bias_hh_{name}"] = b.clone(), torch.zeros_like(b)
+        return state
+
+    def torch_names(self, name: str) -> tuple[str, ...]:
+        """nn.RNN's parameter names for one of this layer's cells (``_cells``' suffix)."""
+        weights = (f"weight_hh_{name}", f"weight_ih_{name}")
+        return weights + ((f"bias_ih_{name}", f"bias_hh_{name}") if self.bias else ())
+
+    # The call ---------------------------------------------------------------------------------
+
+    def forward(
+        self, input: Tensor | PackedSequence, hx: Tensor | None = None
+    ) -> tuple[Tensor | PackedSequence, Tensor]:
+        """As ``nn.RNN.forward``: input (T, B, F), (B, T, F) with ``batch_first``, (T, F), or a
+        PackedSequence; hx (layers·directions, B, H) or None. Returns (output, h_n)."""
+        packed = isinstance(input, PackedSequence)
+        mask, unbatched = None, False
+        if packed:
+            x, lengths = pad_packed_sequence(input, batch_first=True)
+            mask = torch.arange(x.shape[1])[None, :] < lengths[:, None]
+            mask = mask.to(x.device)
+        else:
+            self._check_input(input)
+            unbatched = input.dim() == 2
+            x = input.unsqueeze(1 if not self.batch_first else 0) if unbatched else input
+            x = x if self.batch_first else x.transpose(0, 1)
+        h0 = None
+        if hx is not None:
+            hx = self._checked_hx(hx, x.shape[0], unbatched)
+            h0 = [tuple(pair) for pair in hx.split(2)] if self.bidirectional else list(hx)
+        outputs = self.stack.outputs(x, h0, mask=mask)
+        H = self.hidden_size  # (a forward cell ends at the last step, a reverse one at the first)
+        ends = [(out[:, -1, :H], out[:, 0, H:]) for out in outputs]
+        h_n = torch.stack([end for pair in ends for end in pair[: self.directions]])
+        x = outputs[-1]
+        if packed:
+            return _packed_like(input, x, lengths), h_n
+        output = x if self.batch_first else x.transpose(0, 1)
+        if unbatched:
+            return output.squeeze(0 if self.batch_first else 1), h_n.squeeze(1)
+        return output, h_n
+
+    def _check_input(self, input: Tensor) -> None:
+        """nn.RNN's checks of a padded input, with its exception types and what to do."""
+        if input.dim() not in (2, 3):
+            raise ValueError(
+                f"RNN: Expected input to be 2D or 3D, got {input.dim()}D tensor instead: give "
+                f"(time, features), (time, batch, features) or, with batch_first, (batch, time, "
+                f"features)"
+            )
+        if input.shape[-1] != self.input_size:
+            raise RuntimeError(
+                f"input.size(-1) must be equal to input_size. Expected {self.input_size}, "
+                f"got {input.shape[-1]}"
+            )
+        if input.shape[1 if self.batch_first and input.dim() == 3 else 0] == 0:
+            raise RuntimeError(
+                "Expected sequence length to be larger than 0 in RNN: give at least one step"
+            )
+
+    def _checked_hx(self, hx: Tensor, batch: int, unbatched: bool) -> Tensor:
+        """hx as (layers·directions, B, H), checked as nn.RNN checks it."""
+        if unbatched:
+            if hx.dim() != 2:
+                raise RuntimeError(
+                    f"For unbatched 2-D input, hx should also be 2-D but got {hx.dim()}-D tensor"
+                )
+            hx = hx.unsqueeze(1)
+        expected = (self.num_layers * self.directions, batch, self.hidden_size)
+        if tuple(hx.shape) != expected:
+            raise RuntimeError(
+                f"Expected hidden size {expected}, got {list(hx.shape)}: one initial state per "
+                f"layer and direction, and per sequence of the batch"
+            )
+        return hx
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.input_size}, {self.hidden_size}, num_layers={self.num_layers}, "
+            f"nonlinearity={self.nonlinearity!r}, bias={self.bias}, "
+            f"batch_first={self.batch_first}, dropout={self.dropout}, "
+            f"bidirectional={self.bidirectional}"
+        )
+
+
+def _from_other_names(
+    module: RNN, state_dict: dict[str, Tensor], prefix: str, *args: Any, **kwargs: Any
+) -> None:
+    """Load-state-dict pre-hook: a cell given under nn.RNN's names (``weight_ih_l0``, ...) is
+    rewritten in place as ``A = [weight_hh | weight_ih]`` and ``b = bias_ih + bias_hh`` of its
+    ``SimpleRNN``; elman 0.1's names (``A_l0``, ``b_l0``) are renamed. A cell whose nn.RNN
+    names are not all there is left as given, so that ``strict=True`` reports its missing and
+    unexpected keys, and ``strict=False`` skips it, as nn.RNN does."""
+    for name, path in module._cells():
+        ours = (f"{prefix}{path}.A", f"{prefix}{path}.b")
+        for old, new in zip((f"{prefix}A_{name}", f"{prefix}b_{name}"), ours, strict=True):
+            if old in state_dict:
+                state_dict[new] = state_dict.pop(old)
+        keys = [prefix + key for key in module.torch_names(name)]
+        if not all(key in state_dict for key in keys):
+            continue
+        weight_hh, weight_ih, *biases = (state_dict.pop(key) for key in keys)
+        state_dict[ours[0]] = torch.cat([weight_hh, weight_ih], 1)
+        if biases:
+            state_dict[ours[1]] = biases[0] + biases[1]
+
+
+def _packed_like(given: PackedSequence, padded: Tensor, lengths: Tensor) -> PackedSequence:
+    """``padded`` (B, T, ...) in original batch order, packed in the layout of ``given`` (same
+    batch sizes and sorting), as nn.RNN returns its output."""
+    order = given.sorted_indices
+    if order is not None:
+        padded, lengths = padded.index_select(0, order), lengths[order.cpu()]
+    data = pack_padded_sequence(padded, lengths, batch_first=True).data
+    return PackedSequence(data, given.batch_sizes, given.sorted_indices, given.unsorted_indices)

@@ -9,6 +9,7 @@ their own. This module is where the two meet.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -117,8 +118,6 @@ def load_config(folder: Path) -> RunConfig:
     )
     old_task = (saved.get("data") or {}).get("task")
     if old_task and kind.network == "numbers":  # (files of 0.1's first releases kept it there)
-        config.model.task = old_task
-    config.model.validate()
-    config.train.validate()
+        config = replace(config, model=replace(config.model, task=old_task))
     check_class_names(config, path.name)
     return config

@@ -24,7 +24,7 @@ def setting(default: Any, doc: str, *, flag: str | None = None, choices=None, cl
 def choose(value: str, choices: Sequence[str], what: str) -> None:
     """Refuse ``value`` unless it is one of ``choices``, naming the setting ``what``."""
     if value not in choices:
-        raise UserError(f"{what} must be one of {', '.join(choices)}, got {value!r}")
+        raise UserError(f"`{what}` must be one of {', '.join(choices)}, got {value!r}")
 
 
 def kind_of(annotation: Any) -> tuple[str, str | None, bool]:

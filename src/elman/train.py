@@ -123,8 +123,24 @@ def resolve_device(name: str = "auto") -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda: this machine has no CUDA device; use --device cpu or auto")
+        raise UserError("`device` cuda: this machine has no CUDA device; use `device` cpu or auto")
     return torch.device(name)
+
+
+ONE_PROCESS = World()  # (frozen: a default argument that cannot change)
+
+
+@dataclass(frozen=True)
+class StepOptions:
+    """How ``train_step`` runs (``fit`` takes them from its ``TrainConfig``)."""
+
+    clip_norm: float | None = None  # clip the gradients' global norm to this
+    chunk: int | None = None  # truncated backpropagation: steps read per update (None: all)
+    in_graph: bool = False  # read nothing back to Python, so that a CUDA graph records the step
+
+    def __post_init__(self) -> None:
+        if self.in_graph and self.chunk:
+            raise ValueError("a step in a CUDA graph reads whole sequences: give chunk=None")
 
 
 def train_step(
@@ -132,74 +148,106 @@ def train_step(
     optimizer: torch.optim.Optimizer,
     x: torch.Tensor,
     y: torch.Tensor,
-    clip_norm: float | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """One training step: forward, the task's loss, backward, gradient clipping, update.
-    Returns the batch's loss and metric. A loss that is not finite is returned before any
-    update, so the weights stay as they were (``fit`` stops there; so can any caller)."""
-    loss, metric = loss_and_metric(task_of(model), model(x), y)
-    if torch.isfinite(loss):
-        _update(model, optimizer, loss, clip_norm)
-    return loss, metric
+    options: StepOptions = StepOptions(),
+    *,
+    weight: float | None = None,
+    world: World = ONE_PROCESS,
+    stop: bool = False,
+) -> list[float] | torch.Tensor:
+    """The one training step (``fit``'s, the analyses', the CUDA graph's): forward, the
+    task's loss, backward, gradient clipping, update.
 
+    Returns the totals [loss·weight, metric·weight, weight, not finite, stop], summed over the
+    workers in ONE collective before backward: an epoch's sums and the decisions every worker
+    must take alike (``stop``: Ctrl-C on any of them). ``weight``: how many predictions the
+    batch's means are over (None: ``batch_weight``; 0: its rows do not count, so one process
+    updates nothing and a worker takes part with weight 0). A loss that is not finite on any
+    worker is returned before any update, so the weights stay as they were (``fit`` stops
+    there; so can any caller).
 
-def _shared_step(model, optimizer, x, y, clip_norm, world: World, weight, stop) -> list:
-    """``fit``'s step: forward, then ONE sum over the workers (a single collective, as each
-    costs a round trip) of [loss·weight, metric·weight, weight, not finite, Ctrl-C]: the epoch's
-    sums and the decisions every worker must take alike; then, if every worker's loss was
-    finite, backward and the update. DDP averages the workers' gradients, so each worker's
-    mean loss is scaled by ``size · weight / total weight``: the average is then the gradient
-    of the mean over all the step's samples, even when the workers' parts differ in size (a
-    worker whose rows do not count has weight 0)."""
-    loss, metric = loss_and_metric(task_of(model), model(x), y)
-    finite = bool(torch.isfinite(loss))
-    totals = world.total(
-        [loss.item() * weight, metric.item() * weight, weight, float(not finite), float(stop)]
-    )
-    if not totals[3]:
-        share = world.size * weight / totals[2] if world.distributed else 1.0
-        try:
-            _update(model, optimizer, loss * share if share != 1.0 else loss, clip_norm)
-        except RuntimeError as error:  # DDP's all-reduce, in backward, lost a worker
-            if not world.distributed:
-                raise
-            raise PeerLost.after(error) from None
+    ``options.chunk``: truncated backpropagation through time (``model.read_chunk``): the state
+    is carried from chunk to chunk, detached (gradients stop at a chunk's start), with one
+    update per chunk that has a loss: every chunk when forecasting, the last when classifying.
+
+    ``options.in_graph``: nothing is read back to Python, so that a CUDA graph can hold the
+    step whole (``CapturedStep``); returns [loss, metric] (2,) on the device instead. The
+    gradients must be None on entry; a loss that is not finite zeroes them on the device
+    instead of skipping the update (RMSprop's running average still decays by ``rho``).
+    """
+    task = task_of(model)
+    weight = batch_weight(task, y) if weight is None and not options.in_graph else weight
+    totals = [0.0, 0.0, 0.0, 0.0, float(stop)]
+    if not (weight or options.in_graph or world.distributed):
+        return totals
+    for outputs, target in _predictions(model, x, y, task, options.chunk):
+        loss, metric = loss_and_metric(task, outputs, target)
+        if options.in_graph:
+            _update(model, optimizer, loss, options.clip_norm, in_graph=True)
+            return torch.stack([loss.detach(), metric.detach()])
+        part = weight if options.chunk is None else batch_weight(task, target)
+        if not part and not world.distributed:
+            continue  # (a chunk with nothing to forecast)
+        finite = bool(torch.isfinite(loss))
+        sums = world.total(
+            [loss.item() * part, metric.item() * part, part, float(not finite), float(stop)]
+        )
+        totals = [a + b for a, b in zip(totals[:4], sums[:4], strict=True)] + [sums[4]]
+        if sums[3]:
+            return totals
+        if world.distributed:
+            _shared_update(model, optimizer, loss, options.clip_norm, world, part, sums[2])
+        else:
+            _update(model, optimizer, loss, options.clip_norm)
     return totals
 
 
-def _update(model: nn.Module, optimizer, loss: torch.Tensor, clip_norm: float | None) -> None:
-    """Backward, gradient clipping, one optimizer step."""
+def _shared_update(model, optimizer, loss, clip_norm, world: World, weight, total) -> None:
+    """``_update`` among workers, whose weights in the step's ``total`` differ. DDP averages
+    the workers' gradients, so each worker's mean loss is scaled by ``size · weight / total``:
+    the average is then the gradient of the mean over all the step's samples."""
+    share = world.size * weight / total
+    try:
+        _update(model, optimizer, loss * share if share != 1.0 else loss, clip_norm)
+    except RuntimeError as error:  # DDP's all-reduce, in backward, lost a worker
+        raise PeerLost.after(error) from None
+
+
+def _predictions(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, task: str, chunk: int | None
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """The outputs to take a loss of, with their targets: the whole batch's; or, with
+    ``chunk``, each chunk's that has a loss, the state carried (detached) from one to the next
+    (a chunk without a loss is read without gradients)."""
+    if not chunk:
+        yield model(x), y
+        return
+    state = None
+    for start in range(0, x.shape[1], chunk):
+        piece, final = x[:, start : start + chunk], start + chunk >= x.shape[1]
+        if task != "forecast" and not final:
+            with torch.no_grad():
+                _, state = model.read_chunk(piece, state)
+            continue
+        outputs, after = model.read_chunk(piece, state)
+        yield outputs, y[:, start : start + chunk] if task == "forecast" else y
+        state = after.detach()  # (after the update: gradients stop at the next chunk's start)
+
+
+def _update(
+    model: nn.Module, optimizer, loss: torch.Tensor, clip_norm: float | None, in_graph=False
+) -> None:
+    """Backward, gradient clipping, one optimizer step. ``in_graph``: a loss that is not finite
+    zeroes the gradients on the device (the weights stay), with no ``if`` read in Python."""
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
-    _clip_and_step(model, optimizer, clip_norm)
-
-
-def _clip_and_step(model: nn.Module, optimizer, clip_norm: float | None) -> None:
+    if in_graph:
+        not_finite = ~torch.isfinite(loss)
+        for param in model.parameters():
+            if param.grad is not None:
+                param.grad.masked_fill_(not_finite, 0.0)  # (NaN · 0 would stay NaN)
     if clip_norm:
         nn.utils.clip_grad_norm_(model.parameters(), clip_norm)
     optimizer.step()
-
-
-def guarded_step(
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    clip_norm: float | None = None,
-) -> torch.Tensor:
-    """``train_step`` with no value read back to Python, so that a CUDA graph can hold it whole:
-    forward, loss, backward, clipping, update, and the (2,) tensor [loss, metric]. The gradients
-    must be None on entry. A loss that is not finite zeroes the gradients on the device instead
-    of skipping the update in Python: the weights stay as they were (RMSprop's running average
-    of squared gradients still decays by ``rho`` on that step; ``fit`` stops there anyway)."""
-    loss, metric = loss_and_metric(task_of(model), model(x), y)
-    loss.backward()
-    not_finite = ~torch.isfinite(loss)
-    for param in model.parameters():
-        if param.grad is not None:
-            param.grad.masked_fill_(not_finite, 0.0)  # (NaN · 0 would stay NaN)
-    _clip_and_step(model, optimizer, clip_norm)
-    return torch.stack([loss.detach(), metric.detach()])
 
 
 class CapturedStep:
@@ -226,7 +274,8 @@ class CapturedStep:
         clip_norm: float | None,
         log: Callable[[str], None],
     ) -> None:
-        self.model, self.optimizer, self.clip_norm, self.log = model, optimizer, clip_norm, log
+        self.model, self.optimizer, self.log = model, optimizer, log
+        self.options = StepOptions(clip_norm, in_graph=True)
         self.eager_steps, self.failed = 0, False
         self.graph: torch.cuda.CUDAGraph | None = None
         self.key: tuple | None = None
@@ -272,12 +321,12 @@ class CapturedStep:
     def _eager(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         self.optimizer.zero_grad(set_to_none=True)
         if self.eager_steps >= self.WARM_UP:
-            return guarded_step(self.model, self.optimizer, x, y, self.clip_norm)
+            return self._step(x, y)
         self.eager_steps += 1
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):
-            outputs = guarded_step(self.model, self.optimizer, x, y, self.clip_norm)
+            outputs = self._step(x, y)
         torch.cuda.current_stream().wait_stream(side)
         return outputs
 
@@ -287,8 +336,11 @@ class CapturedStep:
         self.optimizer.zero_grad(set_to_none=True)  # the graph allocates its own gradients
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
-            outputs = guarded_step(self.model, self.optimizer, *inputs, self.clip_norm)
+            outputs = self._step(*inputs)
         self.graph, self.key, self.inputs, self.outputs = graph, key, inputs, outputs
+
+    def _step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return train_step(self.model, self.optimizer, x, y, self.options)  # type: ignore[return-value]
 
     def _replay(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         assert self.graph is not None and self.inputs is not None and self.outputs is not None
@@ -296,40 +348,6 @@ class CapturedStep:
         self.inputs[1].copy_(y, non_blocking=True)
         self.graph.replay()
         return self.outputs
-
-
-def tbptt_step(
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    chunk: int,
-    clip_norm: float | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Truncated backpropagation through time over one batch: read ``chunk`` steps at a time
-    (``model.read_chunk``), carrying the state from chunk to chunk (detached: gradients stop at
-    a chunk's start), one update per chunk that has a loss: every chunk when forecasting (its
-    own next-step targets), the last one when classifying. Returns the batch's mean loss and
-    metric; a loss that is not finite is returned at once, before its update."""
-    task = task_of(model)
-    state, sums = None, torch.zeros(3, dtype=torch.float64)
-    for start in range(0, x.shape[1], chunk):
-        piece, final = x[:, start : start + chunk], start + chunk >= x.shape[1]
-        if task != "forecast" and not final:
-            with torch.no_grad():
-                _, state = model.read_chunk(piece, state)
-            continue
-        outputs, after = model.read_chunk(piece, state)
-        target = y[:, start : start + chunk] if task == "forecast" else y
-        weight = batch_weight(task, target)
-        if weight:
-            loss, metric = loss_and_metric(task, outputs, target)
-            if not torch.isfinite(loss):
-                return loss, metric
-            _update(model, optimizer, loss, clip_norm)
-            sums += torch.tensor([loss.item() * weight, metric.item() * weight, weight])
-        state = after.detach()
-    return (sums[0] / sums[2]).float(), (sums[1] / sums[2]).float()
 
 
 def evaluate(
@@ -573,6 +591,7 @@ def _train_batches(
         group["lr"] = config.lr * config.lr_decay ** (state.epoch - 1)
     shuffle.set_state(state.shuffle_state)
     batches, batch = _epoch_batches(train, config, world, shuffle, device_of(model))
+    options = StepOptions(config.clip_norm, config.tbptt)
     task = task_of(model)
     metric = metric_name(task)
     bar = tqdm(
@@ -589,7 +608,7 @@ def _train_batches(
             between_steps(time.perf_counter() - started, stop)
             x, y, counted = batch(state.step)
             weight = batch_weight(task, y) if counted else 0
-            totals = _step(model, optimizer, x, y, config, world, weight, interrupted, captured)
+            totals = _step(model, optimizer, x, y, options, world, weight, interrupted, captured)
             _count(state, totals)
             stop = bool(totals[4])  # Ctrl-C on any worker: all stop before the next step
             bar.update()
@@ -601,22 +620,16 @@ def _train_batches(
     return time.perf_counter() - started
 
 
-def _step(model, optimizer, x, y, config, world, weight, interrupted, captured) -> list:
-    """One step of ``fit``'s loop by the path that applies (truncated backpropagation, the
-    captured CUDA graph, or ``_shared_step``). Returns the totals [loss·weight, metric·weight,
-    weight, not finite, Ctrl-C]. A step whose rows do not count updates nothing; only among
-    workers does it still take part (in the gradient average, with weight 0)."""
-    if not weight and not world.distributed:
-        return [0.0, 0.0, 0.0, 0.0, float(interrupted())]
-    if config.tbptt:
-        loss, metric = tbptt_step(model, optimizer, x, y, config.tbptt, config.clip_norm)
-        loss_value, metric_value = loss.item(), metric.item()
-    elif captured is not None:
-        loss_value, metric_value = captured(x, y).tolist()
-    else:
-        return _shared_step(model, optimizer, x, y, config.clip_norm, world, weight, interrupted())
-    finite = math.isfinite(loss_value)
-    return [loss_value * weight, metric_value * weight, weight, not finite, interrupted()]
+def _step(model, optimizer, x, y, options, world, weight, interrupted, captured) -> list:
+    """One step of ``fit``'s loop: ``train_step``, or its recording in a CUDA graph
+    (``captured``). Returns the totals [loss·weight, metric·weight, weight, not finite,
+    Ctrl-C]."""
+    if captured is None or not weight:
+        return train_step(
+            model, optimizer, x, y, options, weight=weight, world=world, stop=interrupted()
+        )
+    loss, metric = captured(x, y).tolist()
+    return [loss * weight, metric * weight, weight, not math.isfinite(loss), interrupted()]
 
 
 def _epoch_batches(
@@ -794,7 +807,7 @@ def _start(
 ) -> tuple[torch.optim.Optimizer, torch.Generator, TrainingState]:
     """The settings checked, the model on its device, the optimizer, the shuffling generator
     and the training state: fresh, or the checkpoint's."""
-    config.validate(len(train), world.size)
+    config.check_fits(len(train), world.size)
     if config.tbptt and not hasattr(model, "read_chunk"):
         raise UserError("`tbptt` reads numeric sequences in chunks: train series or speech")
     model.to(device_for(world, resolve_device(config.device)))

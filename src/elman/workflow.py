@@ -67,9 +67,9 @@ def check_output(out_dir: Path, overwrite: bool, resume: bool) -> None:
     replace without ``overwrite`` (its files are replaced only once the new run's data is
     read, so a run that fails early loses nothing)."""
     if out_dir.exists() and not out_dir.is_dir():
-        raise UserError(f"--out {out_dir} is a file, not a folder")
+        raise UserError(f"`out_dir` {out_dir} is a file, not a folder")
     if out_dir.resolve() == Path(out_dir.resolve().anchor):
-        raise UserError(f"--out {out_dir} is the filesystem root: give a folder for the model")
+        raise UserError(f"`out_dir` {out_dir} is the filesystem root: give a folder for the model")
     if resume:
         if not (out_dir / CONFIG).exists():
             raise UserError(f"nothing to resume in {out_dir}: it has no {CONFIG}")
@@ -81,7 +81,7 @@ def check_output(out_dir: Path, overwrite: bool, resume: bool) -> None:
     )
     if foreign:
         raise UserError(
-            f"--out {out_dir} holds files elman did not write ({', '.join(foreign[:3])}): "
+            f"`out_dir` {out_dir} holds files elman did not write ({', '.join(foreign[:3])}): "
             "give a new or empty folder"
         )
     if not holds_model(out_dir):
@@ -89,12 +89,12 @@ def check_output(out_dir: Path, overwrite: bool, resume: bool) -> None:
     if not overwrite:
         if not (out_dir / CHECKPOINT).exists() and not (out_dir / WEIGHTS).exists():
             raise UserError(
-                f"{out_dir} holds a run that stopped before its first checkpoint: --resume "
-                f"{out_dir} starts it again with its settings, --overwrite starts afresh"
+                f"{out_dir} holds a run that stopped before its first checkpoint: `resume` "
+                f"{out_dir} starts it again with its settings, `overwrite` starts afresh"
             )
         raise UserError(
-            f"{out_dir} already holds a model: choose another --out, add --overwrite to "
-            "replace it, or --resume to continue its training"
+            f"{out_dir} already holds a model: choose another `out_dir`, add `overwrite` to "
+            "replace it, or `resume` to continue its training"
         )
 
 
@@ -165,7 +165,6 @@ def encode(config: RunConfig, out: Path, shard_size: int, log: Log = print) -> d
     ``train`` reads with ``config.train.encoded = out``. A source that can (``Source.stream``:
     text from CSV/TSV/JSONL files) reads its files a piece at a time, so a corpus larger than
     memory can be encoded; the others are read whole first. Returns the folder's manifest."""
-    config.model.validate()  # (the settings that shape the arrays: before any reading)
     source = SOURCES[config.source]
     with EncodedWriter(out, shard_size) as writer:
         learned = None
@@ -259,8 +258,6 @@ def train_model(
         if out_dir is None:
             return _train(config, None, log, progress, world=world)
         out_dir = Path(out_dir)
-        config.model.validate()
-        config.train.validate()
         check_tbptt(config, world.size)
         if not world.main:  # rank 0 checks and locks the folder; a refusal stops everyone
             config = _resumed(config, out_dir) if resume else config
@@ -343,7 +340,6 @@ def _train(
     world: World | None = None,
 ) -> TrainedClassifier | TrainedSequenceModel:
     world = world or World()
-    config.model.validate()
     resolve_device(config.train.device)  # a device this machine lacks: refused before any work
     threads = None  # (one process without --threads: torch's and numba's defaults, all cores)
     if world.distributed or config.train.threads:  # torch and numba alike: never more threads
@@ -355,8 +351,7 @@ def _train(
         with contextlib.suppress(subprocess.TimeoutExpired):
             compiling.wait(timeout=300)
         compiling.kill()
-    config.model.validate()
-    config.train.validate(len(splits.train), world.size)  # before anything is written
+    config.train.check_fits(len(splits.train), world.size)  # before anything is written
     check_memory(config, steps=splits.train.steps)
     if world.distributed:
         print(
@@ -398,7 +393,8 @@ def _train(
 
 def _fingerprints(config: RunConfig, splits: Splits) -> dict[str, str]:
     """What every worker must share: its settings (where it runs aside) and its data."""
-    settings = asdict(replace(config, train=replace(config.train, device="")))
+    settings = asdict(config)
+    settings["train"]["device"] = ""
     if splits.origin is not None:  # elman encode's folder: its manifest names every file
         return {"settings": fingerprint(settings), "data": splits.origin}
     data = [

@@ -167,7 +167,7 @@ def test_download_rejects_damaged_file(tmp_path, small_archive, http_server, dam
 
 
 def test_download_unreachable_gives_clear_error(tmp_path):
-    with pytest.raises(UserError, match="--data"):
+    with pytest.raises(UserError, match="`data`"):
         imdb.download("http://127.0.0.1:9/aclImdb_v1.tar.gz", "0" * 32, tmp_path)
 
 
@@ -302,5 +302,5 @@ def test_movie_split_without_urls_files_is_refused(tmp_path, small_archive):
     config = IMDBConfig(
         data=str(small_archive), val_size=2, cache_dir=str(tmp_path / "cache"), val_split="movie"
     )
-    with pytest.raises(UserError, match="use --val-split random"):
+    with pytest.raises(UserError, match="use `val_split` random"):
         load_imdb(config, vocab_size=10, max_len=4, seed=0)

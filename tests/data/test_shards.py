@@ -92,7 +92,7 @@ def test_workers_are_dealt_disjoint_shards_every_epoch(encoded):
     first = [(k, rows.tolist()) for k, rows in shards.plan(16, False, 0, 1, again)]
     second = [(k, rows.tolist()) for k, rows in shards.plan(16, False, 0, 1, again)]
     assert first != second  # a new deal each epoch
-    with pytest.raises(UserError, match="4 training shard.*for 5 workers.*--shard-size"):
+    with pytest.raises(UserError, match="4 training shard.*for 5 workers.*`shard_size`"):
         shards.plan(16, False, 0, 5, torch.Generator())
 
 

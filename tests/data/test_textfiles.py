@@ -66,7 +66,7 @@ def test_aclimdb_folder_gives_the_imdb_arrays(real_archive, real_cache):
 
 def test_folder_classes_must_agree_between_train_and_test(real_archive):
     # aclImdb/train has an unsup/ folder that test/ lacks: the user must choose.
-    with pytest.raises(UserError, match="choose the classes with --classes"):
+    with pytest.raises(UserError, match="choose the classes with `classes`"):
         load_texts(TextConfig(data=str(real_archive)), vocab_size=10_000, max_len=500, seed=0)
 
 

@@ -27,7 +27,7 @@ from elman.errors import UserError
 from elman.inference import save_files
 from elman.rnn import SimpleRNN
 from elman.settings import setting
-from elman.train import RMSprop, train_step
+from elman.train import RMSprop, StepOptions, train_step
 
 
 @dataclass
@@ -109,7 +109,7 @@ def train_language_model(
         epoch_started = time.perf_counter()
         for rows in torch.randperm(len(train), generator=generator).split(config.batch_size):
             batch = train[rows]  # each word predicts the next
-            train_step(model, optimizer, batch[:, :-1], batch[:, 1:], clip_norm=5.0)
+            train_step(model, optimizer, batch[:, :-1], batch[:, 1:], StepOptions(clip_norm=5.0))
         val_perplexity = perplexity(model, val)
         history.append(
             {

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 import elman.cells as cells
 from elman.config import SequenceConfig
 from elman.settings import setting
-from elman.train import RMSprop, train_step
+from elman.train import RMSprop, StepOptions, train_step
 
 LAYERS = cells.names(texts=False)  # the kinds that read any sequence (rnn, lstm, gru)
 
@@ -56,7 +56,6 @@ class RecallModel(nn.Module):
         E, H = config.embedding_dim, config.hidden_size
         self.embedding = nn.Embedding(2 * config.symbols, E)
         settings = SequenceConfig(architecture=layer, input_size=E, hidden_size=H)
-        settings.validate()
         self.rnn = cells.kind_of(layer, texts=False).build(settings, E, False)
         self.head = nn.Linear(H, config.symbols)
 
@@ -74,7 +73,8 @@ def train_recall(layer: str, lag: int, config: MemoryConfig) -> float:
     model.train()
     for _ in range(config.steps):  # a fresh batch every step: the task has endless data
         ids, targets = recall_batch(config.batch_size, lag, config.symbols, generator)
-        train_step(model, optimizer, ids, targets, clip_norm=1.0)  # long lags explode unclipped
+        clipped = StepOptions(clip_norm=1.0)  # long lags explode unclipped
+        train_step(model, optimizer, ids, targets, clipped)
     ids, targets = recall_batch(config.test_size, lag, config.symbols, generator)
     with torch.no_grad():
         return float((model(ids).argmax(1) == targets).float().mean())

@@ -55,7 +55,7 @@ def describe(texts: bool = True) -> str:
 
 def kind_of(name: str, texts: bool = True) -> CellKind:
     """The kind named ``name`` (the ``architecture`` setting)."""
-    choose(name, names(texts), "`architecture`")
+    choose(name, names(texts), "architecture")
     return CELLS[name]
 
 

@@ -74,12 +74,12 @@ def download(url: str = URL, md5: str = MD5, cache_dir: Path | None = None) -> P
     except ValueError as error:  # pooch's checksum mismatch
         raise UserError(
             f"downloaded IMDB archive from {url} failed its md5 check ({error}); "
-            "try again, or pass a local copy with --data"
+            "try again, or pass a local copy with `data`"
         ) from None
     except Exception as error:  # network errors of every kind
         raise UserError(
             f"could not download the IMDB archive from {url} ({type(error).__name__}: {error}); "
-            "pass a local copy with --data PATH or ELMAN_DATA"
+            "pass a local copy with `data` PATH or ELMAN_DATA"
         ) from None
     return Path(path)
 
@@ -364,9 +364,9 @@ def load_imdb(
     training reviews split by a ``seed``-ed shuffle (20,000 / 5,000 by default), the 25,000 test
     reviews as they are."""
     if max_len <= 0:
-        raise UserError(f"max-len must be positive, got {max_len}")
+        raise UserError(f"`max_len` must be positive, got {max_len}")
     if vocab_size <= 3:
-        raise UserError(f"vocab-size must exceed the 3 reserved ids, got {vocab_size}")
+        raise UserError(f"`vocab_size` must exceed the 3 reserved ids, got {vocab_size}")
     cache_dir = Path(config.cache_dir) if config.cache_dir else None
     source = resolve_source(config.data, cache_dir, log)
     corpus = encode_corpus(source, cache_dir)
@@ -409,7 +409,7 @@ def movie_split_rows(movies: np.ndarray, size: int, seed: int) -> tuple[np.ndarr
     if (movies < 0).any():
         raise UserError(
             "val-split movie needs the archive's urls_pos.txt/urls_neg.txt (which movie each "
-            "review is about); this copy lacks them: use --val-split random"
+            "review is about); this copy lacks them: use `val_split` random"
         )
     order = np.random.default_rng(seed).permutation(int(movies.max()) + 1)
     reviews_per_movie = np.bincount(movies, minlength=len(order))

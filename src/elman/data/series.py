@@ -206,7 +206,7 @@ def _label_index(column: str, header: list[str], has_header: bool, path: Path) -
     raise UserError(
         f"{path} has no column {column!r}"
         + (f" (its columns: {', '.join(header[:8])}…)" if has_header else "")
-        + "; name the label's column with --label-column (a header name or an index from 0)"
+        + "; name the label's column with `label_column` (a header name or an index from 0)"
     )
 
 
@@ -346,8 +346,8 @@ def numeric_splits(
     if train.labels is None or test.labels is None:
         raise UserError(
             f"{(train if train.labels is None else test).where[0].rsplit(' ', 2)[0]} has no "
-            "labels: classification needs them (a label column; 'y' in a .npz; --labels for a "
-            ".npy), or use --task forecast"
+            "labels: classification needs them (a label column; 'y' in a .npz; `labels` for a "
+            ".npy), or use `task` forecast"
         )
     names = names or class_names(train.labels)
     if len(names) < 2:
@@ -373,7 +373,7 @@ def load_series(config: SeriesConfig, *, task: str, seed: int) -> NumericData:
     """Train/validation/test splits for ``task`` ("classify" or "forecast"), held-out splits
     ``seed``-ed."""
     if not config.data:
-        raise UserError("no series data: give --data PATH (a UCR/CSV text file or .npz/.npy)")
+        raise UserError("no series data: give `data` PATH (a UCR/CSV text file or .npz/.npy)")
     path = _resolve(config.data)
     train = cut(read_series(path, config), config.max_len)
     test_path = Path(config.test) if config.test else _ucr_test_file(path)

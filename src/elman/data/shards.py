@@ -81,7 +81,7 @@ class Shards:
         if len(self.names) < size:
             raise UserError(
                 f"{self.folder} has {len(self.names)} training shard(s) for {size} workers: "
-                "encode it again with a smaller --shard-size"
+                "encode it again with a smaller `shard_size`"
             )
         order = torch.randperm(len(self.names), generator=generator).tolist()
         seeds = torch.randint(0, 2**62, (len(self.names),), generator=generator).tolist()
@@ -130,9 +130,9 @@ class EncodedWriter:
     def __init__(self, out: Path, shard_size: int) -> None:
         self.out, self.shard_size = Path(out), shard_size
         if self.out.exists() and (not self.out.is_dir() or any(self.out.iterdir())):
-            raise UserError(f"--out {out} exists and is not an empty folder: give a new folder")
+            raise UserError(f"`out` {out} exists and is not an empty folder: give a new folder")
         if shard_size < 1:
-            raise UserError(f"--shard-size must be a positive number of rows, got {shard_size}")
+            raise UserError(f"`shard_size` must be a positive number of rows, got {shard_size}")
         self.staging = self.out.with_name(f".{self.out.name}.tmp")
         self.parts: dict[str, list] = {"train": [], "val": [], "test": []}
         self.pending: Split | None = None  # training rows short of a shard
@@ -453,7 +453,7 @@ def _read_manifest(folder: Path) -> dict[str, Any]:
     path = folder / MANIFEST
     if not path.is_file():
         raise UserError(
-            f"--encoded {folder} holds no {MANIFEST}: give a folder written by elman encode"
+            f"`encoded` {folder} holds no {MANIFEST}: give a folder written by elman encode"
         )
     try:
         manifest = json.loads(path.read_bytes())

@@ -140,7 +140,7 @@ def given_paths(given: Given, suffix: str, what: str) -> list[Path]:
     for folder in given.folders:
         found = sorted(folder.glob(f"*{suffix}")) if folder.is_dir() else []
         if not found:
-            raise UserError(f"--folder {folder} holds no {suffix} files")
+            raise UserError(f"`folder` {folder} holds no {suffix} files")
         paths.extend(found)
     if not paths:
         raise UserError(f"nothing to predict: give {what}")

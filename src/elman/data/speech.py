@@ -169,7 +169,7 @@ def load_speech(config: SpeechConfig, *, seed: int, log: Log = print) -> tuple[N
     """Train/validation/test features and labels, and the sample rate the model reads."""
     check(config)
     if not config.data:
-        raise UserError("no speech data: give --data PATH (a folder or .tar.gz of WAV files)")
+        raise UserError("no speech data: give `data` PATH (a folder or .tar.gz of WAV files)")
     files = wav_files(Path(config.data))
     if not files:
         raise UserError(f"{config.data} holds no .wav files")
@@ -181,7 +181,7 @@ def load_speech(config: SpeechConfig, *, seed: int, log: Log = print) -> tuple[N
         files = {name: data for name, data in files.items() if name not in test_files}
         if not test_files or not files:
             raise UserError(
-                f"--test-pattern {config.test_pattern!r} matches {len(test_files)} of "
+                f"`test_pattern` {config.test_pattern!r} matches {len(test_files)} of "
                 f"{len(files) + len(test_files)} files: it must leave some on both sides"
             )
     else:
@@ -234,7 +234,7 @@ def evaluation(fitted: Fitted, path: Path | None, log: Log = print) -> Split:
 
 def inputs(fitted: Fitted, given: Given, log: Log = print) -> Inputs:
     """WAV files given as arguments, with --file or in --folder, as the model hears them."""
-    paths = given_paths(given, ".wav", "WAV files (or --folder DIR)")
+    paths = given_paths(given, ".wav", "WAV files (or `folder` DIR)")
     notes: set[str] = set()
     x = features_of_files(paths, fitted.settings, notes)
     _logged(notes, log)

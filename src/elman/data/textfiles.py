@@ -119,12 +119,12 @@ def _table_records(
         raise UserError(f"{path} is empty: give a header row and one sample per row")
     columns = []
     for name, option in (
-        (config.text_column, "--text-column"),
-        (config.label_column, "--label-column"),
+        (config.text_column, "`text_column`"),
+        (config.label_column, "`label_column`"),
     ):
         if name in header:
             columns.append(header.index(name))
-        elif option == "--label-column" and not with_labels:
+        elif option == "`label_column`" and not with_labels:
             columns.append(None)
         else:
             raise UserError(
@@ -177,10 +177,10 @@ def _json_records(
         except json.JSONDecodeError as error:
             raise UserError(f"{path} line {line_number} is not valid JSON ({error.msg})") from None
         for key, option in (
-            (config.text_column, "--text-column"),
-            (config.label_column, "--label-column"),
+            (config.text_column, "`text_column`"),
+            (config.label_column, "`label_column`"),
         ):
-            optional = option == "--label-column" and not with_labels
+            optional = option == "`label_column`" and not with_labels
             if not isinstance(record, dict) or (key not in record and not optional):
                 raise UserError(
                     f"{path} line {line_number} has no key {key!r}; name the right one with "
@@ -258,13 +258,13 @@ def read_folder(path: Path, config: TextConfig, invalid: list[str]) -> dict[str,
         if not config.classes and split == "test" and sorted(classes) != sorted(names):
             raise UserError(
                 f"{path}: train/ has the class folders {', '.join(names)} but test/ has "
-                f"{', '.join(sorted(classes, key=natural_key))}; choose the classes with --classes"
+                f"{', '.join(sorted(classes, key=natural_key))}; choose the classes with `classes`"
             )
         for name in names:
             if not classes.get(name):
                 raise UserError(
                     f"class folder {shown}/{name} is missing or holds no .txt files: give each "
-                    "class a folder of .txt files, or leave it out with --classes"
+                    "class a folder of .txt files, or leave it out with `classes`"
                 )
         if len(names) < 2:
             raise UserError(f"{shown} has only the class folder {names[0]}: a classifier needs two")
@@ -388,7 +388,7 @@ def load_texts(
     if vocab_size <= 3:
         raise UserError(f"vocab-size must exceed the 3 reserved ids, got {vocab_size}")
     if not config.data:
-        raise UserError("no text data: give --data PATH (a CSV/TSV/JSONL file or a folder)")
+        raise UserError("no text data: give `data` PATH (a CSV/TSV/JSONL file or a folder)")
     invalid: list[str] = []
     parts = read_labelled(Path(config.data), config, invalid)
     train = _only_labelled(parts["train"], config.data)
@@ -536,7 +536,7 @@ def read_texts(given: Given, columns: TextConfig, log: Log = print) -> list[tupl
             texts.append((f"argument {number}", text))
     for path in given.files:
         if not path.is_file():
-            raise UserError(f"--file {path} is not a file: give a text file, one review a line")
+            raise UserError(f"`file` {path} is not a file: give a text file, one review a line")
         if path.suffix.lower() in TABLES + JSON_LINES:  # the text column (or key) of each row
             invalid: list[str] = []
             samples = read_labelled(path, columns, invalid, with_labels=False)["train"]
@@ -548,11 +548,11 @@ def read_texts(given: Given, columns: TextConfig, log: Log = print) -> list[tupl
     for folder in given.folders:
         files = sorted(folder.glob("*.txt")) if folder.is_dir() else []
         if not files:
-            raise UserError(f"--folder {folder} holds no .txt files: give a folder of reviews")
+            raise UserError(f"`folder` {folder} holds no .txt files: give a folder of reviews")
         texts.extend((str(path), decode(str(path), path.read_bytes())) for path in files)
     if not texts:
         raise UserError(
-            "no review to predict: give text, --file FILE (one review a line), --folder DIR "
+            "no review to predict: give text, `file` FILE (one review a line), `folder` DIR "
             "(.txt files) or - (standard input)"
         )
     return texts

@@ -103,9 +103,9 @@ def run_backend(
         else:
             from elman.kernels.fused import fused_rnn as kernel
         return kernel(x, A, b, h0, mask, activation, recurrent_mask)
-    from elman.kernels.cuda import torch_rnn
+    from elman.kernels.cuda import cudnn_states
 
-    return torch_rnn(x, A, b, h0, mask, activation)
+    return cudnn_states(x, A, b, h0, mask, activation)
 
 
 def run_ids(

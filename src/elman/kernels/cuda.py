@@ -24,7 +24,7 @@ def _leading_lengths(mask: Tensor) -> Tensor | None:
     return lengths if torch.equal(leading, mask) and bool((lengths > 0).all()) else None
 
 
-def torch_rnn(
+def cudnn_states(
     x: Tensor, A: Tensor, b: Tensor | None, h0: Tensor, mask: Tensor | None, activation: str
 ) -> Tensor:
     """Same contract as ``elman.kernels.reference.reference_rnn``: all states (B, T, H)."""

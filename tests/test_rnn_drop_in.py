@@ -8,7 +8,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 import elman
-from elman.torch_rnn import RNN
+from elman.rnn import RNN, SimpleRNN, Stacked
 
 GRID = list(
     itertools.product(
@@ -34,7 +34,7 @@ def _pair(layers, bidirectional, batch_first, nonlinearity, dtype=torch.float64,
 def _gradients_equal(ours: RNN, theirs: nn.RNN, **tolerance) -> None:
     H = ours.hidden_size
     for name, _ in ours._cells():
-        A, b = getattr(ours, f"A_{name}"), getattr(ours, f"b_{name}")
+        A, b = ours.cell(name).A, ours.cell(name).b
         torch.testing.assert_close(
             A.grad[:, :H], getattr(theirs, f"weight_hh_{name}").grad, **tolerance
         )
@@ -145,12 +145,13 @@ def test_strict_false_reports_a_partial_nn_rnn_checkpoint_as_nn_rnn_does():
     state = {k: v for k, v in nn.RNN(3, 5, 2).state_dict().items() if not k.endswith("l1")}
     theirs = nn.RNN(3, 5, 2).load_state_dict(state, strict=False)
     ours = RNN(3, 5, 2)
-    before = ours.A_l1.detach().clone()
+    before = ours.cell("l1").A.detach().clone()
     result = ours.load_state_dict(state, strict=False)
     assert not result.unexpected_keys and not theirs.unexpected_keys
-    assert result.missing_keys == ["A_l1", "b_l1"]  # layer 1 as nn.RNN misses it, under our names
-    assert torch.equal(ours.A_l1, before)
-    assert torch.equal(ours.A_l0[:, 5:], state["weight_ih_l0"])
+    # layer 1, as nn.RNN misses it, under our names
+    assert result.missing_keys == ["stack.layers.1.A", "stack.layers.1.b"]
+    assert torch.equal(ours.cell("l1").A, before)
+    assert torch.equal(ours.cell("l0").A[:, 5:], state["weight_ih_l0"])
     with pytest.raises(RuntimeError, match="Missing key"):
         RNN(3, 5, 2).load_state_dict(state)
 
@@ -182,3 +183,36 @@ def test_bad_calls_raise_as_nn_rnn_raises(x, hx, error, words):
         nn.RNN(4, 5)(x, hx)
     with pytest.raises(error, match=words):
         RNN(4, 5)(x, hx)
+
+
+def test_the_drop_in_is_a_stack_of_the_keras_layers():
+    """One layer stack: ``RNN`` holds a ``Stacked`` of ``SimpleRNN``s (``Bidirectional`` ones
+    when reading both ways), and composing those layers by hand with its weights gives its
+    outputs."""
+    torch.manual_seed(0)
+    ours = RNN(3, 5, 2, bidirectional=True, batch_first=True).double()
+    assert isinstance(ours.stack, Stacked)
+    assert all(isinstance(cell, SimpleRNN) for cell in (ours.cell("l0"), ours.cell("l1_reverse")))
+    by_hand = Stacked(
+        [
+            elman.Bidirectional(SimpleRNN(3, 5, return_sequences=True)),
+            elman.Bidirectional(SimpleRNN(10, 5, return_sequences=True)),
+        ]
+    ).double()
+    by_hand.load_state_dict(ours.stack.state_dict())
+    x = torch.randn(4, 7, 3, dtype=torch.float64)
+    torch.testing.assert_close(ours(x)[0], by_hand(x), rtol=0, atol=0)
+
+
+def test_elman_0_1_names_still_load():
+    """A state dict saved by elman 0.1's ``RNN`` (``A_l0``, ``b_l0``, ...) loads into its cells."""
+    ours = RNN(3, 5, 2, bidirectional=True)
+    old = {}
+    for name, _ in ours._cells():
+        old[f"A_{name}"] = torch.randn_like(ours.cell(name).A)
+        old[f"b_{name}"] = torch.randn_like(ours.cell(name).b)
+    result = ours.load_state_dict(old)
+    assert not result.missing_keys and not result.unexpected_keys
+    for name, _ in ours._cells():
+        assert torch.equal(ours.cell(name).A, old[f"A_{name}"])
+        assert torch.equal(ours.cell(name).b, old[f"b_{name}"])
