@@ -54,10 +54,17 @@ def test_language_model_folder_is_not_a_classifier(tmp_path):
         load_config(tmp_path)
 
 
-def test_the_global_batch_must_fit_in_the_data_with_any_number_of_workers():
+def test_a_batch_larger_than_the_data_shrinks_to_it_with_any_number_of_workers():
     from elman.config import TrainConfig
     from elman.errors import UserError
 
-    TrainConfig(batch_size=16).check_fits(20)  # one worker: 16 rows of 20
-    with pytest.raises(UserError, match="16 × 2 workers = a global batch of 32 is larger"):
-        TrainConfig(batch_size=16).check_fits(20, workers=2)
+    assert TrainConfig(batch_size=16).fitted_to(20) == (TrainConfig(batch_size=16), None)
+    fitted, note = TrainConfig(batch_size=32).fitted_to(29)  # 36 series, 7 held out
+    assert fitted == TrainConfig(batch_size=29)
+    assert note == "The batch size 32 is larger than the 29 training samples: batches of 29"
+    fitted, note = TrainConfig(batch_size=16).fitted_to(21, workers=2)
+    assert (
+        fitted.batch_size == 10 and "among the workers: batches of 20 (2 workers: 10 rows" in note
+    )
+    with pytest.raises(UserError, match="3 workers need a training sample each, and there are 2"):
+        TrainConfig().fitted_to(2, workers=3)

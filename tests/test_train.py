@@ -62,11 +62,23 @@ def test_early_stopping_restores_best_weights(small_real, monkeypatch):
 
 
 def test_bad_training_settings(small_real):
-    model = ReviewClassifier(ModelConfig(vocab_size=2000, max_len=40))
-    with pytest.raises(UserError, match="larger than the 640 training samples"):
-        fit(model, *small_real, TrainConfig(batch_size=641), progress=False)
     with pytest.raises(UserError, match="epochs"):
-        fit(model, *small_real, TrainConfig(epochs=0), progress=False)
+        TrainConfig(epochs=0)
+
+
+def test_a_batch_larger_than_the_data_trains_on_all_of_it_with_a_note(small_real):
+    """Small data trains: a batch larger than the training split is the split, one step an
+    epoch, and the run says so; the same as asking for that batch."""
+    train_split, val = small_real
+    histories, logs = [], []
+    for batch_size in (len(train_split) + 1, len(train_split)):
+        torch.manual_seed(0)
+        model = ReviewClassifier(ModelConfig(vocab_size=2000, max_len=40, hidden_size=8))
+        config = TrainConfig(epochs=1, batch_size=batch_size)
+        histories.append(fit(model, train_split, val, config, log=logs.append, progress=False))
+    note = "The batch size 641 is larger than the 640 training samples: batches of 640"
+    assert logs.count(note) == 1
+    assert [record["loss"] for record in histories[0]] == [r["loss"] for r in histories[1]]
 
 
 def test_no_validation_trains_every_epoch_and_keeps_the_last_weights(small_real):

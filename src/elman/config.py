@@ -196,19 +196,24 @@ class TrainConfig:
         if self.patience is not None and self.patience < 0:
             raise UserError(f"`patience` must be >= 0, got {self.patience}")
 
-    def check_fits(self, train_size: int, workers: int = 1) -> None:
-        """That a batch fits in the ``train_size`` training samples (with ``workers``, the
-        global batch: ``batch_size`` rows for each): what only the data can tell."""
-        if self.batch_size * workers > train_size:
-            batch = f"`batch_size` {self.batch_size}" + (
-                f" × {workers} workers = a global batch of {self.batch_size * workers}"
-                if workers > 1
-                else ""
-            )
+    def fitted_to(self, train_size: int, workers: int = 1) -> tuple[TrainConfig, str | None]:
+        """These settings for ``train_size`` training samples, and a note when they changed: a
+        global batch (``batch_size`` rows for each of ``workers``) larger than the data shrinks
+        to the most rows that fit, so that small data trains (what only the data can tell)."""
+        if train_size < workers:
             raise UserError(
-                f"{batch} is larger than the {train_size} training samples: lower `batch_size`"
-                + (" or `nproc_per_node`" if workers > 1 else "")
+                f"{workers} workers need a training sample each, and there are {train_size}: "
+                "lower `nproc_per_node`"
             )
+        if self.batch_size * workers <= train_size:
+            return self, None
+        fitted = train_size // workers
+        each = f" ({workers} workers: {fitted} rows each)" if workers > 1 else ""
+        note = (
+            f"The batch size {self.batch_size} is larger than the {train_size} training samples"
+            f"{' among the workers' if workers > 1 else ''}: batches of {fitted * workers}{each}"
+        )
+        return replace(self, batch_size=fitted), note
 
 
 @dataclass

@@ -741,6 +741,9 @@ def fit(
     ``batch_size`` rows of every global batch (``batch_size · world.size``); rank 0 saves.
     ``run``: a digest of settings and data; a checkpoint of any other run is refused."""
     world = world or World()
+    config, note = config.fitted_to(len(train), world.size)
+    if note:
+        log(note)
     optimizer, shuffle, state = _start(model, train, config, checkpoint, world, log, run)
     network = world.wrap(model)  # what the steps call: DDP averages the gradients
     captured = None
@@ -807,7 +810,6 @@ def _start(
 ) -> tuple[torch.optim.Optimizer, torch.Generator, TrainingState]:
     """The settings checked, the model on its device, the optimizer, the shuffling generator
     and the training state: fresh, or the checkpoint's."""
-    config.check_fits(len(train), world.size)
     if config.tbptt and not hasattr(model, "read_chunk"):
         raise UserError("`tbptt` reads numeric sequences in chunks: train series or speech")
     model.to(device_for(world, resolve_device(config.device)))

@@ -351,7 +351,10 @@ def _train(
         with contextlib.suppress(subprocess.TimeoutExpired):
             compiling.wait(timeout=300)
         compiling.kill()
-    config.train.check_fits(len(splits.train), world.size)  # before anything is written
+    train, note = config.train.fitted_to(len(splits.train), world.size)  # (before any writing)
+    if note:
+        log(note)
+        config = replace(config, train=train)
     check_memory(config, steps=splits.train.steps)
     if world.distributed:
         print(

@@ -1,5 +1,6 @@
 import functools
 import http.server
+import json
 import threading
 
 import numpy as np
@@ -235,7 +236,6 @@ def test_interrupted_download_is_never_used(tmp_path, dropping_server):
         (["--hidden-size", "-3"], "must be positive"),
         (["--max-len", "0"], "must be positive"),
         (["--vocab-size", "3"], "exceed the 3 reserved ids"),
-        (["--val-size", "2", "--batch-size", "30000"], "larger than the 4 training samples"),
         ([], "val-size must be between 0 and 5 (the archive has 6 training reviews)"),
     ],
 )
@@ -255,6 +255,20 @@ def test_impossible_settings_get_one_line_errors(tmp_path, small_archive, args, 
     assert result.returncode != 0
     assert message in result.stderr and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_batch_larger_than_the_data_shrinks_to_it_from_the_command_line(tmp_path, small_archive):
+    """Small data trains: 4 training reviews and --batch-size 32 train in batches of 4, said
+    in one line, and the saved settings hold the batch the run used."""
+    out = tmp_path / "out"
+    result = run_elman(
+        *("train", "imdb", "--data", str(small_archive), "--cache-dir", str(tmp_path / "cache")),
+        *("--out", str(out), "--val-size", "2", "--epochs", "1", "--no-progress"),
+    )
+    assert result.returncode == 0, result.stderr
+    note = "The batch size 32 is larger than the 4 training samples: batches of 4"
+    assert result.stdout.count(note) == 1
+    assert json.loads((out / "config.json").read_text())["train"]["batch_size"] == 4
 
 
 def test_truncated_archive_from_the_command_line(tmp_path, small_archive):
