@@ -58,13 +58,13 @@ def test_a_batch_larger_than_the_data_shrinks_to_it_with_any_number_of_workers()
     from elman.config import TrainConfig
     from elman.errors import UserError
 
-    assert TrainConfig(batch_size=16).fitted_to(20) == (TrainConfig(batch_size=16), None)
-    fitted, note = TrainConfig(batch_size=32).fitted_to(29)  # 36 series, 7 held out
+    notes: list[str] = []
+    assert TrainConfig(batch_size=16).fitted_to(20, log=notes.append) == TrainConfig(batch_size=16)
+    fitted = TrainConfig(batch_size=32).fitted_to(29, log=notes.append)  # 36 series, 7 held out
     assert fitted == TrainConfig(batch_size=29)
-    assert note == "The batch size 32 is larger than the 29 training samples: batches of 29"
-    fitted, note = TrainConfig(batch_size=16).fitted_to(21, workers=2)
-    assert (
-        fitted.batch_size == 10 and "among the workers: batches of 20 (2 workers: 10 rows" in note
-    )
+    assert notes == ["The batch size 32 is larger than the 29 training samples: batches of 29"]
+    fitted = TrainConfig(batch_size=16).fitted_to(21, workers=2, log=notes.append)
+    assert fitted.batch_size == 10
+    assert notes[1].endswith("among the workers: batches of 20 (2 workers: 10 rows each)")
     with pytest.raises(UserError, match="3 workers need a training sample each, and there are 2"):
         TrainConfig().fitted_to(2, workers=3)

@@ -28,6 +28,11 @@ def test_reference_model_on_real_reviews(real_archive, real_cache, tmp_path):
     trained = train_imdb(config, out_dir=tmp_path / "run", log=lines.append, progress=False)
     assert "Total params: 322,113" in "\n".join(lines)
     assert trained.metrics["test_acc"] >= 0.80, trained.metrics
+    # Beside it, the baselines on the same split (tf-idf logistic regression: 0.8879 here).
+    baselines = json.loads((tmp_path / "run" / "metrics.json").read_text())["baselines"]
+    assert baselines["majority"] == 0.5 and 0.86 < baselines["tfidf_logistic"] < 0.91
+    beaten = trained.metrics["test_acc"] > baselines["tfidf_logistic"]
+    assert beaten != any("does not beat the tf-idf logistic regression" in x for x in lines)
     history = json.loads((tmp_path / "run" / "history.json").read_text())
     assert len(history) == 3 and history[0]["val_acc"] > 0.7
 

@@ -16,6 +16,7 @@ back (``load_config``), which consult the sources' registry, are in ``elman.runs
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -196,24 +197,27 @@ class TrainConfig:
         if self.patience is not None and self.patience < 0:
             raise UserError(f"`patience` must be >= 0, got {self.patience}")
 
-    def fitted_to(self, train_size: int, workers: int = 1) -> tuple[TrainConfig, str | None]:
-        """These settings for ``train_size`` training samples, and a note when they changed: a
-        global batch (``batch_size`` rows for each of ``workers``) larger than the data shrinks
-        to the most rows that fit, so that small data trains (what only the data can tell)."""
+    def fitted_to(
+        self, train_size: int, workers: int = 1, log: Callable[[str], None] = print
+    ) -> TrainConfig:
+        """These settings for ``train_size`` training samples: a global batch (``batch_size``
+        rows for each of ``workers``) larger than the data shrinks to the most rows that fit, so
+        that small data trains (what only the data can tell), said in a line to ``log``."""
         if train_size < workers:
             raise UserError(
                 f"{workers} workers need a training sample each, and there are {train_size}: "
                 "lower `nproc_per_node`"
             )
         if self.batch_size * workers <= train_size:
-            return self, None
+            return self
         fitted = train_size // workers
         each = f" ({workers} workers: {fitted} rows each)" if workers > 1 else ""
         note = (
             f"The batch size {self.batch_size} is larger than the {train_size} training samples"
             f"{' among the workers' if workers > 1 else ''}: batches of {fitted * workers}{each}"
         )
-        return replace(self, batch_size=fitted), note
+        log(note)
+        return replace(self, batch_size=fitted)
 
 
 @dataclass

@@ -741,14 +741,11 @@ def fit(
     ``batch_size`` rows of every global batch (``batch_size · world.size``); rank 0 saves.
     ``run``: a digest of settings and data; a checkpoint of any other run is refused."""
     world = world or World()
-    config, note = config.fitted_to(len(train), world.size)
-    if note:
-        log(note)
+    config = config.fitted_to(len(train), world.size, log)
     optimizer, shuffle, state = _start(model, train, config, checkpoint, world, log, run)
     network = world.wrap(model)  # what the steps call: DDP averages the gradients
-    captured = None
-    if CapturedStep.usable(model, optimizer, config, world):
-        captured = CapturedStep(model, optimizer, config.clip_norm, log)
+    usable = CapturedStep.usable(model, optimizer, config, world)
+    captured = CapturedStep(model, optimizer, config.clip_norm, log) if usable else None
     saving = checkpoint if world.main else None
     saved = {"step": state.step, "time": time.perf_counter()}
     with _deferred_interrupt() as interrupted:

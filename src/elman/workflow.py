@@ -351,11 +351,7 @@ def _train(
         with contextlib.suppress(subprocess.TimeoutExpired):
             compiling.wait(timeout=300)
         compiling.kill()
-    train, note = config.train.fitted_to(len(splits.train), world.size)  # (before any writing)
-    if note:
-        log(note)
-        config = replace(config, train=train)
-    check_memory(config, steps=splits.train.steps)
+    config = _fitted(config, splits, world.size, log)  # before anything is written
     if world.distributed:
         print(
             f"elman: rank {world.rank}/{world.size} (pid {os.getpid()}): {threads} thread(s)",
@@ -386,12 +382,40 @@ def _train(
     metric = metric_name(model.task)
     log(f"Test: loss {test['loss']:.4f} - {metric} {test[metric]:.4f}")
     log(printed)
+    if world.main:
+        metrics |= _baselines(model, config, splits, test[metric], log)
     if out_dir is not None and world.main:
         save_bundle(out_dir, model, splits.learned.vocabulary, config, history, metrics)
         log(f"Saved to {out_dir}")
     if splits.learned.vocabulary is not None:
         return TrainedClassifier(model, config, metrics, splits.learned.vocabulary)
     return TrainedSequenceModel(model, config, metrics)
+
+
+def _fitted(config: RunConfig, splits: Splits, workers: int, log: Log) -> RunConfig:
+    """The settings for the data: a batch larger than the training split shrinks to it (said
+    in a line), and the model must fit in memory."""
+    config = replace(config, train=config.train.fitted_to(len(splits.train), workers, log))
+    check_memory(config, steps=splits.train.steps)
+    return config
+
+
+def _baselines(model, config: RunConfig, splits: Splits, accuracy: float, log: Log) -> dict:
+    """``{"baselines": {name: test accuracy}}`` of the classic models beside a classifier
+    (``elman.baselines``), fitted on the same training split; said in a line or two.
+    (Forecasting has its own: repeating the last value.)"""
+    if model.task == "forecast":
+        return {}
+    if not isinstance(splits.train, Split):  # (streamed from disk: not held in memory whole)
+        log("Baselines left out: the training data streams from an encoded folder")
+        return {}
+    from elman.baselines import baseline_scores, verdict
+
+    vocab_size = config.model.vocab_size if config.reads_text else None
+    learned = splits.learned
+    scores = baseline_scores(splits.train, splits.test, vocab_size, learned.mean, learned.std)
+    log(verdict(accuracy, scores))
+    return {"baselines": scores}
 
 
 def _fingerprints(config: RunConfig, splits: Splits) -> dict[str, str]:
