@@ -415,12 +415,9 @@ class RNN(nn.Module):
         super().__init__()
         if min(input_size, hidden_size, num_layers) <= 0:
             raise ValueError("input_size, hidden_size and num_layers must be positive")
+        # (in nn.RNN's words; ``backend`` is checked by each SimpleRNN, ``dropout`` by Stacked)
         if nonlinearity not in ACTIVATIONS:
             raise ValueError(f"nonlinearity must be one of {sorted(ACTIVATIONS)}")
-        if not 0 <= dropout < 1:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
-        if backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
         self.nonlinearity, self.bias, self.batch_first = nonlinearity, bias, batch_first
         self.dropout, self.bidirectional, self.backend = dropout, bidirectional, backend
