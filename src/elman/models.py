@@ -200,19 +200,22 @@ class SequenceModel(nn.Module):
         return "binary" if self.classes == 2 else "multiclass"
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.config.task == "forecast":
+            predictions = self._head(self.features(x))  # zeros after the longest: no target
+            return F.pad(predictions, (0, 0, 0, x.shape[1] - predictions.shape[1]))
+        return self._head(self.features(x))
+
+    def features(self, x: Tensor) -> Tensor:
+        """What the dense layer reads: the (pooled) last state (B, W), or for forecasting the
+        states (B, T', W) up to the batch's longest series."""
         values, lengths = skip_missing((x - self.mean) / self.std)
         # Read only as far as the batch's longest series: the rest is padding for every row.
-        steps = x.shape[1]
         values = values[:, : max(int(lengths.max()), 1)]
-        if self.config.task == "forecast":
-            states = self.rnn(values, lengths=lengths)
-            predictions = self._head(states)  # zeros after the longest: there is no target
-            return F.pad(predictions, (0, 0, 0, steps - predictions.shape[1]))
         states = self.rnn(values, lengths=lengths)
-        if self.config.pooling != "last":
-            read = torch.arange(values.shape[1], device=x.device)[None, :] < lengths[:, None]
-            states = pooled(states, read, self.config.pooling)
-        return self._head(states)
+        if self.config.task == "forecast" or self.config.pooling == "last":
+            return states
+        read = torch.arange(values.shape[1], device=x.device)[None, :] < lengths[:, None]
+        return pooled(states, read, self.config.pooling)
 
     def _head(self, features: Tensor) -> Tensor:
         """Dense layer -> next-step predictions (B, T, F), logits (B,) for two classes, or

@@ -51,7 +51,11 @@ def preset(
         "data": {},
         "train": {},
     }
-    extras = (kind.preset, kind.recipes.get(recipe, {}), cells.kind_of(architecture).preset)
+    extras = (
+        kind.preset,
+        kind.recipes.get(recipe, {}),
+        cells.kind_of(architecture, kind.network == "words").preset,
+    )
     for extra in (*extras, {"model": kind.fixed}):
         for part, values in extra.items():
             overrides[part].update(values)

@@ -739,8 +739,25 @@ def fit(
     and when interrupted (Ctrl-C); if the file exists, training resumes from it exactly.
     With a ``world`` of workers (``elman.distributed``), each calls ``fit`` and trains on
     ``batch_size`` rows of every global batch (``batch_size · world.size``); rank 0 saves.
-    ``run``: a digest of settings and data; a checkpoint of any other run is refused."""
-    world = world or World()
+    ``run``: a digest of settings and data; a checkpoint of any other run is refused.
+    A kind of cell trained in closed form (``CellKind.solve``: ``esn``) is solved instead."""
+    if (solve := getattr(getattr(model, "cell", None), "solve", None)) is not None:
+        return solve(model, train, val, config, log)
+    return _descend(model, train, val, config, log, progress, checkpoint, world or World(), run)
+
+
+def _descend(
+    model: nn.Module,
+    train: Split | Shards,
+    val: Split,
+    config: TrainConfig,
+    log: Callable[[str], None],
+    progress: bool,
+    checkpoint: Path | None,
+    world: World,
+    run: str,
+) -> list[dict[str, float]]:
+    """``fit`` by gradient descent."""
     config = config.fitted_to(len(train), world.size, log)
     optimizer, shuffle, state = _start(model, train, config, checkpoint, world, log, run)
     network = world.wrap(model)  # what the steps call: DDP averages the gradients

@@ -299,7 +299,7 @@ def compile_ahead(config: RunConfig) -> subprocess.Popen | None:
     keeps what it compiles on disk, where this process then finds it): a first run on a fresh
     install overlaps its two slowest parts. Text models only (the others' kernels depend on
     the data's width); None if there is nothing to do."""
-    kind = cells.kind_of(config.model.architecture)
+    kind = cells.kind_of(config.model.architecture, config.reads_text)
     if not config.reads_text or not kind.compiled or (os.cpu_count() or 1) < 2:
         return None
     compiled = Path(__file__).parent / "kernels" / "__pycache__"

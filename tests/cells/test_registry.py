@@ -106,15 +106,19 @@ def test_each_kind_builds_what_it_says(name):
     """Every registered kind: its layer's width, its states or last state, and the rules it
     states (stacking, directions, pooling, chunks) are what the model then does."""
     kind = CELLS[name]
-    config = ModelConfig(name, vocab_size=40, max_len=7, hidden_size=6)
-    model = ReviewClassifier(config)
-    ids = torch.randint(0, 40, (3, 7))
-    assert model(ids).shape == (3,)
-    if kind.build is None:
-        assert model.rnn is None
-        return
-    assert model.rnn.hidden_size == 6
-    assert model.cell is kind
+    if kind.numbers_only:
+        with pytest.raises(UserError, match="`architecture` must be one of"):
+            ModelConfig(name)
+    else:
+        config = ModelConfig(name, vocab_size=40, max_len=7, hidden_size=6)
+        model = ReviewClassifier(config)
+        ids = torch.randint(0, 40, (3, 7))
+        assert model(ids).shape == (3,)
+        if kind.build is None:
+            assert model.rnn is None
+            return
+        assert model.rnn.hidden_size == 6
+        assert model.cell is kind
     if kind.bidirectional:
         both = ReviewClassifier(ModelConfig(name, vocab_size=40, max_len=7, bidirectional=True))
         assert both.rnn.hidden_size == 2 * 32

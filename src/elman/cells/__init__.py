@@ -8,7 +8,7 @@ below): the settings' choices, the checks, the model and the summary pick it up.
 
 from __future__ import annotations
 
-from elman.cells import gated, shallow, simple
+from elman.cells import gated, reservoir, shallow, simple
 from elman.cells.kind import CellKind, LayerSettings, to_front
 from elman.errors import UserError
 from elman.settings import choose
@@ -39,13 +39,17 @@ def register(kind: CellKind) -> CellKind:
     return kind
 
 
-for _kind in (simple.RNN, simple.ALL_STATES, shallow.SHALLOW, gated.LSTM, gated.GRU):
+for _kind in (simple.RNN, simple.ALL_STATES, shallow.SHALLOW, gated.LSTM, gated.GRU, reservoir.ESN):
     register(_kind)
 
 
 def names(texts: bool = True) -> tuple[str, ...]:
     """The kinds a text model (``texts``) or a numeric-sequence model can use."""
-    return tuple(name for name, kind in CELLS.items() if texts or not kind.texts_only)
+    return tuple(
+        name
+        for name, kind in CELLS.items()
+        if not (kind.numbers_only if texts else kind.texts_only)
+    )
 
 
 def describe(texts: bool = True) -> str:
@@ -77,6 +81,8 @@ def check(settings: LayerSettings, name: str, *, texts: bool, forecast: bool = F
         )
     if settings.bidirectional and not kind.bidirectional:
         raise UserError(f"`bidirectional` reads with an RNN: the {name} model has none")
+    if forecast and kind.solve is not None:
+        raise UserError(f"the {name} model classifies: use `task` classify, or another model")
     if settings.bidirectional and forecast:
         raise UserError("a forecaster cannot read backwards: the future would leak in")
 

@@ -57,6 +57,7 @@ class CellKind:
     build: Callable[[LayerSettings, int, bool], nn.Module] | None
     read_words: Callable[..., WordStates] | None = None
     texts_only: bool = False  # reads token ids only (no numeric sequences)
+    numbers_only: bool = False  # reads numeric sequences only (no token ids)
     all_states: bool = False  # the dense layer reads every state, flattened (T·W features)
     stacks: bool = False  # takes layers, dropout and recurrent_dropout
     bidirectional: bool = False  # can read both ways
@@ -66,6 +67,9 @@ class CellKind:
     step: Callable[[nn.Module, Tensor], tuple[Step, State]] | None = None
     recurrent_matrix: Callable[[nn.Module], Tensor] | None = None
     onnx: Callable[[nn.Module], dict[str, Any]] | None = None
+    # trained in closed form, not by gradient steps: solve(model, train, val, train settings,
+    # log) -> the history (``elman.train.fit`` calls it)
+    solve: Callable[..., list[dict]] | None = None
     preset: dict[str, dict[str, Any]] = field(default_factory=dict)  # its defaults, by part
 
 

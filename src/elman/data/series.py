@@ -336,6 +336,9 @@ def numeric_splits(
             raise UserError(
                 f"{place} has fewer than {minimum} values present: nothing to learn from"
             )
+    # The classes of all the training data: a class whose few series all fall in the
+    # validation split is still one the model must know (PigCVP: 2 series a class).
+    all_labels = train.labels
     kept, held = split_rows(len(train.values), val_size, seed, "val-size", least=0)
     train, val = train.take(kept), train.take(held)
     mean, std = statistics(train.values)
@@ -349,7 +352,7 @@ def numeric_splits(
             "labels: classification needs them (a label column; 'y' in a .npz; `labels` for a "
             ".npy), or use `task` forecast"
         )
-    names = names or class_names(train.labels)
+    names = names or class_names(all_labels)
     if len(names) < 2:
         raise UserError(
             f"the training data has only the label {names[0]!r}: a classifier needs two"

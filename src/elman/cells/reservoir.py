@@ -1,0 +1,238 @@
+"""The echo-state network (Jaeger 2001) as a kind of cell: ``esn``.
+
+The reservoir is the Elman cell with a fixed random ``A``, drawn once and never trained,
+
+    h_t = (1 - a) · h_{t-1} + a · tanh(A · [h_{t-1}; x_t] + b)        (a: the leak rate)
+
+its recurrent part sparse (``density``) and scaled to a ``spectral_radius``, its input part and
+bias uniform in ±``input_scaling``. With a = 1 it is exactly ``SimpleRNN`` and runs on its fast
+kernels. Only the dense layer learns: a ridge regression from the pooled states to the classes'
+±1 targets, solved in closed form (``solve``), its penalty chosen by k-fold cross-validation
+over all the labelled training data (the reservoir is fixed, so its states are computed once
+and each fold is a small solve), then a temperature that turns its scores into calibrated
+logits. Seconds to train; saved, loaded and served like any model (its ``A`` is in the weights).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from elman.cells.kind import CellKind, LayerSettings
+from elman.kernels.reference import rnn_cell
+from elman.rnn import SimpleRNN
+
+RIDGES = tuple(10.0**k for k in np.arange(-4, 4.01, 0.5))  # the penalties tried
+TEMPERATURES = tuple(np.geomspace(0.05, 200, 81))
+FOLDS = 5
+
+
+class Reservoir(nn.Module):
+    """A fixed random simple RNN (see the module docstring). (B, T, F) and ``lengths`` (B,) ->
+    the last state read (B, H), or every state (B, T, H) with ``return_sequences``."""
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        *,
+        spectral_radius: float = 0.9,
+        input_scaling: float = 1.0,
+        leak_rate: float = 1.0,
+        density: float = 0.1,
+        return_sequences: bool = False,
+        backend: str = "auto",
+    ) -> None:
+        super().__init__()
+        self.hidden_size, self.leak_rate = hidden_size, leak_rate
+        self.return_sequences = return_sequences
+        self.rnn = SimpleRNN(input_size, hidden_size, return_sequences=True, backend=backend)
+        H = hidden_size
+        with torch.no_grad():
+            recurrent = torch.randn(H, H) * (torch.rand(H, H) < density)
+            radius = torch.linalg.eigvals(recurrent).abs().max()
+            self.rnn.A[:, :H] = recurrent * (spectral_radius / radius.clamp(min=1e-12))
+            self.rnn.A[:, H:].uniform_(-input_scaling, input_scaling)
+            self.rnn.b.uniform_(-input_scaling, input_scaling)
+        self.rnn.requires_grad_(False)
+
+    def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
+        if lengths is None:
+            lengths = torch.full((x.shape[0],), x.shape[1], dtype=torch.long)
+        if self.leak_rate == 1:
+            states = self.rnn(x, lengths=lengths)
+        else:
+            states = self.leaky_states(x, lengths)
+        if self.return_sequences:
+            return states
+        last = (lengths.to(x.device) - 1).clamp(min=0)
+        return states[torch.arange(x.shape[0], device=x.device), last]
+
+    def leaky_states(self, x: Tensor, lengths: Tensor) -> Tensor:
+        """States (B, T, H) of the leaky reservoir, a step at a time; steps past a row's length
+        carry its state."""
+        h = x.new_zeros(x.shape[0], self.hidden_size)
+        read = torch.arange(x.shape[1], device=x.device)[None, :] < lengths.to(x.device)[:, None]
+        states = []
+        for t in range(x.shape[1]):
+            new = self.step(h, x[:, t])
+            h = torch.where(read[:, t, None], new, h)
+            states.append(h)
+        return torch.stack(states, 1) if states else x.new_zeros(x.shape[0], 0, self.hidden_size)
+
+    def step(self, h: Tensor, x_t: Tensor) -> Tensor:
+        """One step: (B, H), (B, F) -> (B, H)."""
+        new = rnn_cell(h, x_t, self.rnn.A, self.rnn.b, "tanh")
+        return new if self.leak_rate == 1 else (1 - self.leak_rate) * h + self.leak_rate * new
+
+
+def build(settings: LayerSettings, input_size: int, return_sequences: bool) -> nn.Module:
+    return Reservoir(
+        input_size,
+        settings.hidden_size,
+        spectral_radius=settings.spectral_radius,
+        input_scaling=settings.input_scaling,
+        leak_rate=settings.leak_rate,
+        density=settings.density,
+        return_sequences=return_sequences,
+        backend=settings.backend,
+    )
+
+
+# ---- the readout: ridge regression in closed form --------------------------------------------
+
+
+def ridge_fits(features: Tensor, targets: Tensor, penalties) -> list[tuple[Tensor, Tensor]]:
+    """Ridge regressions of ``targets`` (N, K) on ``features`` (N, D), float64, one per penalty:
+    [(weights (D, K), bias (K,))]. The features are standardised first (so that one penalty
+    suits every unit) and the standardisation folded back into the weights; one SVD serves
+    every penalty."""
+    mean, std = features.mean(0), features.std(0, correction=0).clamp(min=1e-8)
+    z = (features - mean) / std
+    target_mean = targets.mean(0)
+    U, S, Vh = torch.linalg.svd(z, full_matrices=False)
+    projected = U.T @ (targets - target_mean)
+    fits = []
+    for penalty in penalties:
+        weights = Vh.T @ ((S / (S**2 + penalty))[:, None] * projected) / std[:, None]
+        fits.append((weights, target_mean - mean @ weights))
+    return fits
+
+
+def ridge_targets(y: Tensor, classes: int) -> Tensor:
+    """Labels (N,) -> ±1 targets: (N, 1) for two classes (the logit's sign), else (N, C)."""
+    if classes == 2:
+        return (2.0 * y.double() - 1.0)[:, None]
+    return 2.0 * torch.nn.functional.one_hot(y.long(), classes).double() - 1.0
+
+
+def _loss_and_accuracy(scores: Tensor, y: Tensor, classes: int) -> tuple[float, float]:
+    if classes == 2:
+        logits = scores[:, 0]
+        loss = nn.functional.binary_cross_entropy_with_logits(logits, y.double())
+        return loss.item(), ((logits > 0).long() == y).double().mean().item()
+    loss = nn.functional.cross_entropy(scores, y.long())
+    return loss.item(), (scores.argmax(1) == y).double().mean().item()
+
+
+def calibrated(scores: Tensor, y: Tensor, classes: int) -> tuple[float, float, float]:
+    """The temperature that makes ``scores`` the best logits for ``y`` (lowest log loss), with
+    that loss and the accuracy (which no temperature changes)."""
+    losses = [_loss_and_accuracy(t * scores, y, classes) for t in TEMPERATURES]
+    best = min(range(len(losses)), key=lambda i: losses[i][0])
+    return float(TEMPERATURES[best]), *losses[best]
+
+
+def cross_validated(
+    features: Tensor, y: Tensor, classes: int, seed: int, penalties=RIDGES
+) -> list[dict]:
+    """Each penalty's out-of-fold scores over ``FOLDS`` folds (seeded), calibrated: a list of
+    {"ridge", "temperature", "loss", "acc"}."""
+    order = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))
+    folds = [order[i :: min(FOLDS, len(y))] for i in range(min(FOLDS, len(y)))]
+    targets = ridge_targets(y, classes)
+    scores = torch.zeros(len(penalties), *targets.shape, dtype=torch.float64)
+    for held in folds:
+        kept = torch.ones(len(y), dtype=torch.bool)
+        kept[held] = False
+        for i, (weights, bias) in enumerate(ridge_fits(features[kept], targets[kept], penalties)):
+            scores[i, held] = features[held] @ weights + bias
+    results = []
+    for penalty, fold_scores in zip(penalties, scores, strict=True):
+        temperature, loss, accuracy = calibrated(fold_scores, y, classes)
+        results.append(
+            {"ridge": penalty, "temperature": temperature, "loss": loss, "acc": accuracy}
+        )
+    return results
+
+
+@torch.no_grad()
+def features_of(model: nn.Module, x: np.ndarray, batch_size: int = 256) -> Tensor:
+    """The pooled reservoir states the dense layer reads, float64 (N, D)."""
+    rows = [
+        model.features(torch.from_numpy(x[i : i + batch_size])).double()
+        for i in range(0, len(x), batch_size)
+    ]
+    return torch.cat(rows)
+
+
+def solve(model: nn.Module, train, val, config, log: Callable[[str], None]) -> list[dict]:
+    """Train the readout of an echo-state ``model`` on ``train`` and ``val`` (``Split``s): the
+    penalty (``ridge`` if set) and temperature chosen by cross-validation over both, then the
+    dense layer fitted to both. Returns the history, one record as ``fit`` writes per epoch."""
+    started = time.perf_counter()
+    model.eval()
+    x = np.concatenate([train.x, val.x]) if len(val) else train.x
+    y = torch.from_numpy(np.concatenate([train.y, val.y]) if len(val) else train.y)
+    features = features_of(model, x)
+    classes = model.classes
+    penalties = RIDGES if model.config.ridge is None else (model.config.ridge,)
+    tried = cross_validated(features, y, classes, config.seed, penalties)
+    best = max(tried, key=lambda r: (r["acc"], -r["loss"]))
+    ridge = best["ridge"]
+    weights, bias = ridge_fits(features, ridge_targets(y, classes), [ridge])[0]
+    with torch.no_grad():
+        model.dense.weight.copy_((best["temperature"] * weights).T.float())
+        model.dense.bias.copy_((best["temperature"] * bias).float())
+    logits = features @ model.dense.weight.double().T + model.dense.bias.double()
+    loss, accuracy = _loss_and_accuracy(logits, y, classes)
+    log(
+        f"Reservoir readout: ridge {ridge:g}, temperature {best['temperature']:.3g}, chosen by "
+        f"{min(FOLDS, len(y))}-fold cross-validation on {len(y)} training samples "
+        f"(val acc {best['acc']:.4f}); fitted to all of them: acc {accuracy:.4f}"
+    )
+    seconds = time.perf_counter() - started
+    return [
+        {
+            "epoch": 1,
+            "loss": loss,
+            "acc": accuracy,
+            "val_loss": best["loss"],
+            "val_acc": best["acc"],
+            "ridge": ridge,
+            "temperature": best["temperature"],
+            "seconds": seconds,
+        }
+    ]
+
+
+def recurrent_matrix(reservoir: nn.Module) -> Tensor:
+    return reservoir.rnn.A[:, : reservoir.hidden_size]
+
+
+ESN = CellKind(
+    name="esn",
+    help="an echo-state network: a fixed random simple RNN, its pooled states read by a ridge "
+    "regression solved in closed form (numeric sequences; seconds to train)",
+    build=build,
+    numbers_only=True,
+    pools=True,
+    compiled=True,
+    recurrent_matrix=recurrent_matrix,
+    solve=solve,
+    preset={"model": {"hidden_size": 256, "pooling": "max+mean"}},
+)
