@@ -124,13 +124,12 @@ def given_settings(args: argparse.Namespace, config: Any) -> dict[str, Any]:
 
 def run_config(args: argparse.Namespace):
     """The preset for the source and ``--model``, with every option the user gave applied."""
-    from elman.cells import DEFAULT_CELL
     from elman.config import updated
     from elman.runs import preset
 
     config = preset(
         getattr(args, "source", "imdb"),
-        getattr(args, "architecture", DEFAULT_CELL),
+        getattr(args, "architecture", None),
         getattr(args, "preset", "reference"),
     )
     return updated(config, vars(args))

@@ -134,6 +134,9 @@ class SequenceConfig(LayerConfig):
     input_scaling: float = setting(1.0, "esn: input weights and biases uniform in ±this")
     leak_rate: float = setting(1.0, "esn: a in h_t = (1-a)·h_(t-1) + a·tanh(...) (1: Elman)")
     density: float = setting(0.1, "esn: fraction of the recurrent weights that are non-zero")
+    time_scales: int = setting(
+        1, "esn: reservoirs side by side, leak rates geometric from 1 down to leak-rate"
+    )
     ridge: float | None = setting(
         None, "esn: the readout's ridge penalty (none: chosen by cross-validation)"
     )
@@ -141,12 +144,19 @@ class SequenceConfig(LayerConfig):
     def validate(self) -> None:
         choose(self.task, TASKS, "task")
         self.validate_layer(self.architecture, texts=False, forecast=self.task == "forecast")
-        require_positive(self, "input_size", "hidden_size", "spectral_radius", "input_scaling")
+        require_positive(
+            self, "input_size", "hidden_size", "spectral_radius", "input_scaling", "time_scales"
+        )
         for name in ("leak_rate", "density"):
             if not 0 < getattr(self, name) <= 1:
                 raise UserError(f"`{name}` must be in (0, 1], got {getattr(self, name)}")
         if self.ridge is not None:
             require_positive(self, "ridge")
+        if self.time_scales > self.hidden_size:
+            raise UserError(
+                f"`time_scales` {self.time_scales} needs a unit each: raise `hidden_size` "
+                f"({self.hidden_size})"
+            )
         if cells.kind_of(self.architecture, texts=False).solve is None:
             for name in RESERVOIR_SETTINGS:
                 if getattr(self, name) != SequenceConfig.__dataclass_fields__[name].default:
@@ -156,7 +166,14 @@ class SequenceConfig(LayerConfig):
                     )
 
 
-RESERVOIR_SETTINGS = ("spectral_radius", "input_scaling", "leak_rate", "density", "ridge")
+RESERVOIR_SETTINGS = (
+    "spectral_radius",
+    "input_scaling",
+    "leak_rate",
+    "density",
+    "time_scales",
+    "ridge",
+)
 
 
 @dataclass

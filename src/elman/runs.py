@@ -38,27 +38,31 @@ def source_of(name: str) -> Source:
 
 
 def preset(
-    source: str = "imdb", architecture: str = cells.DEFAULT_CELL, recipe: str = "reference"
+    source: str = "imdb", architecture: str | None = None, recipe: str = "reference"
 ) -> RunConfig:
     """A run's defaults: the dataclasses', then the source's preset, then the named ``recipe``
-    of the source (``reference``: none), then the architecture's (its kind of cell's)."""
+    of the source (``reference``: none), then the architecture's (its kind of cell's). The
+    architecture: ``architecture``, else the recipe's, else the source's, else the reference
+    model's (``cells.DEFAULT_CELL``)."""
     kind = source_of(source)
     if recipe != "reference" and recipe not in kind.recipes:
         names = ", ".join(["reference", *kind.recipes])
         raise UserError(f"{source} has no preset {recipe!r}: choose one of {names}")
-    overrides: dict[str, dict[str, Any]] = {
-        "model": {"architecture": architecture},
-        "data": {},
-        "train": {},
-    }
-    extras = (
-        kind.preset,
-        kind.recipes.get(recipe, {}),
-        cells.kind_of(architecture, kind.network == "words").preset,
+    chosen = kind.recipes.get(recipe, {})
+    architecture = architecture or next(
+        (
+            part["model"]["architecture"]
+            for part in (chosen, kind.preset)
+            if "architecture" in part.get("model", {})
+        ),
+        cells.DEFAULT_CELL,
     )
-    for extra in (*extras, {"model": kind.fixed}):
+    cell = cells.kind_of(architecture, texts=kind.network == "words")
+    overrides: dict[str, dict[str, Any]] = {"model": {}, "data": {}, "train": {}}
+    for extra in (kind.preset, chosen, cell.preset, {"model": {**kind.fixed}}):
         for part, values in extra.items():
             overrides[part].update(values)
+    overrides["model"]["architecture"] = architecture
     return RunConfig(
         model=NETWORKS[kind.network](**overrides["model"]),
         data=kind.config(**overrides["data"]),

@@ -36,11 +36,20 @@ def test_the_reservoir_is_the_simple_rnn_with_drawn_fixed_weights():
     torch.testing.assert_close(reservoir(x, lengths), last, rtol=1e-5, atol=1e-5)
 
 
-def test_the_leaky_reservoir_is_the_leaky_loop():
+@pytest.mark.parametrize("time_scales", [1, 2])
+def test_the_leaky_reservoir_is_the_leaky_loop(time_scales):
+    """One leak rate, or two reservoirs side by side (leak rates 1 and 0.3, no weights between
+    them, each scaled to the spectral radius)."""
     torch.manual_seed(1)
-    H, F, leak = 16, 2, 0.3
-    reservoir = Reservoir(F, H, leak_rate=leak, return_sequences=True)
+    H, F = 16, 2
+    reservoir = Reservoir(F, H, leak_rate=0.3, time_scales=time_scales, return_sequences=True)
     A, b = reservoir.rnn.A, reservoir.rnn.b
+    leak = torch.full((H,), 0.3)
+    if time_scales == 2:
+        leak[:8] = 1.0
+        assert (A[:8, 8:H] == 0).all() and (A[8:H, :8] == 0).all()
+        for block in (A[:8, :8], A[8:H, 8:H]):
+            assert torch.linalg.eigvals(block.double()).abs().max().item() == pytest.approx(0.9)
     x = torch.randn(3, 20, F)
     lengths = torch.tensor([20, 7, 13])
     states = reservoir(x, lengths)

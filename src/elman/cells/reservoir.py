@@ -5,7 +5,9 @@ The reservoir is the Elman cell with a fixed random ``A``, drawn once and never 
     h_t = (1 - a) · h_{t-1} + a · tanh(A · [h_{t-1}; x_t] + b)        (a: the leak rate)
 
 its recurrent part sparse (``density``) and scaled to a ``spectral_radius``, its input part and
-bias uniform in ±``input_scaling``. With a = 1 it is exactly ``SimpleRNN`` and runs on its fast
+bias uniform in ±``input_scaling``. With ``time_scales`` N > 1 it is N reservoirs side by side
+(``A``'s recurrent part block-diagonal), their leak rates geometric from 1 to ``leak_rate``:
+fast and slow memories for one readout. With a = 1 it is exactly ``SimpleRNN`` and runs on its fast
 kernels. Only the dense layer learns: a ridge regression from the pooled states to the classes'
 ±1 targets, solved in closed form (``solve``), its penalty chosen by k-fold cross-validation
 over all the labelled training data (the reservoir is fixed, so its states are computed once
@@ -44,18 +46,34 @@ class Reservoir(nn.Module):
         input_scaling: float = 1.0,
         leak_rate: float = 1.0,
         density: float = 0.1,
+        time_scales: int = 1,
         return_sequences: bool = False,
         backend: str = "auto",
     ) -> None:
         super().__init__()
-        self.hidden_size, self.leak_rate = hidden_size, leak_rate
+        self.hidden_size = hidden_size
         self.return_sequences = return_sequences
         self.rnn = SimpleRNN(input_size, hidden_size, return_sequences=True, backend=backend)
+        # ``time_scales`` reservoirs side by side (an ensemble: one block each, no weights
+        # between them), leak rates geometric from 1 down to ``leak_rate``
+        sizes = [len(c) for c in torch.arange(hidden_size).chunk(time_scales)]
+        leaks = [leak_rate ** (i / max(time_scales - 1, 1)) for i in range(time_scales)]
+        if time_scales == 1:
+            leaks = [leak_rate]
+        rates = torch.cat([torch.full((n,), a) for n, a in zip(sizes, leaks, strict=True)])
+        self.register_buffer("leak_rates", rates)
+        self.leaky = any(a < 1 for a in leaks)
         H = hidden_size
         with torch.no_grad():
-            recurrent = torch.randn(H, H) * (torch.rand(H, H) < density)
-            radius = torch.linalg.eigvals(recurrent).abs().max()
-            self.rnn.A[:, :H] = recurrent * (spectral_radius / radius.clamp(min=1e-12))
+            self.rnn.A.zero_()
+            start = 0
+            for n in sizes:
+                block = torch.randn(n, n) * (torch.rand(n, n) < density)
+                radius = torch.linalg.eigvals(block).abs().max().clamp(min=1e-12)
+                self.rnn.A[start : start + n, start : start + n] = block * (
+                    spectral_radius / radius
+                )
+                start += n
             self.rnn.A[:, H:].uniform_(-input_scaling, input_scaling)
             self.rnn.b.uniform_(-input_scaling, input_scaling)
         self.rnn.requires_grad_(False)
@@ -63,7 +81,7 @@ class Reservoir(nn.Module):
     def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
         if lengths is None:
             lengths = torch.full((x.shape[0],), x.shape[1], dtype=torch.long)
-        if self.leak_rate == 1:
+        if not self.leaky:
             states = self.rnn(x, lengths=lengths)
         else:
             states = self.leaky_states(x, lengths)
@@ -87,7 +105,7 @@ class Reservoir(nn.Module):
     def step(self, h: Tensor, x_t: Tensor) -> Tensor:
         """One step: (B, H), (B, F) -> (B, H)."""
         new = rnn_cell(h, x_t, self.rnn.A, self.rnn.b, "tanh")
-        return new if self.leak_rate == 1 else (1 - self.leak_rate) * h + self.leak_rate * new
+        return (1 - self.leak_rates) * h + self.leak_rates * new
 
 
 def build(settings: LayerSettings, input_size: int, return_sequences: bool) -> nn.Module:
@@ -98,6 +116,7 @@ def build(settings: LayerSettings, input_size: int, return_sequences: bool) -> n
         input_scaling=settings.input_scaling,
         leak_rate=settings.leak_rate,
         density=settings.density,
+        time_scales=settings.time_scales,
         return_sequences=return_sequences,
         backend=settings.backend,
     )
