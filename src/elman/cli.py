@@ -132,7 +132,10 @@ def run_config(args: argparse.Namespace):
         getattr(args, "architecture", None),
         getattr(args, "preset", "reference"),
     )
-    return updated(config, vars(args))
+    given = vars(args)
+    if given.get("task") == "forecast" and "pooling" not in given:
+        given = {**given, "pooling": "last"}  # (a preset pools to classify; forecasts read all)
+    return updated(config, given)
 
 
 # Commands --------------------------------------------------------------------------------------

@@ -81,8 +81,6 @@ def check(settings: LayerSettings, name: str, *, texts: bool, forecast: bool = F
         )
     if settings.bidirectional and not kind.bidirectional:
         raise UserError(f"`bidirectional` reads with an RNN: the {name} model has none")
-    if forecast and kind.solve is not None:
-        raise UserError(f"the {name} model classifies: use `task` classify, or another model")
     if settings.bidirectional and forecast:
         raise UserError("a forecaster cannot read backwards: the future would leak in")
 

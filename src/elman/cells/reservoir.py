@@ -166,20 +166,28 @@ def calibrated(scores: Tensor, y: Tensor, classes: int) -> tuple[float, float, f
     return float(TEMPERATURES[best]), *losses[best]
 
 
+def out_of_fold(features: Tensor, targets: Tensor, groups: Tensor, seed: int, penalties) -> Tensor:
+    """Each penalty's prediction (P, N, K) for every row of ``features`` (N, D) by a readout
+    fitted without that row's fold: the ``groups`` (N,) (a sample, or the series a step belongs
+    to) dealt over ``FOLDS`` folds in a seeded order."""
+    names = torch.unique(groups)
+    order = names[torch.randperm(len(names), generator=torch.Generator().manual_seed(seed))]
+    count = min(FOLDS, len(names))
+    predictions = torch.zeros(len(penalties), *targets.shape, dtype=torch.float64)
+    for fold in range(count):
+        held = torch.isin(groups, order[fold::count])
+        for i, (weights, bias) in enumerate(ridge_fits(features[~held], targets[~held], penalties)):
+            predictions[i, held] = features[held] @ weights + bias
+    return predictions
+
+
 def cross_validated(
     features: Tensor, y: Tensor, classes: int, seed: int, penalties=RIDGES
 ) -> list[dict]:
-    """Each penalty's out-of-fold scores over ``FOLDS`` folds (seeded), calibrated: a list of
-    {"ridge", "temperature", "loss", "acc"}."""
-    order = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))
-    folds = [order[i :: min(FOLDS, len(y))] for i in range(min(FOLDS, len(y)))]
-    targets = ridge_targets(y, classes)
-    scores = torch.zeros(len(penalties), *targets.shape, dtype=torch.float64)
-    for held in folds:
-        kept = torch.ones(len(y), dtype=torch.bool)
-        kept[held] = False
-        for i, (weights, bias) in enumerate(ridge_fits(features[kept], targets[kept], penalties)):
-            scores[i, held] = features[held] @ weights + bias
+    """Each penalty's out-of-fold scores (``out_of_fold``, one sample a group), calibrated:
+    a list of {"ridge", "temperature", "loss", "acc"}."""
+    groups = torch.arange(len(y))
+    scores = out_of_fold(features, ridge_targets(y, classes), groups, seed, penalties)
     results = []
     for penalty, fold_scores in zip(penalties, scores, strict=True):
         temperature, loss, accuracy = calibrated(fold_scores, y, classes)
@@ -199,44 +207,85 @@ def features_of(model: nn.Module, x: np.ndarray, batch_size: int = 256) -> Tenso
     return torch.cat(rows)
 
 
+@torch.no_grad()
+def forecast_rows(
+    model: nn.Module, x: np.ndarray, y: np.ndarray, batch_size: int = 256
+) -> tuple[Tensor, Tensor, Tensor]:
+    """For forecasting: the state (D,) at every step that has a next value, that value (F,),
+    and the series it belongs to, float64 rows (R, D), (R, F), (R,)."""
+    features, targets, groups = [], [], []
+    for i in range(0, len(x), batch_size):
+        states = model.features(torch.from_numpy(x[i : i + batch_size])).double()
+        target = torch.from_numpy(y[i : i + batch_size, : states.shape[1]]).double()
+        present = ~torch.isnan(target).any(-1)
+        features.append(states[present])
+        targets.append(target[present])
+        groups.append((torch.arange(i, i + len(states))[:, None].expand_as(present))[present])
+    return torch.cat(features), torch.cat(targets), torch.cat(groups)
+
+
+def _classifier(model: nn.Module, x: np.ndarray, y: Tensor, seed: int, penalties) -> dict:
+    """The readout of a classifier: penalty and temperature by cross-validation, then fitted
+    to all of ``x``; its record (loss, acc, val_loss, val_acc, ridge, temperature)."""
+    features, classes = features_of(model, x), model.classes
+    best = max(
+        cross_validated(features, y, classes, seed, penalties),
+        key=lambda r: (r["acc"], -r["loss"]),
+    )
+    weights, bias = ridge_fits(features, ridge_targets(y, classes), [best["ridge"]])[0]
+    weights, bias = best["temperature"] * weights, best["temperature"] * bias
+    loss, accuracy = _loss_and_accuracy(features @ weights + bias, y, classes)
+    _set_dense(model, weights, bias)
+    return {"loss": loss, "acc": accuracy, "val_loss": best["loss"], "val_acc": best["acc"],
+            "ridge": best["ridge"], "temperature": best["temperature"]}  # fmt: skip
+
+
+def _forecaster(model: nn.Module, x: np.ndarray, y: np.ndarray, seed: int, penalties) -> dict:
+    """The readout of a forecaster: each step's state -> the next value (standardised), the
+    penalty chosen by cross-validation over whole series; its record (loss = MSE, mae)."""
+    features, targets, groups = forecast_rows(model, x, y)
+    predictions = out_of_fold(features, targets, groups, seed, penalties)
+    errors = [((p - targets) ** 2).mean().item() for p in predictions]
+    best = min(range(len(penalties)), key=errors.__getitem__)
+    weights, bias = ridge_fits(features, targets, [penalties[best]])[0]
+    _set_dense(model, weights, bias)
+    fitted = features @ weights + bias
+    return {
+        "loss": ((fitted - targets) ** 2).mean().item(),
+        "mae": (fitted - targets).abs().mean().item(),
+        "val_loss": errors[best],
+        "val_mae": (predictions[best] - targets).abs().mean().item(),
+        "ridge": penalties[best],
+    }
+
+
+def _set_dense(model: nn.Module, weights: Tensor, bias: Tensor) -> None:
+    with torch.no_grad():
+        model.dense.weight.copy_(weights.T.float())
+        model.dense.bias.copy_(bias.float())
+
+
 def solve(model: nn.Module, train, val, config, log: Callable[[str], None]) -> list[dict]:
     """Train the readout of an echo-state ``model`` on ``train`` and ``val`` (``Split``s): the
-    penalty (``ridge`` if set) and temperature chosen by cross-validation over both, then the
-    dense layer fitted to both. Returns the history, one record as ``fit`` writes per epoch."""
+    penalty (``ridge`` if set; and for a classifier the temperature) chosen by cross-validation
+    over both, then the dense layer fitted to both. Returns the history: one record, as
+    ``fit`` writes one per epoch."""
     started = time.perf_counter()
     model.eval()
     x = np.concatenate([train.x, val.x]) if len(val) else train.x
-    y = torch.from_numpy(np.concatenate([train.y, val.y]) if len(val) else train.y)
-    features = features_of(model, x)
-    classes = model.classes
+    y = np.concatenate([train.y, val.y]) if len(val) else train.y
     penalties = RIDGES if model.config.ridge is None else (model.config.ridge,)
-    tried = cross_validated(features, y, classes, config.seed, penalties)
-    best = max(tried, key=lambda r: (r["acc"], -r["loss"]))
-    ridge = best["ridge"]
-    weights, bias = ridge_fits(features, ridge_targets(y, classes), [ridge])[0]
-    with torch.no_grad():
-        model.dense.weight.copy_((best["temperature"] * weights).T.float())
-        model.dense.bias.copy_((best["temperature"] * bias).float())
-    logits = features @ model.dense.weight.double().T + model.dense.bias.double()
-    loss, accuracy = _loss_and_accuracy(logits, y, classes)
+    if model.task == "forecast":
+        record = _forecaster(model, x, y, config.seed, penalties)
+    else:
+        record = _classifier(model, x, torch.from_numpy(y), config.seed, penalties)
+    metric = "mae" if model.task == "forecast" else "acc"
     log(
-        f"Reservoir readout: ridge {ridge:g}, temperature {best['temperature']:.3g}, chosen by "
-        f"{min(FOLDS, len(y))}-fold cross-validation on {len(y)} training samples "
-        f"(val acc {best['acc']:.4f}); fitted to all of them: acc {accuracy:.4f}"
+        f"Reservoir readout: ridge {record['ridge']:g}, chosen by {FOLDS}-fold cross-validation "
+        f"on the {len(x)} training series (val {metric} {record['val_' + metric]:.4f}); "
+        f"fitted to all of them: {metric} {record[metric]:.4f}"
     )
-    seconds = time.perf_counter() - started
-    return [
-        {
-            "epoch": 1,
-            "loss": loss,
-            "acc": accuracy,
-            "val_loss": best["loss"],
-            "val_acc": best["acc"],
-            "ridge": ridge,
-            "temperature": best["temperature"],
-            "seconds": seconds,
-        }
-    ]
+    return [{"epoch": 1, **record, "seconds": time.perf_counter() - started}]
 
 
 def recurrent_matrix(reservoir: nn.Module) -> Tensor:
