@@ -15,12 +15,17 @@ def test_presets():
     imdb, shallow = preset("imdb"), preset("imdb", "shallow")
     assert (imdb.model.vocab_size, imdb.model.max_len, imdb.train.epochs) == (10_000, 500, 3)
     assert (shallow.model.embedding_dim, shallow.model.max_len, shallow.train.epochs) == (8, 20, 10)
-    speech = preset("speech")
+    speech = preset("speech", "rnn")
     assert (speech.model.hidden_size, speech.model.task, speech.train.patience) == (
         128,
         "classify",
         10,
     )
+    # numbers: the echo-state network unless --model says otherwise (README, "How recipes are
+    # chosen"); a recipe may name its own architecture
+    assert preset("series").model.architecture == preset("speech").model.architecture == "esn"
+    assert preset("speech", recipe="best").model.architecture == "rnn"
+    assert preset("speech", "gru", recipe="best").model.architecture == "gru"
     assert preset("series").train.epochs == 200 and preset("text").data.text_column == "text"
     with pytest.raises(UserError, match="unknown source"):
         preset("video")

@@ -62,6 +62,12 @@ def preset(
     for extra in (kind.preset, chosen, cell.preset, {"model": {**kind.fixed}}):
         for part, values in extra.items():
             overrides[part].update(values)
+    # A source's or recipe's way of reading that this kind of cell has not (the text defaults
+    # read both ways and pool; the shallow model has no RNN to do either) does not apply.
+    unable = {"bidirectional": not cell.bidirectional, "pooling": not cell.pools}
+    for name, drop in unable.items():
+        if drop and name not in cell.preset.get("model", {}):
+            overrides["model"].pop(name, None)
     overrides["model"]["architecture"] = architecture
     return RunConfig(
         model=NETWORKS[kind.network](**overrides["model"]),

@@ -135,7 +135,8 @@ def test_series_classification_and_predict(tmp_path):
     write_ucr(tmp_path / "Waves_TEST.tsv", test_values, test_labels)
     out = tmp_path / "model"
     result = run_elman(
-        "train", "series", "--data", str(tmp_path), "--epochs", "60", "--batch-size", "16",
+        "train", "series", "--data", str(tmp_path), "--model", "rnn", "--epochs", "60",
+        "--batch-size", "16",
         "--lr", "0.002", "--out", str(out), "--no-progress",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
@@ -172,8 +173,8 @@ def test_forecast_beats_the_last_value(tmp_path):
     out = tmp_path / "model"
     result = run_elman(
         "train", "series", "--data", str(tmp_path / "x.npy"), "--task", "forecast",
-        "--epochs", "60", "--batch-size", "16", "--lr", "0.005", "--out", str(out),
-        "--no-progress",
+        "--model", "rnn", "--epochs", "60", "--batch-size", "16", "--lr", "0.005",
+        "--out", str(out), "--no-progress",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     report = json.loads((out / "metrics.json").read_text())["report"]
@@ -193,7 +194,8 @@ def test_interrupted_series_run_resumes_to_the_same_bits(tmp_path):
     values, labels = shapes(600, 30, 3)
     write_ucr(tmp_path / "W_TRAIN.tsv", values, labels)
     write_ucr(tmp_path / "W_TEST.tsv", *shapes(50, 30, 4))
-    train = [sys.executable, "-u", "-m", "elman.cli", "train", "series", "--no-progress"]
+    train = [sys.executable, "-u", "-m", "elman.cli", "train", "series", "--model", "rnn"]
+    train.append("--no-progress")
     settings = ["--data", str(tmp_path / "W_TRAIN.tsv"), "--epochs", "3", "--batch-size", "4"]
     whole, stopped = tmp_path / "whole", tmp_path / "stopped"
     subprocess.run([*train, *settings, "--out", str(whole)], check=True, capture_output=True)

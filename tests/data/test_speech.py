@@ -87,7 +87,8 @@ def test_fsdd_trains_and_predicts_digits(tmp_path, fsdd, recording):
     """A simple RNN on real spoken digits, then ``elman predict file.wav`` prints the digit."""
     out = tmp_path / "model"
     result = run_elman(
-        "train", "speech", "--data", str(fsdd), "--test-pattern", FSDD_TEST, "--epochs", "12",
+        "train", "speech", "--data", str(fsdd), "--test-pattern", FSDD_TEST, "--model", "rnn",
+        "--epochs", "12",
         "--out", str(out), "--no-progress",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr

@@ -49,8 +49,8 @@ def test_tbptt_learns_what_crosses_the_chunks(tmp_path):
     out = tmp_path / "model"
     result = run_elman(
         "train", "series", "--data", str(tmp_path / "x.npy"), "--task", "forecast",
-        "--tbptt", "10", "--epochs", "20", "--patience", "none", "--batch-size", "16",
-        "--lr", "0.005", "--out", str(out), "--no-progress",
+        "--model", "rnn", "--tbptt", "10", "--epochs", "20", "--patience", "none",
+        "--batch-size", "16", "--lr", "0.005", "--out", str(out), "--no-progress",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     report = json.loads((out / "metrics.json").read_text())["report"]

@@ -28,6 +28,7 @@ import numpy as np
 from elman.data.source import Encoding, Fitted, Learned, Log, Source, Splits
 from elman.data.split import Split, mapped, split_rows
 from elman.data.text import OOV, Vocabulary, pad_sequences, rank_words, tokenize
+from elman.data.textfiles import BEST as TEXT_BEST
 from elman.data.textfiles import text_inputs
 from elman.errors import UserError
 from elman.files import atomic_write
@@ -450,10 +451,9 @@ LABELS = ("negative", "positive")
 # ``--preset best``: the recipe found by ablation on a validation split of other movies (see the
 # README's "How good can a simple RNN get?"). Still one plain Elman matrix per direction.
 BEST = {
-    "model": {"bidirectional": True, "pooling": "max+mean", "mask_padding": True},
+    **TEXT_BEST,
     # chosen on whole movies held out (val_split movie), then trained on all 25,000 reviews
     "data": {"val_split": "movie", "val_size": 0},
-    "train": {"epochs": 4, "lr_decay": 0.5},
 }
 
 

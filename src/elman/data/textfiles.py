@@ -578,6 +578,20 @@ def text_inputs(fitted: Fitted, given: Given, log: Log = print) -> Inputs:
     return Inputs(x, [where for where, _ in texts], shown)
 
 
+# The defaults (and ``--preset best``): IMDB's best recipe without its data settings (which split
+# to validate on), found by ablation on a validation split of IMDB's movies (README, "How good
+# can a simple RNN get?") and the best on the ratings example's validation split too (README,
+# "How recipes are chosen"); ``--preset book`` is the reference model (the IMDB job's defaults).
+BEST = {
+    "model": {"bidirectional": True, "pooling": "max+mean", "mask_padding": True},
+    "train": {"epochs": 4, "lr_decay": 0.5},
+}
+BOOK = {
+    "model": {"bidirectional": False, "pooling": "last", "mask_padding": False},
+    "train": {"epochs": 3, "lr_decay": 1.0},
+}
+
+
 SOURCE = Source(
     name="text",
     config=TextConfig,
@@ -586,6 +600,15 @@ SOURCE = Source(
     evaluation=evaluation,
     inputs=text_inputs,
     stream=stream,
+    preset=BEST,
+    recipes={"best": {}, "book": BOOK},
+    recipe_help={
+        "reference": "the defaults: IMDB's best recipe, reading both directions over the words "
+        "only, max and mean pooling, 4 epochs with the rate halved after each",
+        "best": "the same as the defaults",
+        "book": "the book's SimpleRNN(32) over 500 words, last state, 3 epochs (elman train "
+        "imdb's reference model)",
+    },
     help="your own labelled texts: CSV/TSV, JSON Lines, or a folder per class",
     description="Classify texts (two classes or more) from a CSV/TSV with a header row, a JSON "
     "Lines file, or a folder (or .tar.gz) with one subfolder of .txt files per class, "
