@@ -141,4 +141,4 @@ def test_preset_best_is_a_recipe_of_ordinary_options_that_options_override():
     with pytest.raises(UserError, match="has no preset 'fastest'"):
         preset("imdb", recipe="fastest")
     with pytest.raises(SystemExit):  # the command line offers only the source's recipes
-        build_parser().parse_args(["train", "series", "--preset", "best"])
+        build_parser().parse_args(["train", "series", "--preset", "fastest"])

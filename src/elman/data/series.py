@@ -457,6 +457,11 @@ SOURCE = Source(
     # the echo-state network: the best recipe on the development suite (README, "How recipes
     # are chosen"); --model rnn trains the simple RNN by gradient descent, 200 epochs at most
     preset={"model": {"architecture": "esn"}, "train": {"epochs": 200, "patience": 20}},
+    recipes={"best": {}},
+    recipe_help={
+        "reference": "the echo-state network (--model esn)",
+        "best": "the same: no candidate beat the defaults on the suite's series",
+    },
     help="numeric sequences: UCR/UEA text files, CSV, .npy/.npz",
     description="Classify (or forecast) series. Text files hold one series a line, label first "
     "(UCR); X_TRAIN files find their X_TEST beside them. NaN, ? or empty fields are missing "
