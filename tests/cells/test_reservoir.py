@@ -62,6 +62,23 @@ def test_the_leaky_reservoir_is_the_leaky_loop(time_scales):
             torch.testing.assert_close(states[row, t], h, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize(
+    "hidden_size,sizes", [(256, [64] * 4), (10, [3, 3, 2, 2]), (5, [2, 1, 1, 1])]
+)
+def test_time_scales_share_the_units_out_evenly(hidden_size, sizes):
+    """Any ``time_scales`` up to ``hidden_size`` (what the settings accept) gives that many
+    blocks, their sizes as even as can be, leak rates geometric from 1 to ``leak_rate``."""
+    torch.manual_seed(0)
+    reservoir = Reservoir(1, hidden_size, leak_rate=0.001, time_scales=4)
+    expected = torch.cat([torch.full((n,), 0.1**i) for i, n in enumerate(sizes)])
+    torch.testing.assert_close(reservoir.leak_rates, expected)
+    A, start = reservoir.rnn.A, 0
+    for n in sizes:
+        assert (A[start : start + n, :start] == 0).all()
+        assert (A[start : start + n, start + n : hidden_size] == 0).all()
+        start += n
+
+
 def test_the_readout_is_scikit_learns_ridge_on_standardised_features():
     rng = np.random.default_rng(0)
     features = rng.normal(3.0, 2.0, (40, 30)) * rng.uniform(0.1, 10, 30)

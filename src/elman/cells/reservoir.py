@@ -56,10 +56,13 @@ class Reservoir(nn.Module):
         self.rnn = SimpleRNN(input_size, hidden_size, return_sequences=True, backend=backend)
         # ``time_scales`` reservoirs side by side (an ensemble: one block each, no weights
         # between them), leak rates geometric from 1 down to ``leak_rate``
-        sizes = [len(c) for c in torch.arange(hidden_size).chunk(time_scales)]
-        leaks = [leak_rate ** (i / max(time_scales - 1, 1)) for i in range(time_scales)]
-        if time_scales == 1:
-            leaks = [leak_rate]
+        # (as even as can be: the first ``hidden_size % time_scales`` blocks one unit larger)
+        sizes = [
+            hidden_size // time_scales + (i < hidden_size % time_scales) for i in range(time_scales)
+        ]
+        leaks = [leak_rate]
+        if time_scales > 1:
+            leaks = [leak_rate ** (i / (time_scales - 1)) for i in range(time_scales)]
         rates = torch.cat([torch.full((n,), a) for n, a in zip(sizes, leaks, strict=True)])
         self.register_buffer("leak_rates", rates)
         self.leaky = any(a < 1 for a in leaks)
@@ -80,7 +83,7 @@ class Reservoir(nn.Module):
 
     def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
         if lengths is None:
-            lengths = torch.full((x.shape[0],), x.shape[1], dtype=torch.long)
+            lengths = torch.full((x.shape[0],), x.shape[1], dtype=torch.long, device=x.device)
         if not self.leaky:
             states = self.rnn(x, lengths=lengths)
         else:
