@@ -1,6 +1,7 @@
 """``elman serve`` against a running server (started and stopped here, on a free loopback port),
 with a model trained on real reviews; answers held equal to ``elman predict`` and ``explain``."""
 
+import base64
 import json
 import signal
 import tarfile
@@ -11,7 +12,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
+import elman
 from conftest import Running, run_elman
 
 
@@ -70,11 +73,24 @@ def test_explain_equals_elman_explain_and_gives_the_states(server, subset_model,
     expected = json.loads((tmp_path / "explain.json").read_text())
     assert reading["words"] == expected["words"]
     np.testing.assert_allclose(reading["probabilities"], expected["probabilities"], rtol=1e-6)
-    changes = [np.nan if change is None else change for change in reading["changes"]]
-    np.testing.assert_allclose(changes, expected["changes"], rtol=1e-5, atol=1e-7)
-    states = np.array(reading["states"])
-    assert states.shape == (len(reading["words"]), 16)
-    assert np.all(np.abs(states) <= 1) and states.std() > 0.01  # tanh states, not constants
+
+    def finite(changes):
+        return [np.nan if change is None else change for change in changes]
+
+    np.testing.assert_allclose(
+        finite(reading["changes"]), finite(expected["changes"]), rtol=1e-5, atol=1e-7
+    )
+    # the states, sent as int8 (value = int8 / 127 * scale): the model's own, to 1/254
+    assert reading["states"]["shape"] == [len(reading["words"]), 16]
+    levels = np.frombuffer(base64.b64decode(reading["states"]["int8"]), dtype=np.int8)
+    states = levels.reshape(-1, 16) / 127 * reading["states"]["scale"]
+    trained = elman.load(subset_model)
+    ids = torch.from_numpy(trained.encode([text]))
+    with torch.no_grad():
+        exact = trained.model.all_states(ids)[0, -len(reading["words"]) :].numpy()
+    np.testing.assert_allclose(states, exact, atol=0.5 / 127 + 1e-6)
+    assert states.std() > 0.01  # tanh states, not constants
+    assert len(reading["states"]["int8"]) <= 4 * (states.size + 2) / 3  # 1.33 B a state
     # the last state's verdict is the prediction's
     _, predicted = server.post("/predict", {"texts": [text]})
     assert reading["probabilities"][-1] == pytest.approx(

@@ -108,15 +108,29 @@ class ReviewClassifier(nn.Module):
     def forward(self, ids: Tensor, *, layer_by_layer: bool = False) -> Tensor:
         """ids (B, T) -> logits. ``layer_by_layer`` runs the embedding and the RNN one after the
         other over every step (the plain path; the summary uses it to see each layer)."""
+        return self._head(self.features(ids, layer_by_layer=layer_by_layer))
+
+    def features(
+        self, ids: Tensor, embedded: Tensor | None = None, *, layer_by_layer: bool = False
+    ) -> Tensor:
+        """What the dense layer reads: the (pooled) last state (B, W), or every state (B, T, W)
+        (``all_states``; the embeddings for ``shallow``). ``embedded`` (B, T, E): the ids'
+        embeddings, given (to take gradients with respect to them), read layer by layer."""
+        embedding = self.embedding if embedded is None else (lambda _: embedded)
         if self.rnn is None:
-            return self._head(self.embedding(ids))
+            return embedding(ids)
         # with mask_padding, padding steps carry the state and pooling leaves them out
         states, words = self.cell.read_words(
-            self.rnn, self.embedding, ids, PAD, self.config.mask_padding, layer_by_layer
+            self.rnn,
+            embedding,
+            ids,
+            PAD,
+            self.config.mask_padding,
+            layer_by_layer or embedded is not None,
         )
         if self.config.pooling != "last":
             states = pooled(states, words, self.config.pooling)
-        return self._head(states)
+        return states
 
     def all_states(self, ids: Tensor) -> Tensor:
         """Every RNN state (B, T, H) over the padded ids, whatever the model returns."""

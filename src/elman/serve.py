@@ -5,10 +5,16 @@ Starlette (the ASGI toolkit FastAPI is built on) served by uvicorn. The routes:
     GET  /          the page (``elman/web/index.html``: no CDN, works offline)
     GET  /health    {"status": "ok"}
     GET  /model     the model's settings, classes and test scores (metrics.json)
-    GET  /examples  a few reviews of the test split, when the model's data is at hand
+    GET  /examples  a few samples of the test split ({"text"} or {"values"}, and "label"),
+                    when the model's data is at hand; else why not ("reason")
     POST /predict   {"texts": [...]} (text models), {"values": [[[...]]]} (numeric, N×T×F),
                     or a WAV body (speech) -> {"predictions": [{"label", "probability"}]}
-    POST /explain   {"text": "..."} -> words, P(positive) after each, changes, states (T×H)
+    POST /explain   one input: {"text": "..."}, {"values": [[...]]} (T×F), a WAV (speech) or
+                    .npy (series) body -> the reading (``elman.analysis.explain``): steps,
+                    P(class) after each, changes, states (T×W as int8, ``compact``), how long
+                    each unit holds its value, each step's influence on the end, notes
+    POST /match     {"pattern": [[...]] (L×U), "units": [U ids]} -> the nearest spans of those
+                    units' states in the model's test data (``elman.analysis.matches``)
 
 Concurrent /predict requests are gathered into batches (``Batcher``): each request's body is
 parsed and checked on its own, then everything that queued while the last batch ran is encoded
@@ -20,10 +26,14 @@ gets a 4xx whose JSON ``error`` says what was wrong and what to do; the server s
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import io
 import json
 import math
 import socket
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -107,8 +117,12 @@ def model_info(trained) -> dict:
     scores = {k: v for k, v in trained.metrics.items() if k != "report"}
     # Where the training data lay on the machine that trained it is nobody's business here.
     train = {k: v for k, v in config["train"].items() if k not in PRIVATE_SETTINGS}
+    from elman.data import SOURCES
+
+    reads = "recording" if SOURCES[trained.config.source].upload is not None else "values"
     return {
         "source": trained.config.source,
+        "input": "text" if trained.config.reads_text else reads,  # what the page asks for
         "classes": trained.config.classes,
         "task": trained.model.task,
         "model": config["model"],
@@ -129,7 +143,10 @@ class Server:
         self.source = SOURCES[trained.config.source]
         self.forecasts = trained.model.task == "forecast"
         self.batcher = Batcher(self.run, settings.max_batch, settings.wait)
-        self.examples: list[dict] | None = None
+        self.examples: dict | None = None
+        self._test: tuple | Exception | None = None  # the test split's (x, y), read once
+        self._index = None  # its states (elman.analysis.matches.StateIndex), built once
+        self._reading_test = threading.RLock()
 
     def run(self, items: list[list[str] | np.ndarray]) -> list[np.ndarray | Exception]:
         """The model's outputs for a batch of requests' inputs (texts, or rows of values),
@@ -219,30 +236,148 @@ class Server:
         predictions = to_predictions(outputs, self.trained.config.classes)
         return {"predictions": [asdict(p) for p in predictions]}
 
-    def explain(self, body: bytes) -> dict:
-        from elman.analysis.explain import read_word_by_word
+    def explain(self, body: bytes, content_type: str = "application/json") -> dict:
+        """One input read step by step (see the module docstring), as JSON."""
+        from elman.analysis.explain import read_text, read_values
 
-        payload = parse_json(body)
-        text = payload.get("text") if isinstance(payload, dict) else None
-        if not isinstance(text, str) or not text.strip():
-            raise BadRequest(422, 'send a JSON object with "text": one non-empty review')
-        if not self.reads_text:
-            raise BadRequest(422, "explain reads text: this model reads numbers")
         try:
-            reading = read_word_by_word(self.trained, text)
+            if self.reads_text:
+                payload = parse_json(body)
+                text = payload.get("text") if isinstance(payload, dict) else None
+                if not isinstance(text, str) or not text.strip():
+                    raise BadRequest(422, 'send a JSON object with "text": one non-empty text')
+                reading = read_text(self.trained, text)
+            else:
+                reading = read_values(self.trained, self._one_series(body, content_type))
         except UserError as error:
             raise BadRequest(422, str(error)) from None
+        return reading_json(reading, self.trained.config.classes)
 
-        def finite(value: float) -> float | None:  # (the start token cut off: no "before")
-            return None if math.isnan(value) else value
+    def _one_series(self, body: bytes, content_type: str) -> np.ndarray:
+        """The one series (T, F) of an /explain request: JSON {"values": steps}, a recording
+        (speech) or a .npy file (series) as the body."""
+        if content_type.startswith("application/json"):
+            payload = parse_json(body)
+            if not isinstance(payload, dict) or "values" not in payload:
+                raise BadRequest(422, 'send a JSON object with "values": the steps of one series')
+            return self._values([payload["values"]])[0]
+        if self.source.upload is not None:
+            return self.inputs(body)[0]
+        if not body.startswith(b"\x93NUMPY"):
+            raise BadRequest(422, 'send JSON {"values": [...]} or a .npy file of one series')
+        try:
+            array = np.load(io.BytesIO(body), allow_pickle=False)
+        except (ValueError, OSError) as error:
+            raise BadRequest(422, f"the .npy file cannot be read ({error})") from None
+        if array.ndim not in (1, 2) or array.dtype.kind not in "iuf":
+            raise BadRequest(
+                422, f"the .npy file holds {array.dtype} of shape {list(array.shape)}: give one "
+                "series of numbers, (steps,) or (steps, features)"
+            )  # fmt: skip
+        return self._values([array.tolist()])[0]
 
-        return {
-            "words": reading.words,
-            "probabilities": reading.probabilities,
-            "changes": [finite(change) for change in reading.changes()],
-            "start_probability": finite(reading.start_probability),
-            "states": reading.states,
-        }
+    def test_data(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """The model's test split (x, y), read once; None when its data is not on this
+        machine (``why_not`` says why)."""
+        with self._reading_test:
+            if self._test is None:
+                try:
+                    split = self.source.evaluation(self.trained.fitted, None, lambda _: None)
+                    self._test = (split.x, split.y)
+                except (UserError, OSError) as error:
+                    self._test = error
+        return None if isinstance(self._test, Exception) else self._test
+
+    @property
+    def why_not(self) -> str:
+        return f"the model's test data is not on this machine ({self._test})"
+
+    def find_examples(self, count: int = 6) -> dict:
+        """A few test samples, as many of each class as can be: {"examples": [...]}, with
+        "reason" when there are none."""
+        from elman.analysis.matches import balanced
+
+        if self.source.examples is not None:  # (text kept as written: IMDB's archive)
+            found = self.source.examples(self.trained.fitted, count)
+            return {"examples": found} if found else {"examples": [], "reason": "none at hand"}
+        test = None if self.forecasts else self.test_data()
+        if test is None:
+            reason = "a forecaster has no labels" if self.forecasts else self.why_not
+            return {"examples": [], "reason": reason}
+        x, y = test
+        classes, examples = self.trained.config.classes, []
+        for row in balanced(y, count):
+            label = classes[int(y[row])]
+            if self.reads_text:
+                words = [self.trained.vocabulary.words[i] for i in x[row] if i > 2]
+                examples.append({"text": " ".join(words), "label": label})
+            else:
+                steps = x[row][~np.isnan(x[row]).all(-1)]
+                examples.append({"values": np.round(steps, 5).tolist(), "label": label})
+        return {"examples": examples}
+
+    def match(self, body: bytes) -> dict:
+        """The spans of the test data nearest to a pattern of states (POST /match)."""
+        from elman.analysis.matches import StateIndex
+
+        payload = parse_json(body)
+        pattern, units = (payload.get(k) for k in ("pattern", "units"))
+        try:
+            pattern = np.asarray(pattern, dtype=np.float32)
+            units = [int(u) for u in units]
+        except (TypeError, ValueError):
+            pattern, units = np.zeros(0), []
+        if pattern.ndim != 2 or not units or pattern.shape[1] != len(units) or len(pattern) > 50:
+            raise BadRequest(
+                422, 'send {"pattern": [[...]], "units": [...]}: up to 50 steps of the states '
+                "of the units listed, one number per unit a step"
+            )  # fmt: skip
+        with self._reading_test:
+            if self._index is None and self.test_data() is not None:
+                self._index = StateIndex.build(self.trained, *self._test)
+        if self._index is None:
+            raise BadRequest(409, f"nothing to search: {self.why_not}")
+        if max(units) >= self._index.states.shape[2] or min(units) < 0:
+            raise BadRequest(422, f"units are 0 to {self._index.states.shape[2] - 1}")
+        started = time.perf_counter()
+        found = self._index.search(pattern, units)
+        seconds = time.perf_counter() - started
+        return {"matches": found, "samples": len(self._index.labels), "seconds": seconds}
+
+
+def compact(states: np.ndarray) -> dict:
+    """States (T, W) as int8 in base64 (a 20th of their JSON): value = int8 / 127 * scale."""
+    scale = max(1.0, float(np.abs(states).max(initial=0)))
+    levels = np.round(np.clip(states / scale, -1, 1) * 127).astype(np.int8)
+    return {
+        "shape": list(states.shape),
+        "scale": scale,
+        "int8": base64.b64encode(levels.tobytes()).decode(),
+    }
+
+
+def reading_json(reading, classes: list[str]) -> dict:
+    """What POST /explain answers for a ``Reading``."""
+    from elman.analysis.explain import holding_steps, prediction_of
+
+    def finite(value: float) -> float | None:  # (the start token cut off: no "before")
+        return None if math.isnan(value) else value
+
+    states = np.asarray(reading.states, dtype=np.float32).reshape(len(reading.words), -1)
+    return {
+        "words": reading.words,
+        "probabilities": reading.probabilities,
+        "changes": [finite(change) for change in reading.changes()],
+        "start_probability": finite(reading.start_probability),
+        "target": reading.target,
+        "prediction": prediction_of(reading, classes),
+        "states": compact(states) if states.size else None,
+        "holding": np.round(holding_steps(states), 2).tolist() if states.size else [],
+        "influence": [float(f"{value:.4g}") for value in reading.influence],
+        "unknown": reading.unknown,
+        "notes": reading.notes,
+        "inputs": np.round(np.asarray(reading.inputs, dtype=np.float32), 4).tolist(),
+    }
 
 
 def parse_json(body: bytes):
@@ -316,13 +451,16 @@ def create_app(folder: str | Path, settings: ServeSettings | None = None):
         return JSONResponse(server.answer(await server.batcher.submit(inputs)))
 
     async def explain(request: Request) -> JSONResponse:
-        return JSONResponse(await asyncio.to_thread(server.explain, await body_of(request)))
+        body, kind = await body_of(request), request.headers.get("content-type", "")
+        return JSONResponse(await asyncio.to_thread(server.explain, body, kind))
+
+    async def match(request: Request) -> JSONResponse:
+        return JSONResponse(await asyncio.to_thread(server.match, await body_of(request)))
 
     async def examples(request: Request) -> JSONResponse:
         if server.examples is None:
-            read = server.source.examples or (lambda fitted, count: [])
-            server.examples = await asyncio.to_thread(read, server.trained.fitted, 6)
-        return JSONResponse({"examples": server.examples})
+            server.examples = await asyncio.to_thread(server.find_examples)
+        return JSONResponse(server.examples)
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
@@ -340,6 +478,7 @@ def create_app(folder: str | Path, settings: ServeSettings | None = None):
             Route("/examples", examples),
             Route("/predict", predict, methods=["POST"]),
             Route("/explain", explain, methods=["POST"]),
+            Route("/match", match, methods=["POST"]),
         ],
         exception_handlers={BadRequest: refused, Exception: failed},
         lifespan=lifespan,

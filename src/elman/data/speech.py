@@ -92,7 +92,11 @@ def read_wav(
     try:
         samples, rate = soundfile.read(io.BytesIO(data), dtype="float32", always_2d=True)
     except (RuntimeError, soundfile.LibsndfileError, TypeError) as error:
-        raise UserError(f"{where} is not a readable WAV file ({error})") from None
+        reason = str(error).split(": ", 1)[-1] if "Error opening" in str(error) else str(error)
+        raise UserError(
+            f"{where} is not a readable WAV file ({reason.strip().rstrip('.')}): give a WAV "
+            "recording"
+        ) from None
     if len(samples) == 0:
         raise UserError(f"{where} holds no audio")
     if not np.isfinite(samples).all():  # (a float WAV can hold them; features would be NaN)

@@ -8,6 +8,7 @@ training reviews. (Keras also keeps id 3 unused; we don't, so 10,000 ids hold 9,
 from __future__ import annotations
 
 import re
+import string
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -38,6 +39,13 @@ def read_text(data: bytes) -> tuple[str, bool]:
 def tokenize(text: str) -> list[str]:
     """Lowercase, drop the ``<br />`` tags IMDB reviews are full of, split into words."""
     return _WORD.findall(_BREAK.sub(" ", text).lower())
+
+
+def not_words(text: str) -> list[str]:
+    """The characters ``tokenize`` skips that are neither spaces nor ASCII punctuation (emoji,
+    symbols): what a reader should be told the model did not read."""
+    skipped = _WORD.sub(" ", _BREAK.sub(" ", text))
+    return [c for c in skipped if not c.isspace() and c not in string.punctuation]
 
 
 def rank_words(token_lists: Iterable[Sequence[str]]) -> list[str]:
