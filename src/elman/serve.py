@@ -147,19 +147,24 @@ class Server:
         self._test: tuple | Exception | None = None  # the test split's (x, y), read once
         self._index = None  # its states (elman.analysis.matches.StateIndex), built once
         self._reading_test = threading.RLock()
+        # One model call at a time: numba's parallel kernels must not be entered from two
+        # threads at once (the batcher, /explain and the index being built each run on one).
+        self.model_lock = threading.Lock()
 
     def run(self, items: list[list[str] | np.ndarray]) -> list[np.ndarray | Exception]:
         """The model's outputs for a batch of requests' inputs (texts, or rows of values),
         each request's in turn: texts are encoded all at once (if one text cannot be read,
         each request is encoded alone, so that only its own request is refused)."""
         model = self.trained.forecast if self.forecasts else self.trained.probabilities
-        if not self.reads_text:
-            outputs = model(np.concatenate(items))
-        else:
-            try:
-                outputs = model(self.trained.encode([text for texts in items for text in texts]))
-            except UserError:
-                return [self._alone(texts) for texts in items]
+        with self.model_lock:
+            if not self.reads_text:
+                outputs = model(np.concatenate(items))
+            else:
+                try:
+                    texts = [text for texts in items for text in texts]
+                    outputs = model(self.trained.encode(texts))
+                except UserError:
+                    return [self._alone(texts) for texts in items]
         ends = np.cumsum([len(item) for item in items])
         return [outputs[end - len(item) : end] for item, end in zip(items, ends, strict=True)]
 
@@ -246,9 +251,12 @@ class Server:
                 text = payload.get("text") if isinstance(payload, dict) else None
                 if not isinstance(text, str) or not text.strip():
                     raise BadRequest(422, 'send a JSON object with "text": one non-empty text')
-                reading = read_text(self.trained, text)
+                with self.model_lock:
+                    reading = read_text(self.trained, text)
             else:
-                reading = read_values(self.trained, self._one_series(body, content_type))
+                values = self._one_series(body, content_type)
+                with self.model_lock:
+                    reading = read_values(self.trained, values)
         except UserError as error:
             raise BadRequest(422, str(error)) from None
         return reading_json(reading, self.trained.config.classes)
@@ -316,10 +324,18 @@ class Server:
                 examples.append({"values": np.round(steps, 5).tolist(), "label": label})
         return {"examples": examples}
 
-    def match(self, body: bytes) -> dict:
-        """The spans of the test data nearest to a pattern of states (POST /match)."""
+    def state_index(self):
+        """The states of the test data (``StateIndex``), built once; None without test data.
+        The page asks for its examples first: the index is built then, before any search."""
         from elman.analysis.matches import StateIndex
 
+        with self._reading_test:
+            if self._index is None and not self.forecasts and self.test_data() is not None:
+                self._index = StateIndex.build(self.trained, *self._test, guard=self.model_lock)
+        return self._index
+
+    def match(self, body: bytes) -> dict:
+        """The spans of the test data nearest to a pattern of states (POST /match)."""
         payload = parse_json(body)
         pattern, units = (payload.get(k) for k in ("pattern", "units"))
         try:
@@ -332,10 +348,7 @@ class Server:
                 422, 'send {"pattern": [[...]], "units": [...]}: up to 50 steps of the states '
                 "of the units listed, one number per unit a step"
             )  # fmt: skip
-        with self._reading_test:
-            if self._index is None and self.test_data() is not None:
-                self._index = StateIndex.build(self.trained, *self._test)
-        if self._index is None:
+        if self.state_index() is None:
             raise BadRequest(409, f"nothing to search: {self.why_not}")
         if max(units) >= self._index.states.shape[2] or min(units) < 0:
             raise BadRequest(422, f"units are 0 to {self._index.states.shape[2] - 1}")
@@ -460,6 +473,8 @@ def create_app(folder: str | Path, settings: ServeSettings | None = None):
     async def examples(request: Request) -> JSONResponse:
         if server.examples is None:
             server.examples = await asyncio.to_thread(server.find_examples)
+            # (built while the page waits for a first input, not at its first search)
+            asyncio.get_running_loop().run_in_executor(None, server.state_index)
         return JSONResponse(server.examples)
 
     @contextlib.asynccontextmanager

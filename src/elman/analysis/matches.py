@@ -9,13 +9,15 @@ reviews of 500 steps × 32 units are 32 MB, and a search reads only the chosen u
 
 from __future__ import annotations
 
+import contextlib
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from elman.analysis.explain import step_states
-from elman.data.text import PAD
+from elman.data.text import PAD, START
 from elman.inference import Trained
 
 CONTEXT = 6  # words shown either side of a text match
@@ -30,15 +32,24 @@ class StateIndex:
     words: list[str] | None = None  # text: the vocabulary, id -> word
 
     @classmethod
-    def build(cls, trained: Trained, x: np.ndarray, y: np.ndarray, limit: int = 1000):
+    def build(
+        cls,
+        trained: Trained,
+        x: np.ndarray,
+        y: np.ndarray,
+        limit: int = 1000,
+        guard: AbstractContextManager | None = None,
+    ):
         """The index of up to ``limit`` samples of ``x`` (ids (N, T) or values (N, T, F)), as
-        many of each class as can be, in their order."""
+        many of each class as can be, in their order. ``guard`` (a lock) is held while the
+        model reads each 200 of them."""
         rows = balanced(np.asarray(y), limit)
         chosen, labels = x[rows], [trained.config.classes[int(c)] for c in np.asarray(y)[rows]]
-        parts = [
-            step_states(trained.model, torch.from_numpy(chosen[i : i + 200])).half().numpy()
-            for i in range(0, len(chosen), 200)
-        ]
+        parts = []
+        for i in range(0, len(chosen), 200):
+            with guard or contextlib.nullcontext():
+                states = step_states(trained.model, torch.from_numpy(chosen[i : i + 200]))
+            parts.append(states.half().numpy())
         states = np.concatenate(parts)
         if not trained.config.reads_text:  # the steps read are moved to the front
             lengths = (~np.isnan(chosen).any(-1)).sum(1)
@@ -71,10 +82,12 @@ class StateIndex:
 
     def _match(self, sample: int, start: int, distance: float, span: int) -> dict:
         first = int(np.argmax(self.read[sample]))  # the sample's first step read
+        if self.ids is not None and self.ids[sample, first] == START:  # (no word: not shown)
+            first += 1
         found = {
             "sample": sample,
             "label": self.labels[sample],
-            "start": start - first + 1,
+            "start": start - first + 1,  # (text: from its first word)
             "distance": round(distance, 5),
         }
         if self.ids is not None:
