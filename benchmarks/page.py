@@ -146,6 +146,10 @@ def main() -> None:
             try:
                 page = browser.new_page(viewport={"width": 1100, "height": 900})
                 page.goto(url + "/")
+                if not args.old:  # (the page has the test data's states indexed: wait for it)
+                    page.wait_for_selector("#examples[data-loaded]", timeout=300_000)
+                    probe = json.dumps({"pattern": [[0.0]], "units": [0]}).encode()
+                    urllib.request.urlopen(urllib.request.Request(url + "/match", probe))
                 reviews = long_reviews(args.data, args.reviews + 1)
                 result = time_reviews(page, url, reviews, args.old)
                 in_page = result["in_page"]
