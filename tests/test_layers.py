@@ -180,10 +180,22 @@ def test_stacked_bidirectional_dropout_model_trains_from_the_command_line(tmp_pa
     # one epoch on 100 words, --seed 0-4 here: 0.716 0.735 0.719 0.670 0.688 (mean 0.706,
     # sd 0.026; chance 0.5): 0.6 is 0.07 below the lowest seed
     assert metrics["test_acc"] > 0.6, metrics
-    predicted = run_elman("predict", "--model", str(out), "A wonderful, moving film.")
+    predicted = run_elman("predict", "--model", str(out), "--json", "A wonderful, moving film.")
     assert predicted.returncode == 0, predicted.stderr
-    refused = run_elman("explain", "--model", str(out), "A wonderful film.")
-    assert refused.returncode == 1 and "stacks layers or reads both ways" in refused.stderr
+    # explained too (the model run on each cut of the text): its last step is the prediction
+    explained = run_elman(
+        "explain",
+        "--model",
+        str(out),
+        "--out",
+        str(tmp_path / "explain"),
+        "A wonderful, moving film.",
+    )
+    assert explained.returncode == 0, explained.stderr
+    reading = json.loads((tmp_path / "explain" / "explain.json").read_text())
+    assert reading["words"] == ["a", "wonderful", "moving", "film"]
+    probability = json.loads(predicted.stdout)[0]["probability"]
+    assert reading["probabilities"][-1] == pytest.approx(probability, abs=1e-6)
 
 
 def _words_dropped_loop(layer, ids, embedding, input_mask, recurrent_mask, padding_id=0):
