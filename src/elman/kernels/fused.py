@@ -233,7 +233,7 @@ def recurrence(
     Returns all states (B, T, H); with ``overwrite``, in the memory of P (or of its contiguous
     copy), whose values are then lost."""
     mask_np, use_mask, *rows = _mask_and_rows(mask, P.shape[0])
-    states = _forward(
+    arguments = (
         P.detach().contiguous().numpy(),
         W_h.detach().contiguous().numpy(),
         h0.detach().to(P.dtype).contiguous().numpy(),
@@ -242,9 +242,15 @@ def recurrence(
         *drop_arguments(recurrent_mask, P.dtype),
         ACTIVATION_CODES[activation],
         P.dtype != torch.float32,  # exact tanh beyond float32
-        *rows,
-        overwrite,
     )
+    if P.shape[0] == 1:
+        # One row (the padding every review shares, ``ids.start_after_padding``): what
+        # ``_forward`` would run on its one thread, called alone. The IMDB model then never
+        # compiles ``_forward``'s parallel loop: 6 of a first run's seconds.
+        states = arguments[0] if overwrite else np.empty_like(arguments[0])
+        _forward_rows(*arguments, states, rows[0])
+    else:
+        states = _forward(*arguments, *rows, overwrite)
     return torch.from_numpy(states)
 
 
