@@ -304,6 +304,41 @@ def test_series_page(browser, series_server, axe_script, tmp_path):
     assert not page.errors, page.errors
 
 
+@pytest.fixture(scope="module")
+def forecast_server(gunpoint, tmp_path_factory):
+    from elman.cli import main
+
+    root = tmp_path_factory.mktemp("page-forecast")
+    rows = [line.split()[1:] for line in gunpoint.read_text().splitlines() if line.strip()]
+    np.save(root / "gunpoint.npy", np.array(rows, dtype=np.float32))  # values only, no labels
+    out = root / "model"
+    args = ["train", "series", "--data", str(root / "gunpoint.npy"), "--task", "forecast"]
+    assert main([*args, "--hidden-size", "64", "--out", str(out), "--no-progress"]) in (0, None)
+    running = Running(out)
+    yield running, rows[0]
+    running.stop()
+
+
+def test_forecaster_page(browser, forecast_server, axe_script):
+    server, values = forecast_server
+    _, predicted = server.post("/predict", {"values": [[float(v) for v in values]]})
+    page = open_page(browser, server.url)
+    page.fill("#review", " ".join(values))
+    submit(page)
+    forecast = predicted["forecasts"][0][0]
+    assert page.inner_text("#verdict").startswith("next value: ")
+    assert float(page.get_attribute("#probability", "data-value")) == pytest.approx(
+        forecast, rel=1e-5, abs=1e-6
+    )
+    assert "dashed: the model's forecast" in page.get_attribute("#inputs", "aria-label")
+    assert not page.is_visible("#trajectory")
+    page.focus("#scroller")
+    page.keyboard.press("Home")
+    assert page.inner_text("#step-info").startswith("step 1: value")
+    assert_no_serious_violations(page, axe_script)
+    assert not page.errors, page.errors
+
+
 # ---- speech ----------------------------------------------------------------------------------
 
 

@@ -308,14 +308,14 @@ class Server:
         if self.source.examples is not None:  # (text kept as written: IMDB's archive)
             found = self.source.examples(self.trained.fitted, count)
             return {"examples": found} if found else {"examples": [], "reason": "none at hand"}
-        test = None if self.forecasts else self.test_data()
+        test = self.test_data()
         if test is None:
-            reason = "a forecaster has no labels" if self.forecasts else self.why_not
-            return {"examples": [], "reason": reason}
+            return {"examples": [], "reason": self.why_not}
         x, y = test
         classes, examples = self.trained.config.classes, []
-        for row in balanced(y, count):
-            label = classes[int(y[row])]
+        rows = range(min(count, len(x))) if self.forecasts else balanced(y, count)
+        for row in rows:
+            label = "a test series" if self.forecasts else classes[int(y[row])]
             if self.reads_text:
                 words = [self.trained.vocabulary.words[i] for i in x[row] if i > 2]
                 examples.append({"text": " ".join(words), "label": label})
@@ -390,6 +390,7 @@ def reading_json(reading, classes: list[str]) -> dict:
         "unknown": reading.unknown,
         "notes": reading.notes,
         "inputs": np.round(np.asarray(reading.inputs, dtype=np.float32), 4).tolist(),
+        "forecasts": reading.forecasts,
     }
 
 

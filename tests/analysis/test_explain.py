@@ -107,6 +107,30 @@ def test_numbers_every_shape_of_model(settings):
     np.testing.assert_allclose(states, step_states(model, x)[0].numpy())
 
 
+def test_a_forecaster_gives_its_forecast_after_each_step():
+    torch.manual_seed(0)
+    config = RunConfig(
+        SequenceConfig(input_size=2, hidden_size=6, task="forecast"),
+        SeriesConfig(),
+        source="series",
+    )
+    model = SequenceModel(config.model).eval()
+    model.mean.fill_(10.0)
+    model.std.fill_(2.0)
+    trained = TrainedSequenceModel(model, config)
+    values = (10 + 2 * torch.randn(7, 2)).numpy()
+    reading = read_values(trained, values)
+    assert reading.probabilities == [] and reading.changes() == []
+    assert np.array(reading.forecasts).shape == (7, 2)
+    for t in (0, 3, 6):  # after step t: the forecast of the series cut there
+        expected = trained.forecast(values[None, : t + 1])[0]
+        np.testing.assert_allclose(reading.forecasts[t], expected, rtol=1e-5, atol=1e-5)
+    x = torch.from_numpy(values[None])
+    jacobian = torch.autograd.functional.jacobian(lambda v: model.features(v)[0, -1], x)
+    expected = jacobian[:, 0].pow(2).sum(dim=(0, 2)).sqrt()
+    np.testing.assert_allclose(reading.influence, expected.numpy(), rtol=1e-4, atol=1e-8)
+
+
 def test_the_search_finds_a_planted_pattern_and_agrees_with_brute_force(trained, subset_model):
     from elman.data import SOURCES
 

@@ -50,8 +50,12 @@ class Reading:
     unknown: list[bool] = field(default_factory=list)  # text: the word is not in the vocabulary
     notes: list[str] = field(default_factory=list)  # what was not read, in plain words
     inputs: list[list[float]] = field(default_factory=list)  # numbers: the steps' values (T, F)
+    # a forecaster: after each step t, its forecast of step t + 1 (T, F), in the data's units
+    forecasts: list[list[float]] = field(default_factory=list)
 
     def changes(self) -> list[float]:
+        if not self.probabilities:  # (a forecaster follows no probability)
+            return []
         previous = [self.start_probability, *self.probabilities[:-1]]
         return [p - q for p, q in zip(self.probabilities, previous, strict=True)]
 
@@ -85,10 +89,11 @@ def step_states(model: nn.Module, x: Tensor) -> Tensor | None:
 
 def _final_state(model: nn.Module, x: Tensor, embedded: Tensor | None) -> Tensor:
     """What the dense layer reads after the last step (B, W); for a model that reads every
-    state flattened, the top layer's last state."""
+    state flattened (or a forecaster), the top layer's last state."""
     if isinstance(model, SequenceModel):
-        return model.features(x)
-    features = model.features(x, embedded)
+        features = model.features(x)  # (a forecaster's: every state, (B, T, W))
+    else:
+        features = model.features(x, embedded)
     return features[:, -1] if features.dim() == 3 else features
 
 
@@ -199,35 +204,39 @@ def _text_notes(text: str, count: int, kept: list[int], truncating: str, max_len
 
 
 def read_values(trained: Trained, values: np.ndarray) -> Reading:
-    """One series (T, F) (NaN: a missing step) read step by step by a classifier of numbers."""
-    model = trained.model
-    if model.task == "forecast":
-        raise UserError("this model forecasts: ask it for the next value (POST /predict)")
+    """One series (T, F) (NaN: a missing step) read step by step by a model of numbers: a
+    classifier's probability after each cut, or a forecaster's forecast after each step."""
+    model = trained.model.eval()
     present = ~np.isnan(values).any(-1)
     series = values[present]  # (the model skips missing steps: so does the reading)
     steps = len(series)
+    x = torch.from_numpy(series[None].astype(np.float32))
+    states = step_states(model, x)
+    notes = [] if present.all() else [f"{int((~present).sum()):,} steps without values skipped"]
+    reading = Reading(
+        words=[str(t) for t in range(1, steps + 1)],
+        probabilities=[],
+        start_probability=math.nan,
+        states=[] if states is None else states[0].tolist(),
+        influence=influence(model, x),
+        notes=notes,
+        inputs=series.tolist(),
+    )
+    if model.task == "forecast":
+        with torch.no_grad():
+            reading.forecasts = model.to_values(model(x)[0]).tolist()
+        reading.target = "the next value"
+        return reading
     cuts = _cut_at(steps)
     rows = np.full((len(cuts), steps, values.shape[1]), np.nan, dtype=np.float32)
     for row, cut in enumerate(cuts):
         rows[row, : cut + 1] = series[: cut + 1]
     probabilities = trained.probabilities(rows)
-    column, target = _target(probabilities, trained.config.classes)
-    followed = _followed(probabilities, column)
-    x = torch.from_numpy(series[None].astype(np.float32))
-    states = step_states(model, x)
-    notes = [] if present.all() else [f"{int((~present).sum()):,} steps without values skipped"]
+    column, reading.target = _target(probabilities, trained.config.classes)
+    reading.probabilities = _at_every_step(_followed(probabilities, column), cuts, steps)
     if len(cuts) < steps:
         notes.append(f"the line is measured after {len(cuts)} of the {steps:,} steps")
-    return Reading(
-        words=[str(t) for t in range(1, steps + 1)],
-        probabilities=_at_every_step(followed, cuts, steps),
-        start_probability=math.nan,
-        states=[] if states is None else states[0].tolist(),
-        target=target,
-        influence=influence(model, x),
-        notes=notes,
-        inputs=series.tolist(),
-    )
+    return reading
 
 
 def read_word_by_word(classifier: TrainedClassifier, text: str) -> Reading:
@@ -250,7 +259,10 @@ def holding_steps(states: np.ndarray) -> np.ndarray:
 
 
 def prediction_of(reading: Reading, classes: list[str]) -> dict:
-    """The whole input's label and probability (as POST /predict gives them)."""
+    """The whole input's label and probability (as POST /predict gives them); a forecaster's
+    forecast of the step after the last."""
+    if reading.forecasts:
+        return {"label": "the next value", "forecast": reading.forecasts[-1]}
     last = reading.probabilities[-1]
     if len(classes) == 2:
         (prediction,) = to_predictions(np.array([last]), classes)
