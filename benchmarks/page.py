@@ -19,54 +19,25 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import statistics
-import subprocess
 import sys
-import tarfile
 import time
 import urllib.request
 from pathlib import Path
+
+from elman.data.imdb import read_reviews, resolve_source
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # (run as a script: its neighbours)
+from serve import start_server  # noqa: E402
 
 DRAWN = "document.body.dataset.drawnMs"
 OLD_DRAWN = "document.getElementById('heatmap').dataset.cols == {words}"
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def serve(model: str) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "elman", "serve", "--model", model, "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(600):
-        try:
-            urllib.request.urlopen(url + "/health", timeout=5)
-            return process, url
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit(f"elman serve {model} never answered")
-
-
 def long_reviews(archive: str, count: int, words: int = 520) -> list[str]:
     """The first ``count`` test reviews of at least ``words`` words (the model keeps 500)."""
-    found = []
-    with tarfile.open(archive) as opened:
-        for member in opened:
-            if "/test/" in member.name and member.isfile() and member.name.endswith(".txt"):
-                text = opened.extractfile(member).read().decode("utf-8", "replace")
-                if len(text.split()) >= words:
-                    found.append(text)
-                    if len(found) == count:
-                        break
-    return found
+    texts = read_reviews(resolve_source(archive))["test"].texts
+    return [text for text in texts if len(text.split()) >= words][:count]
 
 
 def time_reviews(page, url: str, reviews: list[str], old: bool) -> dict:
@@ -142,7 +113,8 @@ def main() -> None:
         browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
         print(f"{os.cpu_count()} cores; {browser.version}")
         if args.text and args.data:
-            process, url = serve(args.text)
+            process, port = start_server(args.text)
+            url = f"http://127.0.0.1:{port}"
             try:
                 page = browser.new_page(viewport={"width": 1100, "height": 900})
                 page.goto(url + "/")
@@ -164,7 +136,8 @@ def main() -> None:
                 process.terminate()
         for name in ("text", "series", "speech") if args.shots else ():
             if getattr(args, name):
-                process, url = serve(getattr(args, name))
+                process, port = start_server(getattr(args, name))
+                url = f"http://127.0.0.1:{port}"
                 try:
                     shot(browser, url, name, args.shots)
                     print(f"wrote {args.shots / f'page-{name}.png'}")

@@ -25,6 +25,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -36,6 +37,26 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def start_server(model: str) -> tuple[subprocess.Popen, int]:
+    """``elman serve --model MODEL`` on a free loopback port, once it answers GET /health."""
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "elman", "serve", "--model", model, "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5)
+            return server, port
+        except OSError:
+            if time.monotonic() > deadline or server.poll() is not None:
+                server.kill()
+                raise SystemExit(f"elman serve --model {model} did not start") from None
+            time.sleep(0.2)
 
 
 class Client:
@@ -134,17 +155,8 @@ def main() -> None:
     args = parser.parse_args()
     clients_of = run_async_clients if args.client == "asyncio" else run_clients
     reviews = read_reviews(resolve_source(args.data))["test"].texts
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "elman", "serve", "--model", args.model, "--port", str(port)],
-        stderr=subprocess.DEVNULL,
-    )
+    server, port = start_server(args.model)
     try:
-        deadline = time.monotonic() + 120
-        while not Client(port).post(reviews[:1])[0]:
-            if time.monotonic() > deadline:
-                raise SystemExit("the server did not start")
-            time.sleep(0.2)
         run_clients(port, 4, 5, lambda c, i: reviews[:100])  # warm-up: compiled kernels
         pick = np.random.default_rng(0).integers(0, len(reviews), size=10**6)
 

@@ -30,7 +30,6 @@ import base64
 import contextlib
 import io
 import json
-import math
 import socket
 import threading
 import time
@@ -41,6 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from elman.data.series import FINITE_ONLY
+from elman.data.text import RESERVED
 from elman.errors import UserError
 
 SMALL_BODY = 32_000  # bytes: requests this small are parsed on the event loop
@@ -317,7 +317,7 @@ class Server:
         for row in rows:
             label = "a test series" if self.forecasts else classes[int(y[row])]
             if self.reads_text:
-                words = [self.trained.vocabulary.words[i] for i in x[row] if i > 2]
+                words = [self.trained.vocabulary.words[i] for i in x[row] if i >= len(RESERVED)]
                 examples.append({"text": " ".join(words), "label": label})
             else:
                 steps = x[row][~np.isnan(x[row]).all(-1)]
@@ -373,22 +373,14 @@ def reading_json(reading, classes: list[str]) -> dict:
     """What POST /explain answers for a ``Reading``."""
     from elman.analysis.explain import holding_steps, prediction_of
 
-    def finite(value: float) -> float | None:  # (the start token cut off: no "before")
-        return None if math.isnan(value) else value
-
     states = np.asarray(reading.states, dtype=np.float32).reshape(len(reading.words), -1)
     return {
-        "words": reading.words,
-        "probabilities": reading.probabilities,
-        "changes": [finite(change) for change in reading.changes()],
-        "start_probability": finite(reading.start_probability),
-        "target": reading.target,
+        **reading.record(),
         "prediction": prediction_of(reading, classes),
         "states": compact(states) if states.size else None,
         "holding": np.round(holding_steps(states), 2).tolist() if states.size else [],
         "influence": [float(f"{value:.4g}") for value in reading.influence],
         "unknown": reading.unknown,
-        "notes": reading.notes,
         "inputs": np.round(np.asarray(reading.inputs, dtype=np.float32), 4).tolist(),
         "forecasts": reading.forecasts,
     }

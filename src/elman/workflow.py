@@ -298,8 +298,8 @@ def compile_ahead(config: RunConfig) -> list[subprocess.Popen]:
     """Compile the run's kernels in two more processes while this one reads the data (numba
     keeps what it compiles on disk, where this process then finds it): a first run on a fresh
     install overlaps its slowest parts. One process compiles the forward kernels, the other
-    the backward one (28 s of compiling in one process, 16 s and 12 s in two, on the 2-core
-    development machine). Text models only (the others' kernels depend on the data's width);
+    the backward one (28 s of compiling in one process before; 10 s and 12 s in two now, on the
+    2-core development machine). Text models only (the others' kernels depend on the data's width);
     none if there is nothing to do."""
     kind = cells.kind_of(config.model.architecture, config.reads_text)
     if not config.reads_text or not kind.compiled or (os.cpu_count() or 1) < 2:
@@ -319,23 +319,24 @@ def compile_ahead(config: RunConfig) -> list[subprocess.Popen]:
     ]
 
 
-def warm_kernels(model_settings: str, part: str = "both") -> None:
-    """Compile what a training step and a prediction of a model built like the run's compile
-    (the same specialisations: they depend on types and options, not on sizes): ``forward``,
-    a prediction of a tiny model; ``backward``, the token-id kernel's backward alone."""
+def warm_kernels(model_settings: str, part: str) -> None:
+    """Compile ``part`` of what a training step and a prediction of a model built like the
+    run's compile (the same specialisations: they depend on types and options, not on sizes):
+    ``forward``, a prediction of a tiny model; ``backward``, the token-id kernel's backward
+    alone."""
     from elman.config import ModelConfig
     from elman.kernels import compile_backward
     from elman.models import ReviewClassifier
 
     settings = ModelConfig(**{**json.loads(model_settings), "vocab_size": 40, "max_len": 12})
     torch.set_num_threads(1)
-    if part in ("forward", "both"):
+    if part == "forward":
         model = ReviewClassifier(settings)
         ids = torch.randint(3, 40, (4, 12))
         ids[0, :5] = 0  # padding in front, as real reviews have
         with torch.no_grad():
             model.eval()(ids)
-    if part in ("backward", "both"):
+    else:
         compile_backward(settings.hidden_size, settings.activation, torch.float32)
 
 

@@ -59,6 +59,23 @@ class Reading:
         previous = [self.start_probability, *self.probabilities[:-1]]
         return [p - q for p, q in zip(self.probabilities, previous, strict=True)]
 
+    def record(self) -> dict:
+        """The line as JSON takes it (explain.json, POST /explain): words, probabilities,
+        changes, start probability (None where NaN: no start token, or its change), the class
+        followed, the notes."""
+
+        def finite(value: float) -> float | None:
+            return None if math.isnan(value) else value
+
+        return {
+            "words": self.words,
+            "probabilities": self.probabilities,
+            "changes": [finite(change) for change in self.changes()],
+            "start_probability": finite(self.start_probability),
+            "target": self.target,
+            "notes": self.notes,
+        }
+
 
 @contextlib.contextmanager
 def every_state(layer: nn.Module) -> Iterator[None]:
@@ -333,17 +350,7 @@ def explain(folder: Path, text: str, out_dir: Path) -> Reading:
     out_dir.mkdir(parents=True, exist_ok=True)
     write_html(reading, out_dir / "explain.html")
     plot_reading(reading, out_dir / "explain.png")
-    record = {
-        "words": reading.words,
-        "probabilities": reading.probabilities,
-        "changes": [None if math.isnan(c) else c for c in reading.changes()],
-        "start_probability": None
-        if math.isnan(reading.start_probability)
-        else reading.start_probability,
-        "target": reading.target,
-        "notes": reading.notes,
-    }
-    atomic_write(out_dir / "explain.json", json_bytes(record))
+    atomic_write(out_dir / "explain.json", json_bytes(reading.record()))
     return reading
 
 
