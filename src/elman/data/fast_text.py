@@ -78,46 +78,55 @@ def _lookup(text, start, end, table, ids, word_bytes, word_starts) -> int:
     return OOV
 
 
-@njit(cache=True, parallel=True)
-def _count_words(text, text_starts, word):
-    counts = np.zeros(len(text_starts) - 1, dtype=np.int64)
-    for row in prange(len(counts)):
-        i, end = text_starts[row], text_starts[row + 1]
-        while i < end:
-            if word[text[i]]:
-                i = _word_end(text, i, end, word)
-                counts[row] += 1
-            else:
-                i += 1
+# The parallel functions take their outputs allocated: numba makes every array expression of a
+# parallel function (np.zeros among them) a parallel loop of its own, compiled apart, and
+# compiling is most of a first run.
+
+
+def _count_words(text, text_starts, word) -> np.ndarray:
+    """How many words each text has (N,)."""
+    counts = np.empty(len(text_starts) - 1, dtype=np.int64)
+    _count_words_into(text, text_starts, word, counts)
     return counts
 
 
 @njit(cache=True, parallel=True)
-def _encode(text, text_starts, word, out_starts, table, ids, word_bytes, word_starts):
-    """ids of every word of every text, flat (each text's from ``out_starts[row]``), and how
-    many of each text's words the vocabulary knows."""
-    out = np.empty(out_starts[-1], dtype=np.int64)
-    known = np.zeros(len(text_starts) - 1, dtype=np.int64)
+def _count_words_into(text, text_starts, word, counts):
+    for row in prange(len(counts)):
+        i, end, count = text_starts[row], text_starts[row + 1], 0
+        while i < end:
+            if word[text[i]]:
+                i = _word_end(text, i, end, word)
+                count += 1
+            else:
+                i += 1
+        counts[row] = count
+
+
+@njit(cache=True, parallel=True)
+def _encode(text, text_starts, word, out_starts, table, ids, word_bytes, word_starts, out, known):
+    """Into ``out``: the ids of every word of every text, flat (each text's from
+    ``out_starts[row]``); into ``known`` (N,): how many of each text's words the vocabulary
+    knows."""
     for row in prange(len(text_starts) - 1):
-        i, end, k = text_starts[row], text_starts[row + 1], out_starts[row]
+        i, end, k, count = text_starts[row], text_starts[row + 1], out_starts[row], 0
         while i < end:
             if word[text[i]]:
                 j = _word_end(text, i, end, word)
                 out[k] = _lookup(text, i, j, table, ids, word_bytes, word_starts)
-                known[row] += out[k] != OOV
+                count += out[k] != OOV
                 k += 1
                 i = j
             else:
                 i += 1
-    return out, known
+        known[row] = count
 
 
 @njit(cache=True, parallel=True)
-def _padded(flat, out_starts, max_len, pad_front, cut_front):
-    """(N, max_len) ids: each text's [START, words...] cut and padded as ``pad_sequences``."""
-    rows = len(out_starts) - 1
-    padded = np.zeros((rows, max_len), dtype=np.int64)
-    for row in prange(rows):
+def _padded(flat, out_starts, max_len, pad_front, cut_front, padded):
+    """Into ``padded`` (N, max_len) of zeros: each text's [START, words...] cut and padded as
+    ``pad_sequences``."""
+    for row in prange(len(out_starts) - 1):
         length = out_starts[row + 1] - out_starts[row] + 1  # START and the words
         kept = min(length, max_len)
         first = length - kept if cut_front else 0  # index in [START, words...]
@@ -125,7 +134,6 @@ def _padded(flat, out_starts, max_len, pad_front, cut_front):
         for k in range(kept):
             at = first + k
             padded[row, column + k] = START if at == 0 else flat[out_starts[row] + at - 1]
-    return padded
 
 
 def as_bytes(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, list[int]]:
@@ -258,9 +266,11 @@ class FastEncoder:
         text, text_starts, elsewhere = as_bytes(texts)
         counts = _count_words(text, text_starts, WORD_BYTES)
         out_starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-        flat, known = _encode(
+        flat = np.empty(out_starts[-1], dtype=np.int64)
+        known = np.empty(len(counts), dtype=np.int64)
+        _encode(
             text, text_starts, WORD_BYTES, out_starts, self.table, self.ids,
-            self.word_bytes, self.word_starts,
+            self.word_bytes, self.word_starts, flat, known,
         )  # fmt: skip
         return flat, known, counts, out_starts, elsewhere
 
@@ -270,7 +280,8 @@ class FastEncoder:
         """ids (N, max_len) as ``pad_sequences`` makes them, and for each text its number of
         words and of words the vocabulary knows (N,), (N,)."""
         flat, known, counts, out_starts, elsewhere = self._flat(texts)
-        ids = _padded(flat, out_starts, max_len, padding == "pre", truncating == "pre")
+        ids = np.zeros((len(counts), max_len), dtype=np.int64)
+        _padded(flat, out_starts, max_len, padding == "pre", truncating == "pre", ids)
         for row in elsewhere:  # beyond Latin-1: the reference's way
             sequence = self.vocabulary.encode(tokenize(texts[row]))
             ids[row] = pad_sequences([sequence], max_len, padding, truncating)[0][0]

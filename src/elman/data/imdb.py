@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from elman.data.archive import archive_files
 from elman.data.source import Encoding, Fitted, Learned, Log, Source, Splits
 from elman.data.split import Split, mapped, split_rows
 from elman.data.text import OOV, Vocabulary, pad_sequences, rank_words, tokenize
@@ -168,11 +169,8 @@ def _text_files(source: Path, pattern: re.Pattern) -> Iterator[tuple[re.Match, s
                 yield match, path.read_bytes().decode("utf-8", errors="replace")
         return
     try:
-        with tarfile.open(source, "r:*") as archive:
-            for member in archive:
-                if member.isfile() and (match := pattern.search(member.name)):
-                    data = archive.extractfile(member).read()
-                    yield match, data.decode("utf-8", errors="replace")
+        for name, data in archive_files(source, pattern.search):
+            yield pattern.search(name), data.decode("utf-8", errors="replace")
     except (tarfile.TarError, EOFError, zlib.error, OSError) as error:
         raise UserError(
             f"cannot read the IMDB archive {source} ({error}); it is truncated or corrupted: "

@@ -21,6 +21,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 import torch
 
+from elman.data.archive import archive_files
 from elman.errors import UserError
 from elman.files import atomic_write
 
@@ -36,10 +37,8 @@ def files_in(path: Path, suffix: str) -> dict[PurePosixPath, bytes]:
         }
     files = {}
     try:
-        with tarfile.open(path, "r:*") as archive:
-            for member in archive:
-                if member.isfile() and member.name.lower().endswith(suffix):
-                    files[PurePosixPath(member.name)] = archive.extractfile(member).read()
+        for name, data in archive_files(path, lambda name: name.lower().endswith(suffix)):
+            files[PurePosixPath(name)] = data
     except (tarfile.TarError, EOFError, zlib.error, OSError) as error:
         raise UserError(f"cannot read {path} ({error}): it is truncated or corrupted") from None
     return files

@@ -47,7 +47,6 @@ from elman.kernels.loops import (
     recurrent_products_of_four,
     step,
     times_derivative,
-    transposed_for_fours,
 )
 
 
@@ -111,7 +110,6 @@ def _read_four(
         copy_row(h[r], out[rows[r]])
 
 
-@njit(cache=True, parallel=True, nogil=True, error_model=ERRORS)
 def _read(
     ids, table, W_h, h0, start, drop, use_drop, activation, exact_tanh, keep, order, bounds, fours
 ):
@@ -121,7 +119,22 @@ def _read(
     B, T, H = ids.shape[0], ids.shape[1], table.shape[1]
     states = np.empty((B, T if keep else 0, H), dtype=table.dtype)
     last = np.empty((B, H), dtype=table.dtype)
-    W_hT = transposed_for_fours(W_h, fours)
+    W_hT = np.ascontiguousarray(W_h.T) if fours.sum() else W_h[:0, :0]
+    _read_blocks(
+        ids, table, W_h, W_hT, h0, start, drop, use_drop, activation, exact_tanh, keep, order,
+        bounds, fours, states, last,
+    )  # fmt: skip
+    return states, last
+
+
+# The parallel loops hold nothing but the loop over threads' blocks: numba turns every array
+# expression of a parallel function into a loop of its own and compiles each, which made the
+# compiling of these two (a first run's slowest part) about twice as long.
+@njit(cache=True, parallel=True, nogil=True, error_model=ERRORS)
+def _read_blocks(
+    ids, table, W_h, W_hT, h0, start, drop, use_drop, activation, exact_tanh, keep, order,
+    bounds, fours, states, last,
+):  # fmt: skip
     for k in prange(bounds.shape[0] - 1):  # one block of rows per thread
         rows = order[bounds[k] : bounds[k + 1]]
         grouped = 4 * fours[k]
@@ -134,7 +147,6 @@ def _read(
             ids, table, W_h, h0, start, drop, use_drop, activation, exact_tanh, keep, states,
             last, rows[grouped:],
         )  # fmt: skip
-    return states, last
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH, error_model=ERRORS)
@@ -222,15 +234,33 @@ def _backward_four(
         copy_row(dh[r], grad_h0[b])
 
 
-@njit(cache=True, parallel=True, nogil=True, error_model=ERRORS)
 def _backward(
     ids, G, states, h0, W_hT, start, drop, use_drop, activation, vocab_size, order, bounds, fours
 ):
+    """The gradients of table (V, H), W_h (H, H) and h0 (B, H): each thread's block of rows
+    into its own parts (``_backward_blocks``), the parts then summed in thread order."""
     B, H, threads = ids.shape[0], W_hT.shape[0], bounds.shape[0] - 1
     table_parts = np.zeros((threads, vocab_size, H), dtype=G.dtype)
     W_h_parts = np.zeros((threads, H, H), dtype=G.dtype)
     grad_h0 = np.empty((B, H), dtype=G.dtype)
-    W_h = transposed_for_fours(W_hT, fours)
+    W_h = np.ascontiguousarray(W_hT.T) if fours.sum() else W_hT[:0, :0]
+    _backward_blocks(
+        ids, G, states, h0, W_h, W_hT, start, drop, use_drop, activation, order, bounds, fours,
+        table_parts, W_h_parts, grad_h0,
+    )  # fmt: skip
+    grad_table = table_parts[0].copy()
+    grad_W_h = W_h_parts[0].copy()
+    for k in range(1, threads):
+        grad_table += table_parts[k]
+        grad_W_h += W_h_parts[k]
+    return grad_table, grad_W_h, grad_h0
+
+
+@njit(cache=True, parallel=True, nogil=True, error_model=ERRORS)
+def _backward_blocks(
+    ids, G, states, h0, W_h, W_hT, start, drop, use_drop, activation, order, bounds, fours,
+    table_parts, W_h_parts, grad_h0,
+):  # fmt: skip
     for k in prange(bounds.shape[0] - 1):  # one block of rows per thread
         rows = order[bounds[k] : bounds[k + 1]]
         grouped = 4 * fours[k]
@@ -243,12 +273,6 @@ def _backward(
             ids, G, states, h0, W_hT, start, drop, use_drop, activation, table_parts[k],
             W_h_parts[k], grad_h0, rows[grouped:],
         )  # fmt: skip
-    grad_table = table_parts[0].copy()
-    grad_W_h = W_h_parts[0].copy()
-    for k in range(1, threads):
-        grad_table += table_parts[k]
-        grad_W_h += W_h_parts[k]
-    return grad_table, grad_W_h, grad_h0
 
 
 def last_state_from_ids(
