@@ -25,6 +25,9 @@ import sys
 import tempfile
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # (run as a script: its neighbours)
+from report import provenance  # noqa: E402
+
 
 def epoch_seconds(args: argparse.Namespace, workers: int, threads: int | None) -> float:
     """Seconds of the first epoch's training steps: the fastest of ``--rounds`` real jobs."""
@@ -63,7 +66,8 @@ def main() -> None:
     cores = len(os.sched_getaffinity(0))
     reviews = 20_000
     shown = " ".join(args.settings) or "the reference model, per-worker batch 32"
-    print(f"IMDB, {shown}, {cores} cores, device {args.device}")
+    print(provenance() + "\n")
+    print(f"IMDB, {shown}, {cores} cores, device {args.device}\n")
     print("| workers | threads each | s/epoch | reviews/s | speed-up | efficiency |")
     print("|---:|---:|---:|---:|---:|---:|")
     unit = None

@@ -15,7 +15,9 @@ measured here, now: compare ratios, not runs.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -23,6 +25,9 @@ from torch import nn
 from elman.data.imdb import IMDBConfig, load_imdb
 from elman.models import ModelConfig, ReviewClassifier, keras_dense_init
 from elman.train import RMSprop, batch_order, bce_and_accuracy, evaluate
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # (run as a script: its neighbours)
+from report import provenance  # noqa: E402
 
 
 class TorchRNNClassifier(nn.Module):
@@ -132,19 +137,21 @@ def main() -> None:
             bucket = name.endswith("--bucket")
             seconds = time_epoch(models[name], data, args.batch_size, args.steps, bucket)
             best[name] = min(seconds, best.get(name, seconds))
-            print(f"  round {round_number + 1}: {name}: {seconds:.1f} s/epoch", flush=True)
+            print(f"  round {round_number + 1}: {name}: {seconds:.1f} s/epoch", file=sys.stderr)
     rows = []
     for name, model in models.items():
         reviews_per_second, _ = time_inference(model, data)
         rows.append((name, best[name], reviews_per_second))
-        print(f"  {name}: {reviews_per_second:,.0f} reviews/s inference", flush=True)
+        print(f"  {name}: {reviews_per_second:,.0f} reviews/s inference", file=sys.stderr)
     baseline = dict((name, seconds) for name, seconds, _ in rows)["torch nn.RNN"]
     baseline_inference = dict((name, rps) for name, _, rps in rows)["torch nn.RNN"]
     scaled = f" ({args.steps} steps scaled to an epoch)" if args.steps else ""
     threads = torch.get_num_threads()
     network = "reference model (322,113 parameters)" if args.width == 32 else f"width {args.width}"
-    print(f"\nIMDB {network}, batch {args.batch_size}, T=500, {threads} threads{scaled}")
+    print(provenance() + "\n")
+    print(f"IMDB {network}, batch {args.batch_size}, T=500, {threads} threads{scaled}")
     header = ("model", "s/epoch", "vs nn.RNN", "inference reviews/s", "vs nn.RNN")
+    print()
     print("| {:<26} | {:>8} | {:>9} | {:>19} | {:>9} |".format(*header))
     print(f"|{'-' * 28}|{'-' * 9}:|{'-' * 10}:|{'-' * 20}:|{'-' * 10}:|")
     for name, seconds, rps in rows:

@@ -31,7 +31,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from suite import SHARED, chosen, commit, fetch, machine, spread, suite_cache  # noqa: E402
+from report import provenance  # noqa: E402
+from suite import SHARED, chosen, fetch, spread, suite_cache  # noqa: E402
 
 from elman.cells.reservoir import (  # noqa: E402
     RIDGES,
@@ -146,10 +147,7 @@ def main() -> None:
     cache = suite_cache()
     sets = chosen(args.sets)
     fetch(cache, sets)
-    print(
-        f"commit {commit()}; {machine()}; reservoirpy {reservoirpy.__version__}; "
-        f"`python benchmarks/esn.py --sets {args.sets} --seeds {args.seeds}`\n"
-    )
+    print(provenance()[:-2] + f"; reservoirpy {reservoirpy.__version__}._\n")
     print(
         "| set | elman esn acc | elman s | reservoirpy acc | reservoirpy s | s ratio "
         "| elman, penalty on one split |"

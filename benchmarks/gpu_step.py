@@ -27,6 +27,7 @@ from elman.train import CapturedStep, RMSprop, bce_and_accuracy
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 from benchmarks.epoch import TorchRNNClassifier  # noqa: E402
+from benchmarks.report import provenance  # noqa: E402
 
 Step = Callable[[torch.Tensor, torch.Tensor], None]
 
@@ -92,7 +93,8 @@ def main() -> None:
     labels = (torch.rand(32, generator=generator) > 0.5).float().to(device)
     test_ids = torch.randint(1, 10_000, (1000, 500), generator=generator).to(device)
     same = [(ids, labels)] * 23  # three warm-up steps, then 20 recorded ones
-    print(f"{torch.cuda.get_device_name()}, torch {torch.__version__}")
+    print(provenance() + "\n")
+    print(f"{torch.cuda.get_device_name()}, torch {torch.__version__}\n")
     results = {}
     for name, build in (
         ("elman (cuDNN)", lambda: ReviewClassifier(ModelConfig())),

@@ -21,13 +21,18 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 from torch import nn
 
 import elman
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # (run as a script: its neighbours)
+from report import provenance  # noqa: E402
 
 GRID = ((1, 32, 256), (100, 500, 2000), (32, 128, 512))  # batch, steps, hidden = input
 
@@ -119,6 +124,7 @@ def main() -> None:
     grid += [(32, 500, hidden, 2, False) for hidden in (32, 128)]
     if args.shape:  # (to compare two versions at one point, run each in turn, several times)
         grid = [(*args.shape, 1, False)]
+    print(provenance() + "\n")
     print(f"{threads} threads; float32 matmul peak here: {peak:.0f} GFLOP/s\n")
     header = "|    B |    T |   H | layer    |"
     header += " train ms: torch | elman | ratio | GFLOP/s | ceiling |"

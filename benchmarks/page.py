@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import statistics
 import sys
@@ -28,6 +27,7 @@ from pathlib import Path
 from elman.data.imdb import read_reviews, resolve_source
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # (run as a script: its neighbours)
+from report import provenance  # noqa: E402
 from serve import start_server  # noqa: E402
 
 DRAWN = "document.body.dataset.drawnMs"
@@ -111,7 +111,8 @@ def main() -> None:
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
-        print(f"{os.cpu_count()} cores; {browser.version}")
+        print(provenance() + "\n")
+        print(f"Chromium {browser.version}\n")
         if args.text and args.data:
             process, port = start_server(args.text)
             url = f"http://127.0.0.1:{port}"

@@ -9,7 +9,9 @@ architecture only; its probabilities are checked against elman's).
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -17,6 +19,9 @@ import torch
 import elman
 from elman.data.imdb import read_reviews, resolve_source
 from elman.data.text import encode_texts
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # (run as a script: its neighbours)
+from report import provenance  # noqa: E402
 
 
 def main() -> None:
@@ -47,11 +52,13 @@ def main() -> None:
     )  # fmt: skip
     reference_seconds = time.perf_counter() - reference_started
     assert np.array_equal(reference, ids), "the compiled text path differs from the reference"
-    print(f"{n:,} test reviews, {torch.get_num_threads()} threads, accuracy {accuracy:.4f}")
-    print(f"  text -> prediction:           {n / (finished - encoded):>9,.0f} reviews/s")
-    print(f"  text -> ids (compiled):       {n / (encoded - started):>9,.0f} reviews/s")
-    print(f"  text -> ids (reference):      {n / reference_seconds:>9,.0f} reviews/s")
-    print(f"  ids -> prediction:            {n / model_seconds:>9,.0f} reviews/s")
+    print(provenance() + "\n")
+    print(f"{n:,} test reviews, {torch.get_num_threads()} threads, accuracy {accuracy:.4f}\n")
+    print("| path | reviews/s |\n|---|---:|")
+    print(f"| text -> prediction (`predict_proba`) | {n / (finished - encoded):,.0f} |")
+    print(f"| text -> ids (compiled tokenizer) | {n / (encoded - started):,.0f} |")
+    print(f"| text -> ids (reference tokenizer) | {n / reference_seconds:,.0f} |")
+    print(f"| ids -> prediction (the model alone) | {n / model_seconds:,.0f} |")
     onnx_speed(args.model, classifier, ids, probabilities)
 
 
@@ -68,7 +75,7 @@ def onnx_speed(folder: str, classifier, ids: np.ndarray, probabilities: np.ndarr
         try:
             path = export_onnx(folder, f"{out}/model.onnx")
         except UserError as error:
-            print(f"  onnxruntime: not exported ({error})")
+            print(f"| onnxruntime: not exported ({error}) | |")
             return
         session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         session.run(None, {"ids": ids[:1000]})
@@ -79,8 +86,8 @@ def onnx_speed(folder: str, classifier, ids: np.ndarray, probabilities: np.ndarr
         seconds = time.perf_counter() - started
     difference = float(np.abs(outputs - probabilities).max())
     print(
-        f"  ids -> prediction (onnxruntime): {len(ids) / seconds:>6,.0f} reviews/s "
-        f"(largest difference from elman {difference:.1e})"
+        f"| ids -> prediction (onnxruntime; largest difference from elman {difference:.1e}) "
+        f"| {len(ids) / seconds:,.0f} |"
     )
 
 

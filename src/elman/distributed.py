@@ -231,8 +231,7 @@ def check_same(world: World, what: dict[str, str]) -> None:
 
 def check_workers(workers: int, device: str) -> None:
     """Refuse more local workers than the machine has cores (on the CPU) or GPUs (on CUDA):
-    each would get a fraction of one, and its own copy of the model and the data (64 workers
-    on 2 cores ran 50x slower and took 17 GB)."""
+    each would get a fraction of one, and its own copy of the model and the data."""
     import torch
 
     cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())

@@ -298,9 +298,8 @@ def compile_ahead(config: RunConfig) -> list[subprocess.Popen]:
     """Compile the run's kernels in two more processes while this one reads the data (numba
     keeps what it compiles on disk, where this process then finds it): a first run on a fresh
     install overlaps its slowest parts. One process compiles the forward kernels, the other
-    the backward one (28 s of compiling in one process before; 10 s and 12 s in two now, on the
-    2-core development machine). Text models only (the others' kernels depend on the data's width);
-    none if there is nothing to do."""
+    the backward one, so the two halves of the compiling overlap each other too. Text models
+    only (the others' kernels depend on the data's width); none if there is nothing to do."""
     kind = cells.kind_of(config.model.architecture, config.reads_text)
     if not config.reads_text or not kind.compiled or (os.cpu_count() or 1) < 2:
         return []

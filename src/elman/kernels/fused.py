@@ -246,7 +246,7 @@ def recurrence(
     if P.shape[0] == 1:
         # One row (the padding every review shares, ``ids.start_after_padding``): what
         # ``_forward`` would run on its one thread, called alone. The IMDB model then never
-        # compiles ``_forward``'s parallel loop (7.4 s of compiling on a first run).
+        # compiles ``_forward``'s parallel loop (seconds of compiling on a first run).
         states = arguments[0] if overwrite else np.empty_like(arguments[0])
         _forward_rows(*arguments, states, rows[0])
     else:

@@ -87,7 +87,7 @@ def slow_threads_warning() -> str | None:
     numba takes the first threading layer it can load: TBB, then OpenMP, then its own workqueue.
     OpenMP needs the system's GNU OpenMP runtime (libgomp), which numba does not ship. Beside
     torch's own OpenMP threads, TBB and the workqueue ran the layer 1.4-2.0x slower than OpenMP
-    on the 2-core development machine (B=32 and 256, T=100 and 500, H=32). A layer the user
+    (measured in the docs' speed page). A layer the user
     chose (``NUMBA_THREADING_LAYER``) is left alone."""
     if numba.config.THREADING_LAYER != "default":
         return None
@@ -112,7 +112,7 @@ if (_slow := slow_threads_warning()) is not None:
 FASTMATH = {"reassoc", "contract"}
 # A float division by zero gives inf or NaN (NumPy's rule) instead of raising (Python's, numba's
 # default): without the test numba puts before every division, tanh's division vectorises; the
-# same bits, 1.5x faster a step.
+# same bits, faster.
 ERRORS = "numpy"
 
 
@@ -140,7 +140,7 @@ def products_of_four(M, V, out):
     M read once for four rows, and every inner loop contiguous over out's row, so it vectorises
     with no horizontal sums (a row's dot products, ``dot_rows``, end in one per element). Four
     rows of M go in each pass too, so out is loaded and stored a quarter as often: at H = 32 to
-    64 those loads and stores, not the multiplies, bound the loop (1.35-1.7x over one a pass)."""
+    64 those loads and stores, not the multiplies, bound the loop."""
     n = M.shape[0]
     out0, out1, out2, out3 = out[0], out[1], out[2], out[3]
     k = 0
