@@ -1,6 +1,6 @@
 """Inference: a trained model as one folder; save it, load it (``elman.load``) and predict.
 Nothing here imports the trainer, the workers' module or the encoded shards: training builds on
-this module, not the reverse (``tests/test_layout.py`` holds it).
+this module, not the reverse (``tests/test_layout.py`` holds it). A saved folder::
 
     runs/imdb/
         config.json          source, class names, architecture, sizes, data and training

@@ -1,11 +1,13 @@
 """Why simple RNNs forget, measured: exact Jacobians of the states with respect to the inputs.
 
 For one review (its padded ids, as the classifier reads them):
+
 - ``first``: ‖∂h_t/∂x_1‖ for every t ≥ 1, where x_1 is the embedding of the review's first
   input (its start token): how much of the beginning is still in the state after t steps.
   Forward-mode AD, one pass per embedding dimension.
 - ``last``: ‖∂h_T/∂x_t‖ for every t: how much each position still moves the final state, the
   one the classifier reads. Reverse-mode AD, one pass per state dimension.
+
 Norms are Frobenius norms of the (H × E) Jacobian blocks. For the simple RNN, the singular values
 and spectral radius of the recurrent part of ``A`` say why: ∂h_t/∂h_{t-1} = diag(1 - h_t²)·W_h,
 and a product of such matrices shrinks as fast as their norms are below one.

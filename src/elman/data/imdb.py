@@ -1,6 +1,7 @@
 """The Large Movie Review Dataset (Maas et al., 2011): from the archive to padded id arrays.
 
 Path of the data, top to bottom:
+
 1. ``resolve_source``: the archive or folder the user gave (``--data``/``ELMAN_DATA``), or the
    official ``aclImdb_v1.tar.gz`` downloaded once into the user's cache, md5-verified.
 2. ``read_reviews``: the labelled reviews, read straight out of the .tar.gz (no extraction).
