@@ -23,9 +23,10 @@ model() {  # the reference IMDB model, seed 0, trained once for the serving benc
         --out "$runs/imdb" --overwrite --no-progress >/dev/null
 }
 
+failed=()
 for name in "${names[@]}"; do
     echo "== $name ($(date -u +%H:%M:%S))" >&2
-    case $name in
+    if ! case $name in
     first_run) python benchmarks/first_run.py --data "$data/aclImdb.tar.gz" ;;
     results) python benchmarks/results.py ;;
     lecture) python benchmarks/lecture.py --data "$data/aclImdb.tar.gz" --out docs/lecture \
@@ -48,6 +49,9 @@ for name in "${names[@]}"; do
     esn) python benchmarks/esn.py --seeds 3 ;;
     distributed) python benchmarks/distributed.py --data "$data/aclImdb.tar.gz" ;;
     *) echo "unknown benchmark $name" >&2 && exit 2 ;;
-    esac >"$out/$name.md.partial"
-    mv "$out/$name.md.partial" "$out/$name.md"  # (a failed run leaves the old table)
+    esac >"$out/$name.md.partial"; then
+        failed+=("$name") && echo "== $name FAILED: its old table stays" >&2 && continue
+    fi
+    mv "$out/$name.md.partial" "$out/$name.md"
 done
+[ ${#failed[@]} -eq 0 ] || { echo "failed: ${failed[*]}" >&2 && exit 1; }
