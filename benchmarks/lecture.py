@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> None:
     models = {m: trained(args.runs, m, args.data) for m in ("rnn", "lstm", "gru")}
     flow = analyze_gradients(models["rnn"], None, [models["lstm"], models["gru"]], args.out)
     config = MemoryConfig()
-    recall = analyze_memory(config, args.out)
+    recall = analyze_memory(config, args.out, lambda line: print(line, file=sys.stderr))
     reading = explain(models["rnn"], REVIEW, args.out)
     changes = sorted(zip(reading.changes(), reading.words, strict=True), key=lambda c: -abs(c[0]))
     print(provenance() + "\n")
