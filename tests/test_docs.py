@@ -10,7 +10,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 PROVENANCE = re.compile(
     r"^_`python benchmarks/\w+\.py[^`]*` at commit [0-9a-f]{7,}(-dirty)?; .+, \d+ cores.*; "
-    r"\d{4}-\d{2}-\d{2}\._$"
+    r"\d{4}-\d{2}-\d{2}(; [^`]+)?\._$"  # (then what else it ran on, e.g. a library's version)
 )
 INCLUDE = re.compile(r"```\{include\} (\S+)")
 
