@@ -2,7 +2,7 @@
 # Every table of the docs, measured again at this commit on this machine: each benchmark's
 # Markdown (its first line names its command, commit, machine and date) goes to
 # docs/results/NAME.md, which the docs pages include as it is; the lecture's plots go to
-# docs/lecture/. About 80 minutes on the 2-core development machine; run it alone on the machine
+# docs/lecture/. About 105 minutes on the 2-core development machine; run it alone on the machine
 # (the speed tables are ratios measured side by side, but a busy machine still moves them).
 #
 #   bash benchmarks/regenerate.sh [NAME ...]    (none: all, in this order)
@@ -15,7 +15,7 @@ data=../shared/data
 out=docs/results
 runs=runs/regenerate
 mkdir -p "$out" "$runs"
-names=("${@:-first_run results lecture epoch predict serve page sequence suite suite_rnn speech esn distributed layer}")
+names=("${@:-first_run results lecture tasks epoch predict serve page sequence suite suite_rnn speech esn distributed layer}")
 read -r -a names <<<"${names[*]}"
 
 model() {  # the reference IMDB model, seed 0, trained once for the serving benchmarks
@@ -31,6 +31,7 @@ for name in "${names[@]}"; do
     results) python benchmarks/results.py ;;
     lecture) python benchmarks/lecture.py --data "$data/aclImdb.tar.gz" --out docs/lecture \
         --runs "$runs/lecture" ;;
+    tasks) python benchmarks/tasks.py --out docs/lecture ;;
     epoch) python benchmarks/epoch.py --data "$data/aclImdb.tar.gz" ;;
     predict) model && python benchmarks/predict.py --model "$runs/imdb" \
         --data "$data/aclImdb.tar.gz" ;;

@@ -9,6 +9,7 @@ import pytest
 from conftest import run_elman
 from elman.analysis.language_model import LMConfig
 from elman.analysis.memory import MemoryConfig
+from elman.analysis.tasks import TasksConfig
 from elman.cli import build_parser, run_config, shown_value
 from elman.data import SOURCES
 from elman.errors import UserError
@@ -73,8 +74,29 @@ def test_options_given_reach_the_configuration():
     assert (config.data.classes, config.data.data) == (["neg", "pos"], "x.csv")
 
 
+@pytest.mark.parametrize("source", ["imdb", "text", "series", "speech"])
+def test_every_train_command_takes_the_long_memory_remedies(source):
+    """``--init`` and ``--clip-norm`` (issue 30's remedies) on every train command; IndRNN's
+    preset (ReLU, two layers) where its model is asked for."""
+    model = ["--model", "rnn"] if source in ("series", "speech") else []
+    args = ["train", source, *model, "--init", "identity", "--activation", "relu"]
+    config = run_config(build_parser().parse_args([*args, "--clip-norm", "0.5"]))
+    assert (config.model.init, config.model.activation, config.train.clip_norm) == (
+        "identity",
+        "relu",
+        0.5,
+    )
+    indrnn = run_config(build_parser().parse_args(["train", source, "--model", "indrnn"]))
+    assert (indrnn.model.activation, indrnn.model.layers) == ("relu", 2)
+
+
 @pytest.mark.parametrize(
-    "path,config", [(("analyze", "memory"), MemoryConfig()), (("lm", "train"), LMConfig())]
+    "path,config",
+    [
+        (("analyze", "memory"), MemoryConfig()),
+        (("analyze", "tasks"), TasksConfig()),
+        (("lm", "train"), LMConfig()),
+    ],
 )
 def test_analysis_options_show_the_code_defaults(path, config):
     shown = _shown_defaults(_subparser(build_parser(), *path))

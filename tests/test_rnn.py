@@ -113,6 +113,36 @@ def test_keras_initialisation():
     assert torch.count_nonzero(layer.b) == 0
 
 
+def test_the_other_initialisations():
+    torch.manual_seed(0)
+    identity = SimpleRNN(5, 6, activation="relu", init="identity")  # Le et al.'s IRNN
+    torch.testing.assert_close(identity.A[:, :6].detach(), torch.eye(6), atol=0, rtol=0)
+    assert identity.A[:, 6:].abs().max() <= math.sqrt(6 / 11) and not identity.b.any()
+    orthogonal = SimpleRNN(6, 6, init="orthogonal").A.detach()
+    for block in (orthogonal[:, :6], orthogonal[:, 6:]):
+        torch.testing.assert_close(block @ block.T, torch.eye(6), atol=1e-5, rtol=0)
+    like_torch = SimpleRNN(5, 16, init="torch")
+    for weights in (like_torch.A, like_torch.b):
+        assert weights.abs().max() <= 1 / 4 and weights.abs().max() > 0.2  # U(±1/sqrt(16))
+    torch.manual_seed(3)  # the default draws what it always drew: Keras'
+    keras = SimpleRNN(5, 6).A.detach()
+    torch.manual_seed(3)
+    torch.testing.assert_close(SimpleRNN(5, 6, init="keras").A.detach(), keras, atol=0, rtol=0)
+    with pytest.raises(ValueError, match="init must be one of"):
+        SimpleRNN(5, 6, init="zeros")
+
+
+def test_init_is_a_setting_of_every_model_that_has_an_a():
+    from elman.config import SequenceConfig
+    from elman.errors import UserError
+    from elman.models import SequenceModel
+
+    model = SequenceModel(SequenceConfig(input_size=2, init="identity", activation="relu"), 2)
+    torch.testing.assert_close(model.rnn.A[:, :32].detach(), torch.eye(32), atol=0, rtol=0)
+    with pytest.raises(UserError, match="`init` identity starts a simple RNN's matrix A"):
+        SequenceConfig("lstm", init="identity")
+
+
 def test_bad_input_shape_and_options():
     layer = SimpleRNN(3, 4)
     with pytest.raises(ValueError, match=r"\(batch, time, 3\)"):

@@ -232,3 +232,23 @@ def test_fuzzed_checkpoints_resume_or_are_refused_with_one_line(tmp_path):
             assert "\n" not in str(error), error
             outcomes["refused"] += 1
     assert outcomes["refused"] >= 25, outcomes
+
+
+@pytest.mark.parametrize("clip_norm", [0.01, 1e6])
+def test_the_step_clips_the_gradients_global_norm_as_torch_does(small_real, clip_norm):
+    """``clip_norm``: the update is the one of gradients scaled by min(1, c / ‖g‖), ‖g‖ the
+    norm of all gradients together (``torch.nn.utils.clip_grad_norm_``'s definition), here
+    written out from the unclipped gradients of real reviews."""
+    train_split, _ = small_real
+    x, y = torch.from_numpy(train_split.x[:32]), torch.from_numpy(train_split.y[:32])
+    torch.manual_seed(0)
+    model = ReviewClassifier(ModelConfig(vocab_size=2000, max_len=40, hidden_size=8))
+    before = [p.detach().clone() for p in model.parameters()]
+    loss, _ = train.loss_and_metric("binary", model(x), y)
+    grads = torch.autograd.grad(loss, list(model.parameters()))
+    norm = torch.cat([g.flatten() for g in grads]).norm()
+    scale = min(1.0, clip_norm / float(norm))
+    optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
+    train.train_step(model, optimizer, x, y, train.StepOptions(clip_norm=clip_norm))
+    for param, old, grad in zip(model.parameters(), before, grads, strict=True):
+        torch.testing.assert_close(param.detach(), old - grad * scale, rtol=1e-5, atol=1e-7)

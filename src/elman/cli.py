@@ -268,6 +268,17 @@ def cmd_analyze_memory(args: argparse.Namespace) -> None:
     print(f"Wrote {args.out}/memory.json, memory.md and memory.png")
 
 
+def cmd_analyze_tasks(args: argparse.Namespace) -> None:
+    from dataclasses import replace
+
+    from elman.analysis.tasks import TasksConfig, analyze_tasks, format_tables
+
+    config = TasksConfig()
+    config = replace(config, **given_settings(args, config))
+    print(format_tables(analyze_tasks(config, args.out), config))
+    print(f"Wrote {args.out}/tasks.json, tasks.md and tasks.png")
+
+
 def cmd_lm_train(args: argparse.Namespace) -> None:
     from dataclasses import replace
 
@@ -497,6 +508,7 @@ def _add_analysis(commands) -> None:
         "--out", type=Path, default=Path("runs/analysis"), help="(default: runs/analysis)"
     )
     memory.set_defaults(handler=cmd_analyze_memory)
+    _add_tasks(analyses)
 
     lm = commands.add_parser("lm", help="word-level language model on IMDB reviews")
     lm_commands = lm.add_subparsers(dest="lm_command", required=True, metavar="COMMAND")
@@ -511,6 +523,22 @@ def _add_analysis(commands) -> None:
         "-k", type=_number(int, False, False), default=5, help="how many words (default: 5)"
     )
     lm_next.set_defaults(handler=cmd_lm_next)
+
+
+def _add_tasks(analyses) -> None:
+    from elman.analysis.tasks import TasksConfig
+
+    tasks = analyses.add_parser(
+        "tasks",
+        help="the adding problem, the copy task, digits pixel by pixel: RNN, remedies, LSTM, GRU",
+        description="The longest T each cell solves within one budget on the standard "
+        "long-memory tasks (elman.analysis.tasks says how).",
+    )
+    add_settings(tasks, TasksConfig())
+    tasks.add_argument(
+        "--out", type=Path, default=Path("runs/analysis"), help="(default: runs/analysis)"
+    )
+    tasks.set_defaults(handler=cmd_analyze_tasks)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import elman.cells as cells
-from elman.cells import DEFAULT_CELL
+from elman.cells import DEFAULT_CELL, INITS
 from elman.errors import UserError, require_positive
 from elman.files import atomic_write, json_bytes
 from elman.kernels import BACKENDS
@@ -61,6 +61,12 @@ class LayerConfig:
         raise NotImplementedError
 
     activation: str = setting("tanh", "the RNN's nonlinearity", choices=tuple(ACTIVATIONS))
+    init: str = setting(
+        "keras",
+        "how the simple RNN's A starts: keras (orthogonal recurrent part, Glorot input part), "
+        "orthogonal, identity (with activation relu: IRNN) or torch (nn.RNN's uniform)",
+        choices=INITS,
+    )
     backend: str = setting(
         "auto",
         "RNN implementation (auto: fused on CPU, cuDNN on CUDA; all compute the same)",
@@ -82,6 +88,7 @@ class LayerConfig:
     def validate_layer(self, architecture: str, texts: bool, forecast: bool = False) -> None:
         """The ranges, then what the kind of cell ``architecture`` accepts (``elman.cells``)."""
         choose(self.activation, tuple(ACTIVATIONS), "activation")
+        choose(self.init, INITS, "init")
         choose(self.backend, BACKENDS, "backend")
         choose(self.pooling, POOLINGS, "pooling")
         require_positive(self, "layers")

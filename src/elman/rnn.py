@@ -31,6 +31,38 @@ from elman.kernels import (
 )
 from elman.kernels.reference import ACTIVATIONS, lengths_to_mask
 
+# How ``A`` and ``b`` start (``SimpleRNN(init=...)``, the ``--init`` of every train command):
+#   keras       Keras' SimpleRNN: recurrent part orthogonal, input part Glorot-uniform, b = 0
+#   orthogonal  both parts orthogonal (Saxe et al. 2014), b = 0
+#   identity    recurrent part the identity, input part Glorot-uniform, b = 0; with
+#               ``activation="relu"`` this is the IRNN of Le et al. (2015)
+#   torch       torch.nn.RNN's: every weight and b uniform in ±1/sqrt(hidden_size)
+INITS = ("keras", "orthogonal", "identity", "torch")
+
+
+def initialize(A: Tensor, b: Tensor | None, hidden_size: int, init: str = "keras") -> None:
+    """Fill ``A`` (H, H + F) and ``b`` (H,) in place as ``init`` says (see ``INITS``)."""
+    if init not in INITS:
+        raise ValueError(f"init must be one of {INITS}, got {init!r}")
+    H, F = hidden_size, A.shape[1] - hidden_size
+    with torch.no_grad():
+        if init == "torch":
+            bound = 1 / math.sqrt(H)
+            for weights in (A, b) if b is not None else (A,):
+                weights.uniform_(-bound, bound)
+            return
+        if init == "identity":
+            A[:, :H].copy_(torch.eye(H))
+        else:
+            nn.init.orthogonal_(A[:, :H])
+        if init == "orthogonal":
+            nn.init.orthogonal_(A[:, H:])
+        else:
+            limit = math.sqrt(6.0 / (F + H))  # glorot_uniform on the (F, H) input kernel
+            A[:, H:].uniform_(-limit, limit)
+        if b is not None:
+            b.zero_()
+
 
 class SimpleRNN(nn.Module):
     """Elman RNN layer over batch-first input.
@@ -55,9 +87,10 @@ class SimpleRNN(nn.Module):
             one mask per sequence), computed inside the fused kernel.
         stateful: the final state of each batch is the initial state of the next (row i
             continues row i) until ``reset_states()``; gradients stop between batches.
-
-    Parameters are initialised as Keras does: Glorot-uniform on the input part of ``A``,
-    orthogonal on the recurrent part, zero bias.
+        init: how ``A`` and ``b`` start (``INITS``): ``"keras"`` (default) as Keras does,
+            Glorot-uniform on the input part of ``A``, orthogonal on the recurrent part, zero
+            bias; ``"orthogonal"``, ``"identity"`` (with ``activation="relu"``: the IRNN of Le
+            et al. 2015) or ``"torch"`` (``torch.nn.RNN``'s uniform ±1/√H).
     """
 
     def __init__(
@@ -74,6 +107,7 @@ class SimpleRNN(nn.Module):
         dropout: float = 0.0,
         recurrent_dropout: float = 0.0,
         stateful: bool = False,
+        init: str = "keras",
     ) -> None:
         super().__init__()
         if input_size <= 0 or hidden_size <= 0:
@@ -84,6 +118,8 @@ class SimpleRNN(nn.Module):
             raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        if init not in INITS:
+            raise ValueError(f"init must be one of {INITS}, got {init!r}")
         for name, rate in (("dropout", dropout), ("recurrent_dropout", recurrent_dropout)):
             if not 0 <= rate < 1:
                 raise ValueError(f"{name} must be in [0, 1), got {rate}")
@@ -93,7 +129,7 @@ class SimpleRNN(nn.Module):
         self._carried: Tensor | None = None  # a stateful layer's state between batches
         self.input_size = input_size
         self.hidden_size = hidden_size
-        self.activation = activation
+        self.activation, self.init = activation, init
         self.return_sequences = return_sequences
         self.return_state = return_state
         self.A = nn.Parameter(torch.empty(hidden_size, hidden_size + input_size))
@@ -102,14 +138,8 @@ class SimpleRNN(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """Keras' SimpleRNN initialisation (see the class docstring)."""
-        H, F = self.hidden_size, self.input_size
-        with torch.no_grad():
-            nn.init.orthogonal_(self.A[:, :H])
-            limit = math.sqrt(6.0 / (F + H))  # glorot_uniform on the (F, H) input kernel
-            self.A[:, H:].uniform_(-limit, limit)
-            if self.b is not None:
-                self.b.zero_()
+        """Draw ``A`` and ``b`` again as ``init`` says (see the class docstring)."""
+        initialize(self.A, self.b, self.hidden_size, self.init)
 
     def forward(
         self,
@@ -263,6 +293,7 @@ class SimpleRNN(nn.Module):
             + (f", dropout={self.dropout}" if self.dropout else "")
             + (f", recurrent_dropout={self.recurrent_dropout}" if self.recurrent_dropout else "")
             + (", stateful=True" if self.stateful else "")
+            + (f", init={self.init!r}" if self.init != "keras" else "")
         )
 
 

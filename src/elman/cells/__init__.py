@@ -1,6 +1,7 @@
-"""The registry of cell kinds: each kind is one module (``simple``, ``gated``, ``shallow``) and
-one entry here. ``--model NAME`` picks ``CELLS[NAME]``; models, checks, export and analysis ask
-the kind what it can do (``elman.cells.kind.CellKind``) and never branch on its name.
+"""The registry of cell kinds: each kind is one module (``simple``, ``gated``, ``shallow``,
+``indrnn``, ``reservoir``) and one entry here. ``--model NAME`` picks ``CELLS[NAME]``; models,
+checks, export and analysis ask the kind what it can do (``elman.cells.kind.CellKind``) and
+never branch on its name.
 
 A new kind of cell is a module that defines a ``CellKind`` plus ``register(KIND)`` (or a line
 below): the settings' choices, the checks, the model and the summary pick it up.
@@ -8,14 +9,16 @@ below): the settings' choices, the checks, the model and the summary pick it up.
 
 from __future__ import annotations
 
-from elman.cells import gated, reservoir, shallow, simple
+from elman.cells import gated, indrnn, reservoir, shallow, simple
 from elman.cells.kind import CellKind, LayerSettings, to_front
 from elman.errors import UserError
+from elman.rnn import INITS
 from elman.settings import choose
 
 __all__ = [
     "CELLS",
     "DEFAULT_CELL",
+    "INITS",
     "CellKind",
     "LayerSettings",
     "check",
@@ -39,7 +42,8 @@ def register(kind: CellKind) -> CellKind:
     return kind
 
 
-for _kind in (simple.RNN, simple.ALL_STATES, shallow.SHALLOW, gated.LSTM, gated.GRU, reservoir.ESN):
+_KINDS = (simple.RNN, simple.ALL_STATES, shallow.SHALLOW, gated.LSTM, gated.GRU, indrnn.INDRNN)
+for _kind in (*_KINDS, reservoir.ESN):
     register(_kind)
 
 
@@ -73,11 +77,17 @@ def check(settings: LayerSettings, name: str, *, texts: bool, forecast: bool = F
             f"(the {name} model {'forecasts' if forecast else 'does not pool its states'}): "
             "use `pooling` last"
         )
-    plain = (settings.layers, settings.dropout, settings.recurrent_dropout) == (1, 0.0, 0.0)
-    if not plain and not kind.stacks:
+    dropping = (settings.dropout, settings.recurrent_dropout) != (0.0, 0.0)
+    if (settings.layers != 1 and not (kind.stacks or kind.deep)) or (dropping and not kind.stacks):
+        takes = "takes `layers` only" if kind.deep else "takes none of them"
         raise UserError(
             "`layers`, `dropout` and `recurrent_dropout` shape the simple RNN: "
-            f"the {name} model takes none of them"
+            f"the {name} model {takes}"
+        )
+    if settings.init != "keras" and not kind.inits:
+        raise UserError(
+            f"`init` {settings.init} starts a simple RNN's matrix A: the {name} model has none "
+            "(use `init` keras)"
         )
     if settings.bidirectional and not kind.bidirectional:
         raise UserError(f"`bidirectional` reads with an RNN: the {name} model has none")

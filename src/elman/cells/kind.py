@@ -27,6 +27,7 @@ class LayerSettings(Protocol):
 
     hidden_size: int
     activation: str
+    init: str
     backend: str
     layers: int
     bidirectional: bool
@@ -60,6 +61,8 @@ class CellKind:
     numbers_only: bool = False  # reads numeric sequences only (no token ids)
     all_states: bool = False  # the dense layer reads every state, flattened (T·W features)
     stacks: bool = False  # takes layers, dropout and recurrent_dropout
+    deep: bool = False  # takes layers (and not dropout)
+    inits: bool = False  # takes ``init`` (how the simple RNN's A starts)
     bidirectional: bool = False  # can read both ways
     pools: bool = False  # its states can be pooled (pooling other than "last")
     chunks: bool = False  # can be read in chunks from a given state (truncated BPTT)

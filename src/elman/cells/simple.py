@@ -33,6 +33,7 @@ def build(settings: LayerSettings, input_size: int, return_sequences: bool) -> n
             backend=settings.backend,
             dropout=settings.dropout,
             recurrent_dropout=settings.recurrent_dropout,
+            init=settings.init,
         )
         return Bidirectional(rnn) if settings.bidirectional else rnn
 
@@ -107,6 +108,7 @@ _COMMON: dict[str, Any] = dict(
     build=build,
     read_words=read_words,
     stacks=True,
+    inits=True,
     bidirectional=True,
     compiled=True,
     step=step,

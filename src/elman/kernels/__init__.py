@@ -5,12 +5,14 @@
     fused.py       the layer on CPU: one matmul for the inputs, a compiled loop for the recurrence
     stepwise.py    the same design for wide shapes: one matrix-matrix product per step (BLAS)
     ids.py         embedding + layer over token ids on CPU, padding read once
+    diagonal.py    IndRNN's recurrence (u ⊙ h_{t-1} instead of a matrix): a compiled loop
     cuda.py        PyTorch's cuDNN RNN with ``A`` mapped onto its weights
     ops.py         the compiled CPU layer as PyTorch operators, for torch.export and compile
     checks.py      what every kernel may assume, checked where a call comes in
 
 ``run_backend`` (input vectors) and ``run_ids`` (token ids) take a backend name (``BACKENDS``)
-and pick the implementation; each computes what ``reference_rnn`` computes. Both check their
+and pick the implementation; each computes what ``reference_rnn`` computes. ``run_diagonal``
+does the same for IndRNN's recurrence and ``reference_diagonal``. The first two check their
 arguments first (``checks``): the compiled kernels index raw arrays and trust what they get.
 The compiled kernels are imported only when used, so importing the layer stays light.
 """
@@ -28,10 +30,11 @@ from elman.kernels.checks import (
     check_lengths,
     check_start,
 )
-from elman.kernels.reference import reference_rnn
+from elman.kernels.reference import reference_diagonal, reference_rnn
 
 BACKENDS = ("auto", "reference", "fused", "torch")
 __all__ = ["BACKENDS", "check_lengths", "resolve", "run_backend", "run_ids", "run_words"]
+__all__ += ["run_diagonal"]
 __all__ += ["compile_backward", "per_step_products", "traced", "words_start"]
 
 
@@ -113,6 +116,19 @@ def run_backend(
     from elman.kernels.cuda import cudnn_states
 
     return cudnn_states(x, A, b, h0, mask, activation)
+
+
+def run_diagonal(
+    backend: str, z: Tensor, u: Tensor, h0: Tensor, mask: Tensor | None, activation: str
+) -> Tensor:
+    """IndRNN's states (B, T, H) from the input parts z (B, T, H), the recurrent weights u (H,)
+    and h0 (B, H); ``mask`` as in ``run_backend``. The compiled loop on CPU (``fused``/``auto``
+    in float32 or float64, not traced), the reference loop elsewhere (cuDNN has no such cell)."""
+    if backend == "torch" or resolve(backend, z.device, z.dtype) != "fused" or traced(z, u):
+        return reference_diagonal(z, u, h0, mask, activation)
+    from elman.kernels.diagonal import diagonal_rnn
+
+    return diagonal_rnn(z, u, h0, mask, activation)
 
 
 def run_ids(

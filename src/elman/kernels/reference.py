@@ -57,6 +57,23 @@ def reference_rnn(
     return torch.stack(states, dim=1)
 
 
+def reference_diagonal(
+    z: Tensor, u: Tensor, h0: Tensor, mask: Tensor | None, activation: str
+) -> Tensor:
+    """IndRNN's recurrence (Li et al. 2018), one step after the other: h_t = act(z_t + u ⊙ h_{t-1}).
+
+    z: (B, T, H) the input part W · x_t + b of every step, u: (H,) each unit's own recurrent
+    weight, h0: (B, H), mask: (B, T) bool or None (False: the state is carried). Returns all
+    states (B, T, H).
+    """
+    h, states = h0, []
+    for t in range(z.shape[1]):
+        h_new = ACTIVATIONS[activation](z[:, t] + u * h)
+        h = h_new if mask is None else torch.where(mask[:, t, None], h_new, h)
+        states.append(h)
+    return torch.stack(states, dim=1)
+
+
 def lengths_to_mask(lengths: Tensor, steps: int, padding: str = "post") -> Tensor:
     """(B,) valid lengths -> (B, T) bool mask. ``padding="post"``: the valid steps come first
     (PyTorch's convention); ``"pre"``: they come last (Keras' default for padded reviews)."""
