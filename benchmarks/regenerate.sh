@@ -15,7 +15,7 @@ data=../shared/data
 out=docs/results
 runs=runs/regenerate
 mkdir -p "$out" "$runs"
-names=("${@:-first_run results lecture tasks epoch predict serve page sequence suite suite_rnn speech esn distributed layer}")
+names=("${@:-first_run results lecture tasks diagonal epoch predict serve page sequence suite suite_rnn speech esn distributed layer}")
 read -r -a names <<<"${names[*]}"
 
 model() {  # the reference IMDB model, seed 0, trained once for the serving benchmarks
@@ -32,6 +32,7 @@ for name in "${names[@]}"; do
     lecture) python benchmarks/lecture.py --data "$data/aclImdb.tar.gz" --out docs/lecture \
         --runs "$runs/lecture" ;;
     tasks) python benchmarks/tasks.py --out docs/lecture ;;
+    diagonal) python benchmarks/diagonal.py ;;
     epoch) python benchmarks/epoch.py --data "$data/aclImdb.tar.gz" ;;
     predict) model && python benchmarks/predict.py --model "$runs/imdb" \
         --data "$data/aclImdb.tar.gz" ;;
