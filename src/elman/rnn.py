@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -62,6 +63,22 @@ def initialize(A: Tensor, b: Tensor | None, hidden_size: int, init: str = "keras
             A[:, H:].uniform_(-limit, limit)
         if b is not None:
             b.zero_()
+
+
+def steps_read(
+    x: Tensor, input_size: int, lengths: Tensor | None, mask: Tensor | None
+) -> Tensor | None:
+    """A layer's input x (B, T, input_size) checked, and the steps it reads: ``lengths`` (B,)
+    leading steps or ``mask`` (B, T) (one or the other) as a bool mask on x's device; None: all."""
+    if x.dim() != 3 or x.shape[-1] != input_size:
+        shape = tuple(x.shape)
+        raise ValueError(f"expected input of shape (batch, time, {input_size}), got {shape}")
+    if lengths is not None and mask is not None:
+        raise ValueError("give either lengths or mask, not both")
+    if lengths is not None:
+        check_lengths(lengths, x.shape[0], x.shape[1])
+        return lengths_to_mask(lengths.to(x.device), x.shape[1])
+    return None if mask is None else mask.to(device=x.device, dtype=torch.bool)
 
 
 class SimpleRNN(nn.Module):
@@ -184,17 +201,7 @@ class SimpleRNN(nn.Module):
         mask: Tensor | None = None,
     ) -> Tensor:
         """All states h_1..h_T (B, T, H), whatever ``return_sequences`` says."""
-        if x.dim() != 3 or x.shape[-1] != self.input_size:
-            raise ValueError(
-                f"expected input of shape (batch, time, {self.input_size}), got {tuple(x.shape)}"
-            )
-        if lengths is not None and mask is not None:
-            raise ValueError("give either lengths or mask, not both")
-        if lengths is not None:
-            check_lengths(lengths, x.shape[0], x.shape[1])
-            mask = lengths_to_mask(lengths.to(x.device), x.shape[1])
-        if mask is not None:
-            mask = mask.to(device=x.device, dtype=torch.bool)
+        mask = steps_read(x, self.input_size, lengths, mask)
         h0 = self._initial_state(x, h0)
         if self.go_backwards:
             x, mask = x.flip(1), None if mask is None else mask.flip(1)
@@ -364,6 +371,21 @@ class Stacked(nn.Module):
         self.return_sequences = layers[-1].return_sequences
         self.hidden_size = layers[-1].hidden_size
         self.dropout = dropout
+
+    @classmethod
+    def of(
+        cls,
+        layer: Callable[[int, bool], nn.Module],
+        input_size: int,
+        width: int,
+        layers: int,
+        return_sequences: bool,
+    ) -> Stacked:
+        """``layers`` made by ``layer(input width, return_sequences)``: the first reads
+        ``input_size`` features, the others the ``width`` outputs below; all but the top
+        return sequences."""
+        widths = [input_size] + [width] * (layers - 1)
+        return cls([layer(w, i < layers - 1 or return_sequences) for i, w in enumerate(widths)])
 
     def forward(
         self,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from elman.cells.kind import CellKind, LayerSettings, State, Step, WordStates, to_front
+from elman.cells.kind import CellKind, LayerSettings, State, Step, WordStates, read_packed
 
 
 class GatedRNN(nn.Module):
@@ -86,9 +86,7 @@ def read_words(
     embedded = embedding(ids)
     if not mask_padding:
         return rnn(embedded), None
-    words, lengths = to_front(embedded, ids != padding_id)
-    read = torch.arange(ids.shape[1], device=ids.device)[None, :] < lengths[:, None]
-    return rnn(words, lengths=lengths.clamp(min=1)), read
+    return read_packed(rnn, embedded, ids, padding_id, min_length=1)
 
 
 def _kind(name: str, layer: type[nn.LSTM] | type[nn.GRU], cell: type[nn.RNNCellBase]) -> CellKind:

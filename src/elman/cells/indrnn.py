@@ -18,10 +18,10 @@ import math
 import torch
 from torch import Tensor, nn
 
-from elman.cells.kind import CellKind, LayerSettings, State, Step, WordStates, to_front
+from elman.cells.kind import CellKind, LayerSettings, State, Step, WordStates, read_packed
 from elman.kernels import BACKENDS, run_diagonal
-from elman.kernels.reference import ACTIVATIONS, lengths_to_mask
-from elman.rnn import Stacked
+from elman.kernels.reference import ACTIVATIONS
+from elman.rnn import Stacked, steps_read
 
 
 class IndRNN(nn.Module):
@@ -70,12 +70,7 @@ class IndRNN(nn.Module):
     ) -> Tensor:
         """All states (B, T, H); steps outside ``lengths`` (B,) or ``mask`` (B, T) carry the
         state."""
-        if x.dim() != 3 or x.shape[-1] != self.input_size:
-            raise ValueError(
-                f"expected input of shape (batch, time, {self.input_size}), got {tuple(x.shape)}"
-            )
-        if lengths is not None:
-            mask = lengths_to_mask(lengths.to(x.device), x.shape[1])
+        mask = steps_read(x, self.input_size, lengths, mask)
         h0 = x.new_zeros(x.shape[0], self.hidden_size) if h0 is None else h0
         z = torch.nn.functional.linear(x, self.W, self.b)  # every step's input part at once
         return run_diagonal(self.backend, z, self.u, h0, mask, self.activation)
@@ -113,9 +108,7 @@ def build(settings: LayerSettings, input_size: int, return_sequences: bool) -> n
 
     if settings.layers == 1:
         return layer(input_size, return_sequences)
-    widths = [input_size] + [settings.hidden_size] * (settings.layers - 1)
-    last = settings.layers - 1
-    return Stacked([layer(w, i < last or return_sequences) for i, w in enumerate(widths)])
+    return Stacked.of(layer, input_size, settings.hidden_size, settings.layers, return_sequences)
 
 
 def read_words(
@@ -131,9 +124,7 @@ def read_words(
     embedded = embedding(ids)
     if not mask_padding:
         return rnn(embedded), None
-    words, lengths = to_front(embedded, ids != padding_id)
-    read = torch.arange(ids.shape[1], device=ids.device)[None, :] < lengths[:, None]
-    return rnn(words, lengths=lengths), read
+    return read_packed(rnn, embedded, ids, padding_id)
 
 
 def step(rnn: nn.Module, zero: Tensor) -> tuple[Step, State] | None:

@@ -86,3 +86,15 @@ def to_front(x: Tensor, kept: Tensor) -> tuple[Tensor, Tensor]:
         torch.arange(x.shape[1], device=x.device)[None, :, None] < lengths[:, None, None]
     )
     return moved, lengths
+
+
+def read_packed(
+    rnn: nn.Module, embedded: Tensor, ids: Tensor, padding_id: int, min_length: int = 0
+) -> WordStates:
+    """A layer that reads each row's leading ``lengths`` steps, over the embedded ids (B, T, F)
+    with the words moved to the front (``to_front``) so the padding is not read: its output and
+    which steps it read (B, T). ``min_length``: each row reads at least that many steps (a
+    packed cuDNN/PyTorch layer refuses empty rows)."""
+    words, lengths = to_front(embedded, ids != padding_id)
+    read = torch.arange(ids.shape[1], device=ids.device)[None, :] < lengths[:, None]
+    return rnn(words, lengths=lengths.clamp(min=min_length)), read

@@ -40,9 +40,7 @@ def build(settings: LayerSettings, input_size: int, return_sequences: bool) -> n
     if settings.layers == 1 and not settings.bidirectional:
         return layer(input_size, return_sequences)
     width = settings.hidden_size * (2 if settings.bidirectional else 1)
-    widths = [input_size] + [width] * (settings.layers - 1)
-    last = settings.layers - 1
-    return Stacked([layer(w, i < last or return_sequences) for i, w in enumerate(widths)])
+    return Stacked.of(layer, input_size, width, settings.layers, return_sequences)
 
 
 def read_words(
