@@ -60,14 +60,22 @@ def _tfidf_logistic(train: Split, test: Split, vocab_size: int) -> float:
 
 def word_counts(ids: np.ndarray, vocab_size: int):
     """Token ids (N, T) as a sparse (N, vocab_size) matrix of word counts (a bag of words; the
-    reserved ids left out)."""
+    reserved ids left out), its column indices sorted in each row.
+
+    Each row's ids sorted, a word's count is the length of its run: the reserved ids (the
+    smallest) sort to the front, so a run ends where the next one in its row begins, or at
+    the row's end. (Twice as fast as letting scipy sum a (row, id) list's duplicates.)"""
     from scipy.sparse import csr_matrix
 
-    ids = np.asarray(ids, np.int64)
-    rows = np.repeat(np.arange(len(ids)), ids.shape[1])
-    words = ids.ravel() >= RESERVED_IDS
-    ones = np.ones(int(words.sum()), np.float32)
-    return csr_matrix((ones, (rows[words], ids.ravel()[words])), shape=(len(ids), vocab_size))
+    ids = np.sort(np.asarray(ids, np.int64), axis=1)
+    first = ids >= RESERVED_IDS  # -> the first id of each run of one word
+    first[:, 1:] &= ids[:, 1:] != ids[:, :-1]
+    rows, starts = np.nonzero(first)
+    same_row = np.append(rows[1:] == rows[:-1], False)
+    ends = np.where(same_row, np.append(starts[1:], 0), ids.shape[1])
+    indptr = np.concatenate([[0], np.cumsum(first.sum(1))])
+    counts = (ends - starts).astype(np.float32)
+    return csr_matrix((counts, ids[rows, starts], indptr), shape=(len(ids), vocab_size))
 
 
 def _nearest_neighbour(

@@ -3,20 +3,21 @@
 
 The reference's word is ``[^\\W_]+(?:'[^\\W_]+)*`` over the lowercased text, without ``<br />``
 tags. Here the tags go and the case is lowered as there (Python's own ``re.sub`` and
-``str.lower``: fast, and exactly the reference's), then one compiled loop (numba, in parallel
-over texts) scans each text's bytes for words with the same rule, hashes each word (64-bit
-FNV-1a) and finds its id by binary search among the vocabulary's hashes, comparing the bytes to
-be sure. Bytes are Latin-1, where a byte is a character and Python's ``\\w`` is a fixed table
-(``WORD_BYTES``); a text with any character beyond Latin-1 (2 in 1,000 IMDB reviews) is
-encoded the reference way.
+``str.lower``: fast, and exactly the reference's), then compiled loops (numba; runs of texts
+on threads of their own, ``elman.threads``) scan each text's bytes for words with the same rule,
+hash each word (64-bit FNV-1a) and find its id in a hash table of the vocabulary, comparing the
+bytes to be sure. Bytes are Latin-1, where a byte is a character and Python's ``\\w`` is a
+fixed table (``WORD_BYTES``); a text with any character beyond Latin-1 (2 in 1,000 IMDB reviews)
+is encoded the reference way.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numba
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from elman.data.text import (
     _BREAK,
@@ -28,6 +29,7 @@ from elman.data.text import (
     pad_sequences,
     tokenize,
 )
+from elman.threads import in_threads, spans
 
 # Which Latin-1 characters Python's \w matches (str.isalnum(), as re documents); "_" is not a
 # word character in the reference's pattern.
@@ -78,21 +80,26 @@ def _lookup(text, start, end, table, ids, word_bytes, word_starts) -> int:
     return OOV
 
 
-# The parallel functions take their outputs allocated: numba makes every array expression of a
-# parallel function (np.zeros among them) a parallel loop of its own, compiled apart, and
-# compiling is most of a first run.
+# The loops run over a range of texts, [first, last), and each thread takes one (``in_texts``).
+
+
+def in_texts(loop, text_starts: np.ndarray, *arguments) -> None:
+    """``loop(*arguments, first, last)`` over runs of texts of about equal bytes, one a thread,
+    all at once (``elman.threads``)."""
+    bounds = spans(text_starts, numba.get_num_threads())
+    in_threads(lambda k: loop(*arguments, bounds[k], bounds[k + 1]), len(bounds) - 1)
 
 
 def _count_words(text, text_starts, word) -> np.ndarray:
     """How many words each text has (N,)."""
     counts = np.empty(len(text_starts) - 1, dtype=np.int64)
-    _count_words_into(text, text_starts, word, counts)
+    in_texts(_count_words_into, text_starts, text, text_starts, word, counts)
     return counts
 
 
-@njit(cache=True, parallel=True)
-def _count_words_into(text, text_starts, word, counts):
-    for row in prange(len(counts)):
+@njit(cache=True, nogil=True)
+def _count_words_into(text, text_starts, word, counts, first, last):
+    for row in range(first, last):
         i, end, count = text_starts[row], text_starts[row + 1], 0
         while i < end:
             if word[text[i]]:
@@ -103,12 +110,15 @@ def _count_words_into(text, text_starts, word, counts):
         counts[row] = count
 
 
-@njit(cache=True, parallel=True)
-def _encode(text, text_starts, word, out_starts, table, ids, word_bytes, word_starts, out, known):
-    """Into ``out``: the ids of every word of every text, flat (each text's from
+@njit(cache=True, nogil=True)
+def _encode(
+    text, text_starts, word, out_starts, table, ids, word_bytes, word_starts, out, known, first,
+    last,
+):  # fmt: skip
+    """Into ``out``: the ids of every word of texts first..last-1, flat (each text's from
     ``out_starts[row]``); into ``known`` (N,): how many of each text's words the vocabulary
     knows."""
-    for row in prange(len(text_starts) - 1):
+    for row in range(first, last):
         i, end, k, count = text_starts[row], text_starts[row + 1], out_starts[row], 0
         while i < end:
             if word[text[i]]:
@@ -122,17 +132,17 @@ def _encode(text, text_starts, word, out_starts, table, ids, word_bytes, word_st
         known[row] = count
 
 
-@njit(cache=True, parallel=True)
-def _padded(flat, out_starts, max_len, pad_front, cut_front, padded):
+@njit(cache=True, nogil=True)
+def _padded(flat, out_starts, max_len, pad_front, cut_front, padded, first, last):
     """Into ``padded`` (N, max_len) of zeros: each text's [START, words...] cut and padded as
-    ``pad_sequences``."""
-    for row in prange(len(out_starts) - 1):
+    ``pad_sequences`` (texts first..last-1)."""
+    for row in range(first, last):
         length = out_starts[row + 1] - out_starts[row] + 1  # START and the words
         kept = min(length, max_len)
-        first = length - kept if cut_front else 0  # index in [START, words...]
+        begin = length - kept if cut_front else 0  # index in [START, words...]
         column = max_len - kept if pad_front else 0
         for k in range(kept):
-            at = first + k
+            at = begin + k
             padded[row, column + k] = START if at == 0 else flat[out_starts[row] + at - 1]
 
 
@@ -150,13 +160,18 @@ def as_bytes(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, list[int]]:
     return text, np.cumsum([0] + [len(b) for b in encoded]).astype(np.int64), elsewhere
 
 
-@njit(cache=True, parallel=True)
 def _spans(text, text_starts, word, out_starts):
     """Every word's start, end and hash, flat (each text's from ``out_starts[row]``)."""
     total = out_starts[-1]
     starts, ends = np.empty(total, np.int64), np.empty(total, np.int64)
     hashes = np.empty(total, np.uint64)
-    for row in prange(len(text_starts) - 1):
+    in_texts(_spans_into, text_starts, text, text_starts, word, out_starts, starts, ends, hashes)
+    return starts, ends, hashes
+
+
+@njit(cache=True, nogil=True)
+def _spans_into(text, text_starts, word, out_starts, starts, ends, hashes, first, last):
+    for row in range(first, last):
         i, end, k = text_starts[row], text_starts[row + 1], out_starts[row]
         while i < end:
             if word[text[i]]:
@@ -166,7 +181,6 @@ def _spans(text, text_starts, word, out_starts):
                 i = j
             else:
                 i += 1
-    return starts, ends, hashes
 
 
 @njit(cache=True)
@@ -268,9 +282,9 @@ class FastEncoder:
         out_starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         flat = np.empty(out_starts[-1], dtype=np.int64)
         known = np.empty(len(counts), dtype=np.int64)
-        _encode(
-            text, text_starts, WORD_BYTES, out_starts, self.table, self.ids,
-            self.word_bytes, self.word_starts, flat, known,
+        in_texts(
+            _encode, text_starts, text, text_starts, WORD_BYTES, out_starts, self.table,
+            self.ids, self.word_bytes, self.word_starts, flat, known,
         )  # fmt: skip
         return flat, known, counts, out_starts, elsewhere
 
@@ -281,7 +295,8 @@ class FastEncoder:
         words and of words the vocabulary knows (N,), (N,)."""
         flat, known, counts, out_starts, elsewhere = self._flat(texts)
         ids = np.zeros((len(counts), max_len), dtype=np.int64)
-        _padded(flat, out_starts, max_len, padding == "pre", truncating == "pre", ids)
+        pad_front, cut_front = padding == "pre", truncating == "pre"
+        in_texts(_padded, out_starts, flat, out_starts, max_len, pad_front, cut_front, ids)
         for row in elsewhere:  # beyond Latin-1: the reference's way
             sequence = self.vocabulary.encode(tokenize(texts[row]))
             ids[row] = pad_sequences([sequence], max_len, padding, truncating)[0][0]
