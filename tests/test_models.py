@@ -49,3 +49,23 @@ def test_summary_command(capsys):
     out = capsys.readouterr().out
     # 16·(16+32) + 16 = 784
     assert "784" in out and f"Total params: {320_000 + 784 + 17:,}" in out
+
+
+def test_parameter_count_without_allocating_matches_the_built_network():
+    """Counted on the meta device with the initialisations skipped: the same number as the
+    network built for real, for every initialisation, and no random number drawn."""
+    from dataclasses import replace
+
+    from elman.config import RunConfig
+    from elman.models import build_model, parameter_count
+
+    config = RunConfig()
+    for init in ("keras", "orthogonal", "identity", "torch"):
+        for layers in (1, 2):
+            model = replace(config.model, init=init, layers=layers, hidden_size=24)
+            run = replace(config, model=model)
+            torch.manual_seed(0)
+            state = torch.get_rng_state()
+            counted = parameter_count(run)
+            assert torch.equal(torch.get_rng_state(), state)
+            assert counted == count_parameters(build_model(run))

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.overrides import TorchFunctionMode
 
 import elman.cells as cells
 from elman.cells import to_front
@@ -310,8 +311,20 @@ def check_memory(config: RunConfig, steps: int | None = None) -> None:
 
 def parameter_count(config: RunConfig) -> int:
     """The network's number of weights, counted without allocating them (meta device)."""
-    with torch.device("meta"):
+    with torch.device("meta"), _ShapesOnly():
         return count_parameters(_network(config))
+
+
+class _ShapesOnly(TorchFunctionMode):
+    """``torch.nn.init``'s initialisations skipped: a meta tensor has no values to draw, and
+    torch's meta ``normal_`` (the embedding's) alone took 1.1 s the first time in a process,
+    in every ``elman train``."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if getattr(func, "__module__", None) == "torch.nn.init":  # (each returns its tensor)
+            return args[0] if args else kwargs["tensor"]
+        return func(*args, **kwargs)
 
 
 def summary(model: ReviewClassifier | SequenceModel, batch_size: int = 1, steps: int = 100) -> str:
