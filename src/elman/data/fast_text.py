@@ -86,7 +86,7 @@ def _lookup(text, start, end, table, ids, word_bytes, word_starts) -> int:
 def in_texts(loop, text_starts: np.ndarray, *arguments) -> None:
     """``loop(*arguments, first, last)`` over runs of texts of about equal bytes, one a thread,
     all at once (``elman.threads``)."""
-    bounds = spans(text_starts, numba.get_num_threads())
+    bounds = spans(text_starts, max(1, min(numba.get_num_threads(), len(text_starts) - 1)))
     in_threads(lambda k: loop(*arguments, bounds[k], bounds[k + 1]), len(bounds) - 1)
 
 
