@@ -28,7 +28,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
-from numba import njit
+from numba import njit, prange
 from torch import Tensor
 
 from elman.kernels.fused import recurrence
@@ -48,7 +48,6 @@ from elman.kernels.loops import (
     step,
     times_derivative,
 )
-from elman.threads import in_threads
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH, error_model=ERRORS)
@@ -79,62 +78,75 @@ def _read_rows(
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH, error_model=ERRORS)
-def _read_fours(
-    ids, table, W_hT, h0, start, drop, use_drop, activation, exact_tanh, keep, states, out, grouped
+def _read_four(
+    ids, table, W_hT, h0, start, drop, use_drop, activation, exact_tanh, keep, states, out, rows
 ):
-    """``_read_rows`` four rows at a time, for the rows ``grouped`` (4k,) in fours: from the
-    earliest of a four's starts, each step's products for the four in one pass over W_h
-    (``products_of_four``, ``W_hT`` = W_hᵀ); a row whose words have not started yet keeps h0
-    (its products are computed and dropped)."""
+    """``_read_rows`` for four rows at once: from the earliest of their starts, each step's
+    products for the four in one pass over W_h (``products_of_four``, ``W_hT`` = W_hᵀ); a row
+    whose words have not started yet keeps h0 (its products are computed and dropped)."""
     T, H = ids.shape[1], table.shape[1]
     h = np.empty((4, H), dtype=table.dtype)
     read = np.empty((4, H), dtype=table.dtype)  # h ⊙ drop under recurrent dropout
     pre = np.empty((4, H), dtype=table.dtype)
-    for group in range(0, len(grouped), 4):
-        rows = grouped[group : group + 4]
-        first = T
+    first = T
+    for r in range(4):
+        b = rows[r]
+        first = min(first, start[b])
+        copy_row(h0[b], h[r])
+        if keep:
+            for t in range(start[b]):
+                copy_row(h[r], states[b, t])
+    for t in range(first, T):
+        for r in range(4):
+            copy_row(table[ids[rows[r], t]], pre[r])
+        recurrent_products_of_four(pre, W_hT, h, drop, use_drop, rows, read)
         for r in range(4):
             b = rows[r]
-            first = min(first, start[b])
-            copy_row(h0[b], h[r])
-            if keep:
-                for t in range(start[b]):
+            if t >= start[b]:
+                activate(pre[r], h[r], activation, exact_tanh)
+                if keep:
                     copy_row(h[r], states[b, t])
-        for t in range(first, T):
-            for r in range(4):
-                copy_row(table[ids[rows[r], t]], pre[r])
-            recurrent_products_of_four(pre, W_hT, h, drop, use_drop, rows, read)
-            for r in range(4):
-                b = rows[r]
-                if t >= start[b]:
-                    activate(pre[r], h[r], activation, exact_tanh)
-                    if keep:
-                        copy_row(h[r], states[b, t])
-        for r in range(4):
-            copy_row(h[r], out[rows[r]])
+    for r in range(4):
+        copy_row(h[r], out[rows[r]])
 
 
 def _read(
     ids, table, W_h, h0, start, drop, use_drop, activation, exact_tanh, keep, order, bounds, fours
 ):
     """Every row read (``_read_rows``), rows split between threads, the first ``4 · fours[k]``
-    of thread k's four at a time (``partition``, ``in_threads``). Returns all states (B, T, H)
-    if ``keep``, else an empty (B, 0, H), and the last states (B, H)."""
+    of thread k's four at a time (``partition``). Returns all states (B, T, H) if ``keep``, else
+    an empty (B, 0, H), and the last states (B, H)."""
     B, T, H = ids.shape[0], ids.shape[1], table.shape[1]
     states = np.empty((B, T if keep else 0, H), dtype=table.dtype)
     last = np.empty((B, H), dtype=table.dtype)
     W_hT = np.ascontiguousarray(W_h.T) if fours.sum() else W_h[:0, :0]
-    arguments = (ids, table, W_h, h0, start, drop, use_drop, activation, exact_tanh, keep)
+    _read_blocks(
+        ids, table, W_h, W_hT, h0, start, drop, use_drop, activation, exact_tanh, keep, order,
+        bounds, fours, states, last,
+    )  # fmt: skip
+    return states, last
 
-    def block(k: int) -> None:
+
+# The parallel loops hold nothing but the loop over threads' blocks: numba turns every array
+# expression of a parallel function into a loop of its own and compiles each, which made the
+# compiling of these two (a first run's slowest part) about twice as long.
+@njit(cache=True, parallel=True, nogil=True, error_model=ERRORS)
+def _read_blocks(
+    ids, table, W_h, W_hT, h0, start, drop, use_drop, activation, exact_tanh, keep, order,
+    bounds, fours, states, last,
+):  # fmt: skip
+    for k in prange(bounds.shape[0] - 1):  # one block of rows per thread
         rows = order[bounds[k] : bounds[k + 1]]
         grouped = 4 * fours[k]
-        if grouped:
-            _read_fours(*arguments[:2], W_hT, *arguments[3:], states, last, rows[:grouped])
-        _read_rows(*arguments, states, last, rows[grouped:])
-
-    in_threads(block, len(bounds) - 1)
-    return states, last
+        for first in range(0, grouped, 4):
+            _read_four(
+                ids, table, W_hT, h0, start, drop, use_drop, activation, exact_tanh, keep,
+                states, last, rows[first : first + 4],
+            )  # fmt: skip
+        _read_rows(
+            ids, table, W_h, h0, start, drop, use_drop, activation, exact_tanh, keep, states,
+            last, rows[grouped:],
+        )  # fmt: skip
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH, error_model=ERRORS)
@@ -174,85 +186,93 @@ def _backward_rows(
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH, error_model=ERRORS)
-def _backward_fours(
-    ids, G, states, h0, W_h, start, drop, use_drop, activation, grad_table, grad_W_h, grad_h0,
-    grouped,
-):  # fmt: skip
-    """``_backward_rows`` four rows at a time, for the rows ``grouped`` (4k,) in fours, from the
-    last step down to the earliest of a four's starts: a row whose words have not started yet
-    only gathers G (δ = 0 for it); the four rows' δ · W_h and outer products each in one pass
-    (``products_of_four``, ``outer_products_of_four``)."""
+def _backward_four(
+    ids, G, states, h0, W_h, start, drop, use_drop, activation, grad_table, grad_W_h, grad_h0, rows
+):
+    """``_backward_rows`` for four rows at once, from the last step down to the earliest of
+    their starts: a row whose words have not started yet only gathers G (δ = 0 for it); the
+    four rows' δ · W_h and outer products each in one pass (``products_of_four``,
+    ``outer_products_of_four``)."""
     T, H = ids.shape[1], W_h.shape[0]
-    dh = np.empty((4, H), dtype=G.dtype)
+    dh = np.zeros((4, H), dtype=G.dtype)
     delta = np.empty((4, H), dtype=G.dtype)
     previous = np.empty((4, H), dtype=G.dtype)
     products = np.empty((4, H), dtype=G.dtype)
-    for group in range(0, len(grouped), 4):
-        rows = grouped[group : group + 4]
-        dh[:] = 0.0
-        first = T
-        for r in range(4):
-            first = min(first, start[rows[r]])
-        for t in range(T - 1, first - 1, -1):
-            for r in range(4):
-                b = rows[r]
-                for i in range(H):
-                    dh[r, i] += G[b, t, i]
-                if t < start[b]:
-                    delta[r] = 0.0
-                    previous[r] = 0.0
-                    continue
-                times_derivative(dh[r], states[b, t], delta[r], activation)
-                word = ids[b, t]
-                for i in range(H):
-                    grad_table[word, i] += delta[r, i]
-                copy_row(states[b, t - 1] if t > start[b] else h0[b], previous[r])
-                if use_drop:  # (the step read h_{t-1} ⊙ drop)
-                    for j in range(H):
-                        previous[r, j] *= drop[b, j]
-            outer_products_of_four(delta, previous, grad_W_h)
-            products[:] = 0.0
-            products_of_four(W_h, delta, products)  # δ · W_h = W_hᵀ · δ, per row
-            for r in range(4):
-                b = rows[r]
-                if t >= start[b]:
-                    for i in range(H):
-                        dh[r, i] = products[r, i] * drop[b, i] if use_drop else products[r, i]
+    first = T
+    for r in range(4):
+        first = min(first, start[rows[r]])
+    for t in range(T - 1, first - 1, -1):
         for r in range(4):
             b = rows[r]
-            for t in range(first):  # steps that only carried h0
+            for i in range(H):
+                dh[r, i] += G[b, t, i]
+            if t < start[b]:
+                delta[r] = 0.0
+                previous[r] = 0.0
+                continue
+            times_derivative(dh[r], states[b, t], delta[r], activation)
+            word = ids[b, t]
+            for i in range(H):
+                grad_table[word, i] += delta[r, i]
+            copy_row(states[b, t - 1] if t > start[b] else h0[b], previous[r])
+            if use_drop:  # (the step read h_{t-1} ⊙ drop)
+                for j in range(H):
+                    previous[r, j] *= drop[b, j]
+        outer_products_of_four(delta, previous, grad_W_h)
+        products[:] = 0.0
+        products_of_four(W_h, delta, products)  # δ · W_h = W_hᵀ · δ, per row
+        for r in range(4):
+            b = rows[r]
+            if t >= start[b]:
                 for i in range(H):
-                    dh[r, i] += G[b, t, i]
-            copy_row(dh[r], grad_h0[b])
+                    dh[r, i] = products[r, i] * drop[b, i] if use_drop else products[r, i]
+    for r in range(4):
+        b = rows[r]
+        for t in range(first):  # steps that only carried h0
+            for i in range(H):
+                dh[r, i] += G[b, t, i]
+        copy_row(dh[r], grad_h0[b])
 
 
 def _backward(
     ids, G, states, h0, W_hT, start, drop, use_drop, activation, vocab_size, order, bounds, fours
 ):
     """The gradients of table (V, H), W_h (H, H) and h0 (B, H): each thread's block of rows
-    into its own parts (``in_threads``), the parts then summed in thread order."""
+    into its own parts (``_backward_blocks``), the parts then summed in thread order."""
     B, H, threads = ids.shape[0], W_hT.shape[0], bounds.shape[0] - 1
     table_parts = np.zeros((threads, vocab_size, H), dtype=G.dtype)
     W_h_parts = np.zeros((threads, H, H), dtype=G.dtype)
     grad_h0 = np.empty((B, H), dtype=G.dtype)
     W_h = np.ascontiguousarray(W_hT.T) if fours.sum() else W_hT[:0, :0]
-    arguments = (ids, G, states, h0, W_hT, start, drop, use_drop, activation)
-
-    def block(k: int) -> None:
-        rows = order[bounds[k] : bounds[k + 1]]
-        grouped = 4 * fours[k]
-        parts = (table_parts[k], W_h_parts[k], grad_h0)
-        if grouped:
-            _backward_fours(*arguments[:4], W_h, *arguments[5:], *parts, rows[:grouped])
-        _backward_rows(*arguments, *parts, rows[grouped:])
-
-    in_threads(block, threads)
+    _backward_blocks(
+        ids, G, states, h0, W_h, W_hT, start, drop, use_drop, activation, order, bounds, fours,
+        table_parts, W_h_parts, grad_h0,
+    )  # fmt: skip
     grad_table = table_parts[0].copy()
     grad_W_h = W_h_parts[0].copy()
     for k in range(1, threads):
         grad_table += table_parts[k]
         grad_W_h += W_h_parts[k]
     return grad_table, grad_W_h, grad_h0
+
+
+@njit(cache=True, parallel=True, nogil=True, error_model=ERRORS)
+def _backward_blocks(
+    ids, G, states, h0, W_h, W_hT, start, drop, use_drop, activation, order, bounds, fours,
+    table_parts, W_h_parts, grad_h0,
+):  # fmt: skip
+    for k in prange(bounds.shape[0] - 1):  # one block of rows per thread
+        rows = order[bounds[k] : bounds[k + 1]]
+        grouped = 4 * fours[k]
+        for first in range(0, grouped, 4):
+            _backward_four(
+                ids, G, states, h0, W_h, start, drop, use_drop, activation, table_parts[k],
+                W_h_parts[k], grad_h0, rows[first : first + 4],
+            )  # fmt: skip
+        _backward_rows(
+            ids, G, states, h0, W_hT, start, drop, use_drop, activation, table_parts[k],
+            W_h_parts[k], grad_h0, rows[grouped:],
+        )  # fmt: skip
 
 
 def last_state_from_ids(
