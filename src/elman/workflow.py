@@ -303,8 +303,7 @@ def compile_ahead(config: RunConfig) -> list[subprocess.Popen]:
     kind = cells.kind_of(config.model.architecture, config.reads_text)
     if not config.reads_text or not kind.compiled or (os.cpu_count() or 1) < 2:
         return []
-    compiled = Path(__file__).parent / "kernels" / "__pycache__"
-    if any(compiled.glob("ids.*.nbi")):  # compiled before (numba's index files): nothing to do
+    if compiled_on_disk(Path(__file__).parent / "kernels" / "ids.py"):
         return []
     settings = json.dumps(asdict(config.model))
     code = "import sys; from elman.workflow import warm_kernels; warm_kernels(*sys.argv[1:])"
@@ -316,6 +315,15 @@ def compile_ahead(config: RunConfig) -> list[subprocess.Popen]:
         )
         for part in ("forward", "backward")
     ]
+
+
+def compiled_on_disk(source: Path) -> bool:
+    """Whether numba keeps kernels of the module ``source`` compiled on disk, compiled after the
+    module last changed (its index files in ``__pycache__``; older ones are stale: numba
+    compiles again)."""
+    changed = source.stat().st_mtime
+    indexes = (source.parent / "__pycache__").glob(f"{source.stem}.*.nbi")
+    return any(index.stat().st_mtime >= changed for index in indexes)
 
 
 def warm_kernels(model_settings: str, part: str) -> None:

@@ -31,7 +31,6 @@ import torch.nn.functional as F
 from numba import njit, prange
 from torch import Tensor
 
-from elman.kernels.fused import recurrence
 from elman.kernels.loops import (
     ACTIVATION_CODES,
     ERRORS,
@@ -430,25 +429,21 @@ def fused_over_ids(
     H = A.shape[0]
     W_h = A[:, :H]
     zero = embedding.new_zeros(1, H)
-    if last_only and not torch.is_grad_enabled() and recurrent_mask is None:
+    inference = last_only and not torch.is_grad_enabled() and recurrent_mask is None
+    if inference:
         table = cached_input_table(embedding, A, b, {} if cache is None else cache)
-        padding, h0, _ = start_after_padding(
-            ids,
-            padding_id,
-            zero,
-            lambda n: recurrence(table[padding_id].expand(1, n, -1), W_h, zero, None, activation)[
-                0
-            ],
-        )
-        return last_state_from_ids(ids, table, W_h, h0, padding, activation)
-    table = input_table(embedding, A, b)
+    else:
+        table = input_table(embedding, A, b)
 
     def padding_states(n: int) -> Tensor:
+        # (The same kernel as the words', in inference too: a first run compiles one kernel.)
         only_padding = torch.full((1, n), padding_id, dtype=ids.dtype)
         start = torch.zeros(1, dtype=ids.dtype)
         return embedded_rnn(only_padding, start, table, W_h, zero, activation)[0]
 
     padding, h0, shared = start_after_padding(ids, padding_id, zero, padding_states)
+    if inference:
+        return last_state_from_ids(ids, table, W_h, h0, padding, activation)
     states = embedded_rnn(ids, padding, table, W_h, h0, activation, recurrent_mask)
     return states[:, -1] if last_only else with_padding_states(states, padding, shared)
 
