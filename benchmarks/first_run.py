@@ -1,11 +1,14 @@
 """The first minute: ``elman train imdb`` as a fresh install runs it (no compiled kernels on disk,
-no encoded arrays in the cache), then again warm.
+no encoded arrays in the cache), then again warm; optionally side by side with another checkout.
 
     python benchmarks/first_run.py --data ../shared/data/aclImdb.tar.gz [--repeats 3]
+    python benchmarks/first_run.py --data ... --against ../old/src   # interleaved, this first
 
-A cold run deletes numba's compiled kernels of this checkout's ``elman`` (the ``*.nbi``/``*.nbc``
+A cold run deletes numba's compiled kernels of the ``elman`` it runs (the ``*.nbi``/``*.nbc``
 files beside its modules: they are compiled again by the run) and gives the run an empty
-``ELMAN_CACHE``. Each run is a new process, timed from its start to its exit. Prints the wall
+``ELMAN_CACHE``. Each run is a new process, timed from its start to its exit. With
+``--against``, each repeat runs this checkout and then the other (its ``src`` folder, put first
+on ``PYTHONPATH``), so that a slow spell of a shared machine hits both alike. Prints the wall
 seconds of each run and the test accuracy it printed, as Markdown.
 """
 
@@ -14,6 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -23,25 +27,28 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # (run as a script: its neighbours)
 from report import provenance  # noqa: E402
 
+HERE = Path(__file__).resolve().parents[1] / "src"
+WARM = "warm (kernels and encoded arrays cached)"
 
-def forget_compiled() -> int:
-    """Delete the compiled kernels numba cached for ``elman``; how many files went."""
-    import elman
 
-    files = [p for p in Path(elman.__file__).parent.rglob("*.nb[ic]") if p.parent.name]
+def forget_compiled(source: Path) -> int:
+    """Delete the compiled kernels numba cached for the ``elman`` in ``source``; how many went."""
+    files = list((source / "elman").rglob("*.nb[ic]"))
     for path in files:
         path.unlink()
     return len(files)
 
 
-def timed_run(data: str, cache: str) -> tuple[float, str]:
-    """One ``elman train imdb`` in a new process: its wall seconds and its test accuracy."""
+def timed_run(data: str, cache: str, source: Path) -> tuple[float, str]:
+    """One ``elman train imdb`` of the ``elman`` in ``source``, in a new process: its wall
+    seconds and its test accuracy."""
+    path = os.pathsep.join(filter(None, [str(source), os.environ.get("PYTHONPATH")]))
     with tempfile.TemporaryDirectory() as out:
         command = [sys.executable, "-m", "elman", "train", "imdb", "--data", data, "--out", out]
         started = time.perf_counter()
         done = subprocess.run(
             [*command, "--overwrite", "--no-progress"],
-            env={**os.environ, "ELMAN_CACHE": cache},
+            env={**os.environ, "ELMAN_CACHE": cache, "PYTHONPATH": path},
             capture_output=True,
             text=True,
         )
@@ -56,23 +63,46 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", required=True, help="the aclImdb archive")
     parser.add_argument("--repeats", type=int, default=3, help="cold runs (then one warm)")
+    parser.add_argument("--against", type=Path, help="another checkout's src folder, to compare")
     args = parser.parse_args(argv)
-    rows = []
+    checkouts = {"this": HERE} | ({"against": args.against.resolve()} if args.against else {})
+    rows: dict[str, list[tuple[str, float, str]]] = {name: [] for name in checkouts}
     for repeat in range(args.repeats):
-        with tempfile.TemporaryDirectory() as cache:
-            removed = forget_compiled()
-            seconds, accuracy = timed_run(args.data, cache)
-            name = f"cold {repeat + 1} ({removed} compiled files deleted)"
-            rows.append((name, seconds, accuracy))
-            print(f"cold: {seconds:.1f} s", file=sys.stderr)
-            if repeat == args.repeats - 1:
-                seconds, accuracy = timed_run(args.data, cache)
-                rows.append(("warm (kernels and encoded arrays cached)", seconds, accuracy))
+        for name, source in checkouts.items():
+            with tempfile.TemporaryDirectory() as cache:
+                removed = forget_compiled(source)
+                seconds, accuracy = timed_run(args.data, cache, source)
+                run = f"cold {repeat + 1} ({removed} compiled files deleted)"
+                rows[name].append((run, seconds, accuracy))
+                print(f"{name}: cold {seconds:.1f} s", file=sys.stderr)
+                if repeat == args.repeats - 1:
+                    seconds, accuracy = timed_run(args.data, cache, source)
+                    rows[name].append((WARM, seconds, accuracy))
     print(provenance() + "\n")
     print("`elman train imdb --data ARCHIVE --overwrite`, a new process each:\n")
-    print("| run | wall | test acc |\n|---|---:|---:|")
-    for name, seconds, accuracy in rows:
-        print(f"| {name} | {seconds:.1f} s | {accuracy} |")
+    if args.against:
+        print(f"(against: `{args.against}`, {_commit(args.against)}; runs interleaved)\n")
+        print("| run | this: wall | test acc | against: wall | test acc |")
+        print("|---|---:|---:|---:|---:|")
+        for this, other in zip(rows["this"], rows["against"], strict=True):
+            print(f"| {this[0]} | {this[1]:.1f} s | {this[2]} | {other[1]:.1f} s | {other[2]} |")
+    else:
+        print("| run | wall | test acc |\n|---|---:|---:|")
+        for run, seconds, accuracy in rows["this"]:
+            print(f"| {run} | {seconds:.1f} s | {accuracy} |")
+    medians = {
+        name: statistics.median(seconds for run, seconds, _ in runs if run != WARM)
+        for name, runs in rows.items()
+    }
+    print("\nMedian cold run: " + ", ".join(f"{n} {s:.1f} s" for n, s in medians.items()))
+
+
+def _commit(source: Path) -> str:
+    """The commit of the checkout holding ``source`` (``-dirty`` if it has changes)."""
+    done = subprocess.run(
+        ["git", "describe", "--always", "--dirty"], cwd=source, capture_output=True, text=True
+    )
+    return f"commit {done.stdout.strip()}" if done.returncode == 0 else "not a git checkout"
 
 
 if __name__ == "__main__":

@@ -18,6 +18,17 @@ mkdir -p "$out" "$runs"
 names=("${@:-first_run results lecture tasks diagonal epoch predict serve page sequence suite suite_rnn speech esn distributed layer}")
 read -r -a names <<<"${names[*]}"
 
+first_run() {  # cold and warm, beside the commit before the first-run work (interleaved)
+    local base=$runs/first_run_base status
+    git worktree remove --force "$base" 2>/dev/null || rm -rf "$base"
+    git worktree add -q --detach "$base" "$first_run_base" || return 1
+    python benchmarks/first_run.py --data "$data/aclImdb.tar.gz" --against "$base/src"
+    status=$?
+    git worktree remove --force "$base"
+    return $status
+}
+first_run_base=6f6ca17
+
 model() {  # the reference IMDB model, seed 0, trained once for the serving benchmarks
     [ -f "$runs/imdb/metrics.json" ] || elman train imdb --data "$data/aclImdb.tar.gz" \
         --out "$runs/imdb" --overwrite --no-progress >/dev/null
@@ -27,7 +38,7 @@ failed=()
 for name in "${names[@]}"; do
     echo "== $name ($(date -u +%H:%M:%S))" >&2
     if ! case $name in
-    first_run) python benchmarks/first_run.py --data "$data/aclImdb.tar.gz" ;;
+    first_run) first_run ;;
     results) python benchmarks/results.py ;;
     lecture) python benchmarks/lecture.py --data "$data/aclImdb.tar.gz" --out docs/lecture \
         --runs "$runs/lecture" ;;
