@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import Tensor, nn
 
-from elman.cells.kind import CellKind, LayerSettings, State, Step, WordStates, read_packed
+from elman.cells.kind import CellKind, LayerSettings, State, Step, read_words_packed
 
 
 class GatedRNN(nn.Module):
@@ -72,23 +74,6 @@ def keras_forget_bias(lstm: nn.LSTM) -> None:
                 bias[H : 2 * H].fill_(0.0)
 
 
-def read_words(
-    rnn: GatedRNN,
-    embedding: nn.Embedding,
-    ids: Tensor,
-    padding_id: int,
-    mask_padding: bool,
-    layer_by_layer: bool = False,
-) -> WordStates:
-    """The layer's output over ``ids`` and the steps it read (None: all). With
-    ``mask_padding`` the words move to the front and are read packed (cuDNN's and PyTorch's
-    way to skip padding), so pooling reads the states of the words only."""
-    embedded = embedding(ids)
-    if not mask_padding:
-        return rnn(embedded), None
-    return read_packed(rnn, embedded, ids, padding_id, min_length=1)
-
-
 def _kind(name: str, layer: type[nn.LSTM] | type[nn.GRU], cell: type[nn.RNNCellBase]) -> CellKind:
     def build(settings: LayerSettings, input_size: int, return_sequences: bool) -> GatedRNN:
         return GatedRNN(
@@ -114,7 +99,8 @@ def _kind(name: str, layer: type[nn.LSTM] | type[nn.GRU], cell: type[nn.RNNCellB
         name=name,
         help=f"torch.nn.{layer.__name__} of the same width, to compare",
         build=build,
-        read_words=read_words,
+        # (a packed torch.nn layer refuses rows of no step: each reads at least one)
+        read_words=functools.partial(read_words_packed, min_length=1),
         bidirectional=True,
         pools=True,
         step=step,

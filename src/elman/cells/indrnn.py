@@ -18,7 +18,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from elman.cells.kind import CellKind, LayerSettings, State, Step, WordStates, read_packed
+from elman.cells.kind import CellKind, LayerSettings, State, Step, read_words_packed
 from elman.kernels import BACKENDS, run_diagonal
 from elman.kernels.reference import ACTIVATIONS
 from elman.rnn import Stacked, steps_read
@@ -111,22 +111,6 @@ def build(settings: LayerSettings, input_size: int, return_sequences: bool) -> n
     return Stacked.of(layer, input_size, settings.hidden_size, settings.layers, return_sequences)
 
 
-def read_words(
-    rnn: IndRNN,
-    embedding: nn.Embedding,
-    ids: Tensor,
-    padding_id: int,
-    mask_padding: bool,
-    layer_by_layer: bool = False,
-) -> WordStates:
-    """The layer over the embedded ids; with ``mask_padding`` the words move to the front and
-    the padding after them is not read."""
-    embedded = embedding(ids)
-    if not mask_padding:
-        return rnn(embedded), None
-    return read_packed(rnn, embedded, ids, padding_id)
-
-
 def step(rnn: nn.Module, zero: Tensor) -> tuple[Step, State] | None:
     if not isinstance(rnn, IndRNN):
         return None
@@ -143,7 +127,7 @@ INDRNN = CellKind(
     name="indrnn",
     help="IndRNN (Li et al. 2018): each unit recurrent on itself only, u ⊙ h_(t-1)",
     build=build,
-    read_words=read_words,
+    read_words=read_words_packed,
     pools=True,
     deep=True,
     step=step,

@@ -88,13 +88,24 @@ def to_front(x: Tensor, kept: Tensor) -> tuple[Tensor, Tensor]:
     return moved, lengths
 
 
-def read_packed(
-    rnn: nn.Module, embedded: Tensor, ids: Tensor, padding_id: int, min_length: int = 0
+def read_words_packed(
+    rnn: nn.Module,
+    embedding: nn.Embedding,
+    ids: Tensor,
+    padding_id: int,
+    mask_padding: bool,
+    layer_by_layer: bool = False,
+    min_length: int = 0,
 ) -> WordStates:
-    """A layer that reads each row's leading ``lengths`` steps, over the embedded ids (B, T, F)
-    with the words moved to the front (``to_front``) so the padding is not read: its output and
+    """``read_words`` for a layer that takes ``lengths`` (the gated kinds, IndRNN): the embedded
+    ids (B, T) through the layer, the embedding always first (``layer_by_layer`` changes
+    nothing). With ``mask_padding`` the words move to the front (``to_front``) and each row
+    reads its leading words only (cuDNN's and PyTorch's way to skip padding): the output and
     which steps it read (B, T). ``min_length``: each row reads at least that many steps (a
     packed cuDNN/PyTorch layer refuses empty rows)."""
+    embedded = embedding(ids)
+    if not mask_padding:
+        return rnn(embedded), None
     words, lengths = to_front(embedded, ids != padding_id)
     read = torch.arange(ids.shape[1], device=ids.device)[None, :] < lengths[:, None]
     return rnn(words, lengths=lengths.clamp(min=min_length)), read
