@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # (run as a script: its neighbours)
-from report import provenance  # noqa: E402
+from report import commit, provenance  # noqa: E402
 
 HERE = Path(__file__).resolve().parents[1] / "src"
 WARM = "warm (kernels and encoded arrays cached)"
@@ -81,7 +81,8 @@ def main(argv: list[str] | None = None) -> None:
     print(provenance() + "\n")
     print("`elman train imdb --data ARCHIVE --overwrite`, a new process each:\n")
     if args.against:
-        print(f"(against: `{args.against}`, {_commit(args.against)}; runs interleaved)\n")
+        against = commit(args.against.parent)  # (the checkout holding that src folder)
+        print(f"(against: `{args.against}`, commit {against}; runs interleaved)\n")
         print("| run | this: wall | test acc | against: wall | test acc |")
         print("|---|---:|---:|---:|---:|")
         for this, other in zip(rows["this"], rows["against"], strict=True):
@@ -95,14 +96,6 @@ def main(argv: list[str] | None = None) -> None:
         for name, runs in rows.items()
     }
     print("\nMedian cold run: " + ", ".join(f"{n} {s:.1f} s" for n, s in medians.items()))
-
-
-def _commit(source: Path) -> str:
-    """The commit of the checkout holding ``source`` (``-dirty`` if it has changes)."""
-    done = subprocess.run(
-        ["git", "describe", "--always", "--dirty"], cwd=source, capture_output=True, text=True
-    )
-    return f"commit {done.stdout.strip()}" if done.returncode == 0 else "not a git checkout"
 
 
 if __name__ == "__main__":

@@ -18,15 +18,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def commit() -> str:
-    """The checkout's commit, short, with ``-dirty`` when the code (``src/``, ``benchmarks/``)
-    differs from it: a figure measured on uncommitted code says so."""
+def commit(root: Path = ROOT) -> str:
+    """The commit of the checkout at ``root`` (this one by default), short, with ``-dirty`` when
+    its code (``src/``, ``benchmarks/``) differs from it: a figure measured on uncommitted code
+    says so."""
     found = subprocess.run(
-        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+        ["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
     )
     name = found.stdout.strip() or "unknown"
     changed = subprocess.run(
-        ["git", "-C", str(ROOT), "status", "--porcelain", "--", "src", "benchmarks"],
+        ["git", "-C", str(root), "status", "--porcelain", "--", "src", "benchmarks"],
         capture_output=True,
         text=True,
     )
