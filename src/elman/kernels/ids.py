@@ -36,6 +36,8 @@ from elman.kernels.loops import (
     ERRORS,
     FASTMATH,
     activate,
+    call_at,
+    compiled_alone,
     copy_row,
     dot_rows,
     drop_arguments,
@@ -119,7 +121,10 @@ def _read(
     states = np.empty((B, T if keep else 0, H), dtype=table.dtype)
     last = np.empty((B, H), dtype=table.dtype)
     W_hT = np.ascontiguousarray(W_h.T) if fours.sum() else W_h[:0, :0]
+    options = (h0, start, drop, use_drop, activation, exact_tanh, keep, states, last, order)
     _read_blocks(
+        compiled_alone(_read_four, (ids, table, W_hT, *options)),
+        compiled_alone(_read_rows, (ids, table, W_h, *options)),
         ids, table, W_h, W_hT, h0, start, drop, use_drop, activation, exact_tanh, keep, order,
         bounds, fours, states, last,
     )  # fmt: skip
@@ -128,24 +133,25 @@ def _read(
 
 # The parallel loops hold nothing but the loop over threads' blocks: numba turns every array
 # expression of a parallel function into a loop of its own and compiles each, which made the
-# compiling of these two (a first run's slowest part) about twice as long.
+# compiling of these two (a first run's slowest part) about twice as long. The functions they
+# run come as addresses (``compiled_alone``: compiled once, not again inside the loop).
 @njit(cache=True, parallel=True, nogil=True, error_model=ERRORS)
 def _read_blocks(
-    ids, table, W_h, W_hT, h0, start, drop, use_drop, activation, exact_tanh, keep, order,
-    bounds, fours, states, last,
+    read_four, read_rows, ids, table, W_h, W_hT, h0, start, drop, use_drop, activation,
+    exact_tanh, keep, order, bounds, fours, states, last,
 ):  # fmt: skip
     for k in prange(bounds.shape[0] - 1):  # one block of rows per thread
         rows = order[bounds[k] : bounds[k + 1]]
         grouped = 4 * fours[k]
         for first in range(0, grouped, 4):
-            _read_four(
+            call_at(read_four, (
                 ids, table, W_hT, h0, start, drop, use_drop, activation, exact_tanh, keep,
                 states, last, rows[first : first + 4],
-            )  # fmt: skip
-        _read_rows(
+            ))  # fmt: skip
+        call_at(read_rows, (
             ids, table, W_h, h0, start, drop, use_drop, activation, exact_tanh, keep, states,
             last, rows[grouped:],
-        )  # fmt: skip
+        ))  # fmt: skip
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH, error_model=ERRORS)
@@ -243,7 +249,11 @@ def _backward(
     W_h_parts = np.zeros((threads, H, H), dtype=G.dtype)
     grad_h0 = np.empty((B, H), dtype=G.dtype)
     W_h = np.ascontiguousarray(W_hT.T) if fours.sum() else W_hT[:0, :0]
+    inputs = (ids, G, states, h0)
+    options = (start, drop, use_drop, activation, table_parts[0], W_h_parts[0], grad_h0, order)
     _backward_blocks(
+        compiled_alone(_backward_four, (*inputs, W_h, *options)),
+        compiled_alone(_backward_rows, (*inputs, W_hT, *options)),
         ids, G, states, h0, W_h, W_hT, start, drop, use_drop, activation, order, bounds, fours,
         table_parts, W_h_parts, grad_h0,
     )  # fmt: skip
@@ -257,21 +267,21 @@ def _backward(
 
 @njit(cache=True, parallel=True, nogil=True, error_model=ERRORS)
 def _backward_blocks(
-    ids, G, states, h0, W_h, W_hT, start, drop, use_drop, activation, order, bounds, fours,
-    table_parts, W_h_parts, grad_h0,
+    backward_four, backward_rows, ids, G, states, h0, W_h, W_hT, start, drop, use_drop,
+    activation, order, bounds, fours, table_parts, W_h_parts, grad_h0,
 ):  # fmt: skip
     for k in prange(bounds.shape[0] - 1):  # one block of rows per thread
         rows = order[bounds[k] : bounds[k + 1]]
         grouped = 4 * fours[k]
         for first in range(0, grouped, 4):
-            _backward_four(
+            call_at(backward_four, (
                 ids, G, states, h0, W_h, start, drop, use_drop, activation, table_parts[k],
                 W_h_parts[k], grad_h0, rows[first : first + 4],
-            )  # fmt: skip
-        _backward_rows(
+            ))  # fmt: skip
+        call_at(backward_rows, (
             ids, G, states, h0, W_hT, start, drop, use_drop, activation, table_parts[k],
             W_h_parts[k], grad_h0, rows[grouped:],
-        )  # fmt: skip
+        ))  # fmt: skip
 
 
 def last_state_from_ids(

@@ -1,6 +1,7 @@
 """The numba building blocks every compiled kernel shares (``fused`` for the layer, ``ids`` for
 token ids): a float32 tanh, one step of the recurrence on one row, and the split of a batch's
-rows between threads. Importing it checks which threads numba will run the kernels on."""
+rows between threads, and the call of a compiled function through its address (``call_at``).
+Importing it checks which threads numba will run the kernels on."""
 
 from __future__ import annotations
 
@@ -10,7 +11,10 @@ import warnings
 import numba
 import numpy as np
 import torch
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils, errors
+from numba.extending import intrinsic
 
 TANH, RELU = 0, 1
 ACTIVATION_CODES = {"tanh": TANH, "relu": RELU}
@@ -217,6 +221,49 @@ def dropped_step(pre, W_h, h, drop, dropped, activation, exact_tanh):
         dropped[i] = h[i] * drop[i]
     dot_rows(W_h, dropped, pre)
     activate(pre, h, activation, exact_tanh)
+
+
+# A parallel loop's callees, compiled once ------------------------------------------------------
+#
+# numba compiles a parallel (``prange``) function in four layers (the function, the loop's body,
+# two wrappers) and links every function the loop calls into each: the callees' code is
+# optimised and turned into machine code four times over. For the token-id kernels that was
+# 8-10 s of CPU each, most of a first run's compiling. A callee the loop reaches through its
+# address instead, compiled on its own as a C function (a numba ``cfunc``, kept on disk like the
+# rest), is compiled once; the call costs a few microseconds per kernel call.
+
+_COMPILED_ALONE: dict = {}
+
+
+def compiled_alone(function: numba.core.dispatcher.Dispatcher, arguments: tuple) -> int:
+    """The address of the ``@njit`` ``function`` compiled on its own as a C function of
+    ``arguments``' types (its options kept; once per dtypes, then from disk), for ``call_at``.
+    The arguments are C-contiguous arrays, each always of the same rank, and scalars."""
+    key = (function, *(getattr(argument, "dtype", type(argument)) for argument in arguments))
+    compiled = _COMPILED_ALONE.get(key)
+    if compiled is None:
+        signature = types.void(*(numba.typeof(argument) for argument in arguments))
+        options = {k: v for k, v in function.targetoptions.items() if k != "nogil"}
+        compiled = numba.cfunc(signature, cache=True, **options)(function.py_func)
+        _COMPILED_ALONE[key] = compiled
+    return compiled.address
+
+
+@intrinsic
+def call_at(typingctx, address, arguments):
+    """``function(*arguments)`` in compiled code, for the function at ``address`` (an int64,
+    from ``compiled_alone``). Its arrays must be C-contiguous, as it was compiled for."""
+    if any(isinstance(kind, types.Array) and kind.layout != "C" for kind in arguments.types):
+        raise errors.TypingError(f"call_at takes C-contiguous arrays, got {arguments}")
+
+    def codegen(context, builder, signature, values):
+        parameters = [context.get_value_type(kind) for kind in arguments.types]
+        function_type = ir.FunctionType(context.get_value_type(types.none), parameters)
+        function = builder.inttoptr(values[0], function_type.as_pointer())
+        builder.call(function, cgutils.unpack_tuple(builder, values[1]))
+        return context.get_dummy_value()
+
+    return types.void(address, arguments), codegen
 
 
 def drop_arguments(drop: torch.Tensor | None, dtype: torch.dtype) -> tuple[np.ndarray, bool]:
