@@ -27,6 +27,7 @@ the reference model), (B, C) for C > 2 (softmax). The sigmoid/softmax is applied
 
 from __future__ import annotations
 
+import copy
 import os
 
 import numpy as np
@@ -332,6 +333,7 @@ def summary(model: ReviewClassifier | SequenceModel, batch_size: int = 1, steps:
     (A SequenceModel is shown reading ``steps`` steps.)"""
     from torchinfo import summary as torchinfo_summary
 
+    model = _on_reference_loops(model)  # (shapes are all it needs: no kernel to compile)
     if isinstance(model, SequenceModel):
         example = torch.zeros(batch_size, steps, model.config.input_size)
     else:
@@ -350,6 +352,15 @@ def summary(model: ReviewClassifier | SequenceModel, batch_size: int = 1, steps:
     lines = str(stats).splitlines()
     end = next(i for i, line in enumerate(lines) if line.startswith("Non-trainable params"))
     return "\n".join(lines[: end + 1] + [lines[0]])
+
+
+def _on_reference_loops(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` whose recurrent layers run their reference loops (plain PyTorch)."""
+    model = copy.deepcopy(model)
+    for module in model.modules():
+        if hasattr(module, "backend"):
+            module.backend = "reference"
+    return model
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -329,11 +329,11 @@ def compiled_on_disk(source: Path) -> bool:
 def warm_kernels(model_settings: str, part: str) -> None:
     """Compile ``part`` of what a training step and a prediction of a model built like the
     run's compile (the same specialisations: they depend on types and options, not on sizes):
-    ``forward``, a prediction and the summary of a tiny model; ``backward``, the token-id
-    kernel's backward alone."""
+    ``forward``, a prediction of a tiny model; ``backward``, the token-id kernel's backward
+    alone."""
     from elman.config import ModelConfig
     from elman.kernels import compile_backward
-    from elman.models import ReviewClassifier, summary
+    from elman.models import ReviewClassifier
 
     settings = ModelConfig(**{**json.loads(model_settings), "vocab_size": 40, "max_len": 12})
     torch.set_num_threads(1)
@@ -343,7 +343,6 @@ def warm_kernels(model_settings: str, part: str) -> None:
         ids[0, :5] = 0  # padding in front, as real reviews have
         with torch.no_grad():
             model.eval()(ids)
-        summary(model)  # (the run prints it: each layer on its own, the layer's fused kernel)
     else:
         compile_backward(settings.hidden_size, settings.activation, torch.float32)
 
