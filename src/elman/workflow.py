@@ -295,26 +295,25 @@ _DATA_LOCATIONS = ("data", "cache_dir")  # where the files are, not what they ho
 
 
 def compile_ahead(config: RunConfig) -> list[subprocess.Popen]:
-    """Compile the run's kernels in two more processes while this one reads the data (numba
+    """Compile the run's kernels in one more process while this one reads the data (numba
     keeps what it compiles on disk, where this process then finds it): a first run on a fresh
-    install overlaps its slowest parts. One process compiles the forward kernels, the other
-    the backward one, so the two halves of the compiling overlap each other too. Text models
-    only (the others' kernels depend on the data's width); none if there is nothing to do."""
+    install overlaps its slowest parts, one core each. (Two, one for the forward kernels and one
+    for the backward, took longer: a third process on two cores, and a second import of torch
+    and numba.) Text models only (the others' kernels depend on the data's width); none if
+    there is nothing to do."""
     kind = cells.kind_of(config.model.architecture, config.reads_text)
     if not config.reads_text or not kind.compiled or (os.cpu_count() or 1) < 2:
         return []
     if compiled_on_disk(Path(__file__).parent / "kernels" / "ids.py"):
         return []
     settings = json.dumps(asdict(config.model))
-    code = "import sys; from elman.workflow import warm_kernels; warm_kernels(*sys.argv[1:])"
-    return [
-        subprocess.Popen(
-            [sys.executable, "-c", code, settings, part],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        for part in ("forward", "backward")
-    ]
+    code = "import sys; from elman.workflow import warm_kernels; warm_kernels(sys.argv[1])"
+    process = subprocess.Popen(
+        [sys.executable, "-c", code, settings],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    return [process]
 
 
 def compiled_on_disk(source: Path) -> bool:
@@ -326,25 +325,21 @@ def compiled_on_disk(source: Path) -> bool:
     return any(index.stat().st_mtime >= changed for index in indexes)
 
 
-def warm_kernels(model_settings: str, part: str) -> None:
-    """Compile ``part`` of what a training step and a prediction of a model built like the
-    run's compile (the same specialisations: they depend on types and options, not on sizes):
-    ``forward``, a prediction of a tiny model; ``backward``, the token-id kernel's backward
-    alone."""
+def warm_kernels(model_settings: str) -> None:
+    """Compile what the run's training steps and predictions will (the same specialisations:
+    they depend on types and options, not on sizes): one step and one prediction of a tiny
+    model built like the run's."""
     from elman.config import ModelConfig
-    from elman.kernels import compile_backward
     from elman.models import ReviewClassifier
 
     settings = ModelConfig(**{**json.loads(model_settings), "vocab_size": 40, "max_len": 12})
     torch.set_num_threads(1)
-    if part == "forward":
-        model = ReviewClassifier(settings)
-        ids = torch.randint(3, 40, (4, 12))
-        ids[0, :5] = 0  # padding in front, as real reviews have
-        with torch.no_grad():
-            model.eval()(ids)
-    else:
-        compile_backward(settings.hidden_size, settings.activation, torch.float32)
+    model = ReviewClassifier(settings)
+    ids = torch.randint(3, 40, (4, 12))
+    ids[0, :5] = 0  # padding in front, as real reviews have
+    model.train()(ids).sum().backward()
+    with torch.no_grad():
+        model.eval()(ids)
 
 
 def _train(

@@ -35,14 +35,7 @@ from elman.kernels.reference import reference_diagonal, reference_rnn
 BACKENDS = ("auto", "reference", "fused", "torch")
 __all__ = ["BACKENDS", "check_lengths", "resolve", "run_backend", "run_ids", "run_words"]
 __all__ += ["run_diagonal"]
-__all__ += ["compile_backward", "per_step_products", "traced", "words_start"]
-
-
-def compile_backward(hidden_size: int, activation: str, dtype: torch.dtype) -> None:
-    """Compile the token-id kernel's backward pass alone (``elman.kernels.ids``)."""
-    from elman.kernels.ids import compile_backward as compile_it
-
-    compile_it(hidden_size, activation, dtype)
+__all__ += ["per_step_products", "traced", "words_start"]
 
 
 def resolve(backend: str, device: torch.device, dtype: torch.dtype = torch.float32) -> str:

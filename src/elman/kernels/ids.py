@@ -494,18 +494,3 @@ def fused_over_words(
             1, (start[:, None] + steps).clamp(max=T - 1)[..., None].expand(-1, -1, H)
         )
     return states[:, -1] if last_only else states
-
-
-def compile_backward(hidden_size: int, activation: str, dtype: torch.dtype) -> None:
-    """Compile ``_backward`` alone (numba keeps it on disk), as a training step would call it:
-    tiny arrays of the same types, so that a second process can compile it while a first
-    compiles the forward kernels (``elman.workflow.compile_ahead``)."""
-    B, T, H, V = 4, 6, hidden_size, 8
-    kind = torch.empty(0, dtype=dtype).numpy().dtype
-    ids = np.full((B, T), 3, dtype=np.int64)
-    arrays = [np.zeros(shape, dtype=kind) for shape in ((B, T, H), (B, T, H), (B, H), (H, H))]
-    start = np.zeros(B, dtype=np.int64)
-    _backward(
-        ids, *arrays, start, *drop_arguments(None, dtype), ACTIVATION_CODES[activation], V,
-        *partition(np.full(B, T)),
-    )  # fmt: skip
