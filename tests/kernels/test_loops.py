@@ -1,6 +1,7 @@
 """The split of a batch's rows between threads (``loops.partition``), which every compiled kernel
-reads: each row once, fours that do not depend on the thread count, balanced work; and the
-warning when numba would run them on slow threads."""
+reads: each row once, fours that do not depend on the thread count, balanced work; the warning
+when numba would run them on slow threads; and the call of a function compiled alone from a
+parallel loop (``compiled_alone``, ``call_at``)."""
 
 import os
 import subprocess
@@ -9,8 +10,10 @@ import sys
 import numpy as np
 import pytest
 import torch
+from numba import njit, prange
+from numba.core.errors import TypingError
 
-from elman.kernels.loops import even_partition, partition
+from elman.kernels.loops import call_at, compiled_alone, even_partition, partition
 
 
 def _threads_rows(order, bounds, fours):
@@ -94,3 +97,39 @@ def test_slow_threads_are_reported_with_what_to_do():
 def test_a_threading_layer_the_user_chose_is_not_questioned():
     result = _import_kernels(NO_OPENMP, NUMBA_THREADING_LAYER="workqueue")
     assert result.returncode == 0, result.stderr
+
+
+@njit(nogil=True)
+def _squares(x, out, rows):
+    for b in rows:
+        for i in range(x.shape[1]):
+            out[b, i] = x[b, i] * x[b, i]
+
+
+@njit(parallel=True)
+def _squares_in_blocks(squares, x, out, order, bounds):
+    for k in prange(len(bounds) - 1):
+        call_at(squares, (x, out, order[bounds[k] : bounds[k + 1]]))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_parallel_loop_calls_the_function_compiled_alone_for_its_types(dtype):
+    x = np.random.default_rng(0).standard_normal((10, 7)).astype(dtype)
+    out = np.zeros_like(x)
+    order, bounds = np.arange(10)[::-1].copy(), np.array([0, 3, 10])
+    address = compiled_alone(_squares, (x, out, order))
+    _squares_in_blocks(address, x, out, order, bounds)
+    assert np.array_equal(out, x * x)  # every row, each block's, written
+    assert compiled_alone(_squares, (x, out, order)) == address  # compiled once per dtypes
+    other = np.float64 if dtype == np.float32 else np.float32
+    assert compiled_alone(_squares, (x.astype(other), out.astype(other), order)) != address
+
+
+def test_arrays_must_be_c_contiguous_on_both_sides():
+    x = np.ones((6, 8), dtype=np.int64)
+    order, bounds = np.arange(6), np.array([0, 6])
+    with pytest.raises(ValueError, match="C-contiguous"):  # compiled for strided arrays: no
+        compiled_alone(_squares, (x[:, ::2], np.zeros((6, 4), np.int64), order))
+    address = compiled_alone(_squares, (x, np.zeros_like(x), order))
+    with pytest.raises(TypingError, match="C-contiguous"):  # called with them: refused too
+        _squares_in_blocks(address, x[:, ::2], np.zeros((6, 4), np.int64), order, bounds)

@@ -30,6 +30,8 @@ from elman.kernels.loops import (
     ERRORS,
     FASTMATH,
     activate,
+    call_at,
+    compiled_alone,
     copy_row,
     dot_rows,
     drop_arguments,
@@ -93,10 +95,25 @@ def _forward_four(
             copy_row(h[r], states[rows[r], t])
 
 
-@njit(cache=True, parallel=True, nogil=True, error_model=ERRORS)
 def _forward(
     P, W_h, h0, mask, use_mask, drop, use_drop, activation, exact_tanh, order, bounds, fours,
     overwrite,
+):  # fmt: skip
+    """All states (B, T, H): each thread's block of rows (``_forward_blocks``), the rows'
+    functions compiled alone (``compiled_alone``)."""
+    options = (h0, mask, use_mask, drop, use_drop, activation, exact_tanh, P, order)  # (P: states)
+    return _forward_blocks(
+        compiled_alone(_forward_four, (P, W_h, *options)),
+        compiled_alone(_forward_rows, (P, W_h, *options)),
+        P, W_h, h0, mask, use_mask, drop, use_drop, activation, exact_tanh, order, bounds, fours,
+        overwrite,
+    )  # fmt: skip
+
+
+@njit(cache=True, parallel=True, nogil=True, error_model=ERRORS)
+def _forward_blocks(
+    forward_four, forward_rows, P, W_h, h0, mask, use_mask, drop, use_drop, activation,
+    exact_tanh, order, bounds, fours, overwrite,
 ):  # fmt: skip
     B, T, H = P.shape
     # Each step reads its row of P before it writes its state, so the states may take P's place
@@ -107,14 +124,14 @@ def _forward(
         rows = order[bounds[k] : bounds[k + 1]]
         grouped = 4 * fours[k]  # rows that run four at a time (``partition``)
         for first in range(0, grouped, 4):
-            four = rows[first : first + 4]
-            _forward_four(
-                P, W_hT, h0, mask, use_mask, drop, use_drop, activation, exact_tanh, states, four
-            )
-        _forward_rows(
+            call_at(forward_four, (
+                P, W_hT, h0, mask, use_mask, drop, use_drop, activation, exact_tanh, states,
+                rows[first : first + 4],
+            ))  # fmt: skip
+        call_at(forward_rows, (
             P, W_h, h0, mask, use_mask, drop, use_drop, activation, exact_tanh, states,
             rows[grouped:],
-        )  # fmt: skip
+        ))  # fmt: skip
     return states
 
 
@@ -184,8 +201,21 @@ def _backward_four(G, states, W_h, mask, use_mask, drop, use_drop, activation, d
         copy_row(products[r], carry[rows[r]])
 
 
-@njit(cache=True, parallel=True, nogil=True, error_model=ERRORS)
 def _backward(G, states, W_hT, mask, use_mask, drop, use_drop, activation, order, bounds, fours):
+    """δ (B, T, H) and ∂L/∂h0 (B, H): each thread's block of rows (``_backward_blocks``)."""
+    options = (mask, use_mask, drop, use_drop, activation, G, W_hT, order)  # (δ, carry: alike)
+    return _backward_blocks(
+        compiled_alone(_backward_four, (G, states, W_hT, *options)),
+        compiled_alone(_backward_rows, (G, states, W_hT, *options)),
+        G, states, W_hT, mask, use_mask, drop, use_drop, activation, order, bounds, fours,
+    )  # fmt: skip
+
+
+@njit(cache=True, parallel=True, nogil=True, error_model=ERRORS)
+def _backward_blocks(
+    backward_four, backward_rows, G, states, W_hT, mask, use_mask, drop, use_drop, activation,
+    order, bounds, fours,
+):  # fmt: skip
     B, T, H = G.shape
     delta = np.empty((B, T, H), dtype=G.dtype)
     carry = np.empty((B, H), dtype=G.dtype)
@@ -194,14 +224,14 @@ def _backward(G, states, W_hT, mask, use_mask, drop, use_drop, activation, order
         rows = order[bounds[k] : bounds[k + 1]]
         grouped = 4 * fours[k]
         for first in range(0, grouped, 4):
-            four = rows[first : first + 4]
-            _backward_four(
-                G, states, W_h, mask, use_mask, drop, use_drop, activation, delta, carry, four
-            )
-        _backward_rows(
+            call_at(backward_four, (
+                G, states, W_h, mask, use_mask, drop, use_drop, activation, delta, carry,
+                rows[first : first + 4],
+            ))  # fmt: skip
+        call_at(backward_rows, (
             G, states, W_hT, mask, use_mask, drop, use_drop, activation, delta, carry,
             rows[grouped:],
-        )  # fmt: skip
+        ))  # fmt: skip
     return delta, carry
 
 

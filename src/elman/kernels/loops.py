@@ -227,10 +227,11 @@ def dropped_step(pre, W_h, h, drop, dropped, activation, exact_tanh):
 #
 # numba compiles a parallel (``prange``) function in four layers (the function, the loop's body,
 # two wrappers) and links every function the loop calls into each: the callees' code is
-# optimised and turned into machine code four times over. For the token-id kernels that was
-# 8-10 s of CPU each, most of a first run's compiling. A callee the loop reaches through its
+# optimised and turned into machine code four times over. A callee the loop reaches through its
 # address instead, compiled on its own as a C function (a numba ``cfunc``, kept on disk like the
-# rest), is compiled once; the call costs a few microseconds per kernel call.
+# rest), is compiled once; the call costs a few microseconds per kernel call, and the bits are
+# the same. Compiling the token-id kernels' forward and backward took 9.9 and 8.0 s, now 5.9
+# and 4.3; the layer's first training step on the fused kernels 17.1 s, now 8.5.
 
 _COMPILED_ALONE: dict = {}
 
@@ -242,8 +243,11 @@ def compiled_alone(function: numba.core.dispatcher.Dispatcher, arguments: tuple)
     key = (function, *(getattr(argument, "dtype", type(argument)) for argument in arguments))
     compiled = _COMPILED_ALONE.get(key)
     if compiled is None:
+        arrays = [argument for argument in arguments if isinstance(argument, np.ndarray)]
+        if not all(array.flags.c_contiguous for array in arrays):
+            raise ValueError(f"{function.__name__} is compiled alone for C-contiguous arrays")
         signature = types.void(*(numba.typeof(argument) for argument in arguments))
-        options = {k: v for k, v in function.targetoptions.items() if k != "nogil"}
+        options = function.targetoptions
         compiled = numba.cfunc(signature, cache=True, **options)(function.py_func)
         _COMPILED_ALONE[key] = compiled
     return compiled.address
