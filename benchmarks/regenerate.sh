@@ -15,19 +15,18 @@ data=../shared/data
 out=docs/results
 runs=runs/regenerate
 mkdir -p "$out" "$runs"
-names=("${@:-first_run results lecture tasks diagonal epoch predict serve page sequence suite suite_rnn speech esn distributed layer}")
+names=("${@:-first_run compile results lecture tasks diagonal epoch predict serve page sequence suite suite_rnn speech esn distributed layer}")
 read -r -a names <<<"${names[*]}"
 
-first_run() {  # cold and warm, beside the commit before the first-run work (interleaved)
-    local base=$runs/first_run_base status
+beside() {  # COMMIT SCRIPT [ARGS]: a benchmark with --against a worktree of COMMIT (interleaved)
+    local base=$runs/base_$1 status
     git worktree remove --force "$base" 2>/dev/null || rm -rf "$base"
-    git worktree add -q --detach "$base" "$first_run_base" || return 1
-    python benchmarks/first_run.py --data "$data/aclImdb.tar.gz" --against "$base/src"
+    git worktree add -q --detach "$base" "$1" || return 1
+    python "${@:2}" --against "$base/src"
     status=$?
     git worktree remove --force "$base"
     return $status
 }
-first_run_base=6f6ca17
 
 model() {  # the reference IMDB model, seed 0, trained once for the serving benchmarks
     [ -f "$runs/imdb/metrics.json" ] || elman train imdb --data "$data/aclImdb.tar.gz" \
@@ -38,7 +37,8 @@ failed=()
 for name in "${names[@]}"; do
     echo "== $name ($(date -u +%H:%M:%S))" >&2
     if ! case $name in
-    first_run) first_run ;;
+    first_run) beside 6f6ca17 benchmarks/first_run.py --data "$data/aclImdb.tar.gz" ;;
+    compile) beside 7a6de0d benchmarks/compile.py ;;
     results) python benchmarks/results.py ;;
     lecture) python benchmarks/lecture.py --data "$data/aclImdb.tar.gz" --out docs/lecture \
         --runs "$runs/lecture" ;;

@@ -247,9 +247,9 @@ def compiled_alone(function: numba.core.dispatcher.Dispatcher, arguments: tuple)
         if not all(array.flags.c_contiguous for array in arrays):
             raise ValueError(f"{function.__name__} is compiled alone for C-contiguous arrays")
         signature = types.void(*(numba.typeof(argument) for argument in arguments))
-        options = function.targetoptions
-        compiled = numba.cfunc(signature, cache=True, **options)(function.py_func)
-        _COMPILED_ALONE[key] = compiled
+        compiled = numba.cfunc(signature, cache=True, **function.targetoptions)(function.py_func)
+        # (the first kept wins: an address another thread got must stay compiled)
+        compiled = _COMPILED_ALONE.setdefault(key, compiled)
     return compiled.address
 
 
