@@ -15,6 +15,17 @@ def test_reference_model_summary_counts():
     assert dense_row.split()[-1] == "33"
 
 
+def test_summary_runs_a_copy_on_the_reference_loops_and_leaves_the_model_as_it_was():
+    model = ReviewClassifier(ModelConfig(hidden_size=8, max_len=30))
+    model.embedding.weight.requires_grad_(False)  # a frozen layer: the copy keeps it frozen
+    weights = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    table = summary(model)
+    assert "Non-trainable params: 320,000" in table
+    assert "[1, 8]" in next(line for line in table.splitlines() if "(rnn)" in line)
+    assert model.rnn.backend == "auto"  # the model itself still runs its compiled kernels
+    assert all(torch.equal(weights[name], t) for name, t in model.state_dict().items())
+
+
 def test_all_states_variant_has_16001_dense_weights():
     model = ReviewClassifier(ModelConfig("rnn-all-states"))
     assert model.dense.weight.numel() + model.dense.bias.numel() == 16_001
