@@ -294,7 +294,7 @@ def _resumed(config: RunConfig, out_dir: Path) -> RunConfig:
 _DATA_LOCATIONS = ("data", "cache_dir")  # where the files are, not what they hold
 
 
-def compile_ahead(config: RunConfig) -> list[subprocess.Popen]:
+def compile_ahead(config: RunConfig) -> subprocess.Popen | None:
     """Compile the run's kernels in one more process while this one reads the data (numba
     keeps what it compiles on disk, where this process then finds it): a first run on a fresh
     install overlaps its slowest parts, one core each. (Two, one for the forward kernels and one
@@ -303,17 +303,16 @@ def compile_ahead(config: RunConfig) -> list[subprocess.Popen]:
     there is nothing to do."""
     kind = cells.kind_of(config.model.architecture, config.reads_text)
     if not config.reads_text or not kind.compiled or (os.cpu_count() or 1) < 2:
-        return []
+        return None
     if compiled_on_disk(Path(__file__).parent / "kernels" / "ids.py"):
-        return []
+        return None
     settings = json.dumps(asdict(config.model))
     code = "import sys; from elman.workflow import warm_kernels; warm_kernels(sys.argv[1])"
-    process = subprocess.Popen(
+    return subprocess.Popen(
         [sys.executable, "-c", code, settings],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    return [process]
 
 
 def compiled_on_disk(source: Path) -> bool:
@@ -356,12 +355,12 @@ def _train(
     if world.distributed or config.train.threads:  # torch and numba alike: never more threads
         threads = share_cores(world, config.train.threads)
     started = time.perf_counter()
-    compiling = compile_ahead(config) if world.main else []
+    compiling = compile_ahead(config) if world.main else None
     config, splits = prepare_data(config, log)  # before anything is written: bad data fails first
-    for process in compiling:  # its kernels are on disk when it ends: waiting beats compiling
+    if compiling is not None:  # its kernels are on disk when it ends: waiting beats compiling
         with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(timeout=300)
-        process.kill()
+            compiling.wait(timeout=300)
+        compiling.kill()
     config = _fitted(config, splits, world.size, log)  # before anything is written
     if world.distributed:
         print(
