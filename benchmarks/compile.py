@@ -13,7 +13,6 @@ the third when its first batch arrives. Prints the median seconds of each, as Ma
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import subprocess
 import sys
@@ -21,9 +20,8 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # (run as a script: its neighbours)
-from report import commit, provenance  # noqa: E402
+from report import checkouts, commit, provenance, running  # noqa: E402
 
-HERE = Path(__file__).resolve().parents[1] / "src"
 TIMED = "import time\nstarted = time.perf_counter()\n{}\nprint(time.perf_counter() - started)"
 
 FAMILIES = {
@@ -56,11 +54,10 @@ FAMILIES = {
 def compiled(setup: str, timed: str, source: Path) -> float:
     """Seconds that ``timed`` takes after ``setup``, in a new process running the ``elman`` in
     ``source`` with nothing compiled on disk."""
-    path = os.pathsep.join(filter(None, [str(source), os.environ.get("PYTHONPATH")]))
     with tempfile.TemporaryDirectory() as cache:
         done = subprocess.run(
             [sys.executable, "-c", setup + TIMED.format(timed)],
-            env={**os.environ, "NUMBA_CACHE_DIR": cache, "PYTHONPATH": path},
+            env={**running(source), "NUMBA_CACHE_DIR": cache},
             capture_output=True,
             text=True,
         )
@@ -74,11 +71,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=3, help="compilations of each family")
     parser.add_argument("--against", type=Path, help="another checkout's src folder, to compare")
     args = parser.parse_args(argv)
-    checkouts = {"this": HERE} | ({"against": args.against.resolve()} if args.against else {})
+    sources = checkouts(args.against)
     seconds: dict[tuple[str, str], list[float]] = {}
     for _ in range(args.repeats):
         for family, (setup, timed) in FAMILIES.items():
-            for name, source in checkouts.items():
+            for name, source in sources.items():
                 took = compiled(setup, timed, source)
                 seconds.setdefault((family, name), []).append(took)
                 print(f"{name}: {family}: {took:.1f} s", file=sys.stderr)
@@ -90,7 +87,7 @@ def main(argv: list[str] | None = None) -> None:
     else:
         print("| compiled | seconds |\n|---|---:|")
     for family in FAMILIES:
-        cells = [f"{statistics.median(seconds[family, name]):.1f} s" for name in checkouts]
+        cells = [f"{statistics.median(seconds[family, name]):.1f} s" for name in sources]
         print(f"| {family} | " + " | ".join(cells) + " |")
 
 

@@ -15,7 +15,6 @@ seconds of each run and the test accuracy it printed, as Markdown.
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import statistics
 import subprocess
@@ -25,9 +24,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # (run as a script: its neighbours)
-from report import commit, provenance  # noqa: E402
+from report import checkouts, commit, provenance, running  # noqa: E402
 
-HERE = Path(__file__).resolve().parents[1] / "src"
 WARM = "warm (kernels and encoded arrays cached)"
 
 
@@ -42,13 +40,12 @@ def forget_compiled(source: Path) -> int:
 def timed_run(data: str, cache: str, source: Path) -> tuple[float, str]:
     """One ``elman train imdb`` of the ``elman`` in ``source``, in a new process: its wall
     seconds and its test accuracy."""
-    path = os.pathsep.join(filter(None, [str(source), os.environ.get("PYTHONPATH")]))
     with tempfile.TemporaryDirectory() as out:
         command = [sys.executable, "-m", "elman", "train", "imdb", "--data", data, "--out", out]
         started = time.perf_counter()
         done = subprocess.run(
             [*command, "--overwrite", "--no-progress"],
-            env={**os.environ, "ELMAN_CACHE": cache, "PYTHONPATH": path},
+            env={**running(source), "ELMAN_CACHE": cache},
             capture_output=True,
             text=True,
         )
@@ -65,10 +62,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=3, help="cold runs (then one warm)")
     parser.add_argument("--against", type=Path, help="another checkout's src folder, to compare")
     args = parser.parse_args(argv)
-    checkouts = {"this": HERE} | ({"against": args.against.resolve()} if args.against else {})
-    rows: dict[str, list[tuple[str, float, str]]] = {name: [] for name in checkouts}
+    sources = checkouts(args.against)
+    rows: dict[str, list[tuple[str, float, str]]] = {name: [] for name in sources}
     for repeat in range(args.repeats):
-        for name, source in checkouts.items():
+        for name, source in sources.items():
             with tempfile.TemporaryDirectory() as cache:
                 removed = forget_compiled(source)
                 seconds, accuracy = timed_run(args.data, cache, source)

@@ -55,6 +55,18 @@ def machine() -> str:
     return described
 
 
+def checkouts(against: Path | None) -> dict[str, Path]:
+    """The ``src`` folders a side-by-side benchmark runs: this checkout's and, given, another's
+    (``--against``)."""
+    return {"this": ROOT / "src"} | ({"against": against.resolve()} if against else {})
+
+
+def running(source: Path) -> dict[str, str]:
+    """The environment of a new process that imports the ``elman`` in ``source`` first."""
+    path = os.pathsep.join(filter(None, [str(source), os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "PYTHONPATH": path}
+
+
 def provenance(argv: list[str] | None = None) -> str:
     """One Markdown line: the command that printed a table, its commit, machine and date."""
     argv = sys.argv if argv is None else argv
